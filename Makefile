@@ -1,0 +1,62 @@
+# Waymark — `make help` lists the targets.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# The test suite runs against PostgreSQL and Redis (the local services by
+# default). It empties the Redis database it is given, hence /15.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/waymark
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint format check migrate demo worker scheduler web bench clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Waymark needs $(PYTHON) on PATH (or set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create the virtualenv and install Waymark with its dev tools
+
+run: $(STAMP) ## Run Waymark locally: SQLite, web + worker + scheduler, demo data, mail sink
+	$(BIN)/python manage.py waymark_run
+
+test: $(STAMP) lint ## Lint, then run the whole test suite against PostgreSQL and Redis
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff: lint and check formatting
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## ruff: fix what can be fixed and format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+check: $(STAMP) ## Django's system checks, and a check that no migration is missing
+	$(BIN)/python manage.py check
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+migrate: $(STAMP) ## Apply migrations to the configured database
+	$(BIN)/python manage.py migrate
+
+web: $(STAMP) ## Run only the development web server
+	$(BIN)/python manage.py runserver
+
+worker: $(STAMP) ## Run one rq worker (no fork per job)
+	$(BIN)/python manage.py rqworker default --worker-class rq.worker.SimpleWorker
+
+scheduler: $(STAMP) ## Run the journey scheduler
+	$(BIN)/python manage.py run_scheduler
+
+bench: $(STAMP) ## Run the benchmarks in bench/ (PostgreSQL; prints figures)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m bench
+
+clean: ## Remove the virtualenv and local data (var/)
+	rm -rf $(VENV) var

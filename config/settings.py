@@ -1,0 +1,163 @@
+"""Waymark settings, read from the environment through django-environ.
+
+Every variable is documented in README.md with its default. A `.env` file in
+the project root is read when present, so local overrides need no exports.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+# The default key is only fit for a laptop; `manage.py check --deploy` flags it.
+SECRET_KEY = env("SECRET_KEY", default="django-insecure-waymark-local-development-key")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Absolute base for every link Waymark puts in a message (tracking,
+# preference center, unsubscribe). No trailing slash.
+SITE_URL = env("SITE_URL", default="http://localhost:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "polymorphic",
+    "rest_framework",
+    "django_rq",
+    "contacts",
+    "subscriptions",
+    "messaging",
+    "journeys",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'waymark.sqlite3'}"),
+}
+DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded database serves a web process, a worker and a scheduler at
+    # once: WAL lets readers run beside the writer, and IMMEDIATE transactions
+    # wait for the write lock instead of failing half-way with "locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "var" / "static"))
+
+# --- Redis and background work -------------------------------------------
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+RQ_QUEUES = {
+    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
+}
+RQ_SHOW_ADMIN_LINK = True
+
+# --- Email ------------------------------------------------------------------
+# EMAIL_URL picks the backend and relay in one variable, e.g.
+# smtp://user:pass@relay:587/?tls=True or consolemail:// .
+vars().update(env.email_url("EMAIL_URL", default="smtp://127.0.0.1:1025"))
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Waymark <waymark@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- Journey engine -----------------------------------------------------------
+WAYMARK_ENGINE = {
+    # Enrollments claimed per scheduler pass and advanced per rq job.
+    "BATCH_SIZE": env.int("WAYMARK_BATCH_SIZE", default=500),
+    # How long a claim holds; a worker that dies frees its work after this.
+    "LEASE": timedelta(seconds=env.int("WAYMARK_LEASE_SECONDS", default=300)),
+    # Pause between scheduler passes when there was nothing to do.
+    "SCHEDULER_INTERVAL": env.float("WAYMARK_SCHEDULER_INTERVAL", default=1.0),
+    # Safety valve: steps one enrollment may take in one job before yielding.
+    "MAX_STEPS_PER_RUN": 100,
+}
+WAYMARK_SENDING = {
+    # Delivery attempts per message before it is recorded as failed.
+    "MAX_ATTEMPTS": env.int("WAYMARK_SEND_MAX_ATTEMPTS", default=5),
+    # Back-off before attempt n+1 is RETRY_BASE * 4**(n-1): 1, 4, 16, 64 minutes.
+    "RETRY_BASE": timedelta(seconds=env.int("WAYMARK_SEND_RETRY_BASE_SECONDS", default=60)),
+}
+
+# --- API --------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["contacts.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "contacts.api.errors.iterable_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Security -----------------------------------------------------------------
+SESSION_COOKIE_SECURE = env.bool(
+    "SECURE_COOKIES", default=not DEBUG and SITE_URL.startswith("https")
+)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+)
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

@@ -1,0 +1,66 @@
+"""Iterable's response envelope: {"msg", "code", "params"} with its codes."""
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+
+def iterable_response(msg, code="Success", params=None, http_status=status.HTTP_200_OK):
+    return Response({"msg": msg, "code": code, "params": params}, status=http_status)
+
+
+class IterableError(exceptions.APIException):
+    """An error with an Iterable code, raised from views and services' callers."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, msg, code="BadParams", params=None, http_status=None):
+        super().__init__(msg)
+        self.iterable_code = code
+        self.params = params
+        if http_status:
+            self.status_code = http_status
+
+
+def _first_message(detail):
+    if isinstance(detail, dict):
+        for field, value in detail.items():
+            return (
+                f"{field}: {_first_message(value)}"
+                if field != "non_field_errors"
+                else _first_message(value)
+            )
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def iterable_exception_handler(exc, context):
+    if isinstance(exc, IterableError):
+        return iterable_response(str(exc.detail), exc.iterable_code, exc.params, exc.status_code)
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        return iterable_response("Invalid API key", "BadApiKey", None, status.HTTP_401_UNAUTHORIZED)
+    if isinstance(exc, exceptions.PermissionDenied):
+        return iterable_response(str(exc.detail), "Forbidden", None, status.HTTP_403_FORBIDDEN)
+    if isinstance(exc, exceptions.ParseError):
+        return iterable_response(f"Could not parse the JSON body: {exc.detail}", "BadJsonBody")
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return iterable_response(
+            "Send the body as JSON (Content-Type: application/json).", "BadJsonBody"
+        )
+    if isinstance(exc, exceptions.ValidationError):
+        detail = exc.detail
+        code = "BadParams"
+        if isinstance(detail, dict) and "email" in detail:
+            code = "InvalidEmailAddressError"
+        return iterable_response(
+            _first_message(detail), code, {"errors": detail}, status.HTTP_400_BAD_REQUEST
+        )
+    if isinstance(exc, exceptions.NotFound):
+        return iterable_response(str(exc.detail), "NotFound", None, status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        return iterable_response(str(exc.detail), "GenericError", None, exc.status_code)
+    if isinstance(exc, exceptions.Throttled):
+        return iterable_response(str(exc.detail), "RateLimitExceeded", None, exc.status_code)
+    if isinstance(exc, exceptions.APIException):
+        return iterable_response(str(exc.detail), "GenericError", None, exc.status_code)
+    return None

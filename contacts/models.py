@@ -1,0 +1,196 @@
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+
+
+class LowercaseEmailField(models.EmailField):
+    """An email stored and compared in lower case, so uniqueness and lookups
+    are case-insensitive on every database."""
+
+    def get_prep_value(self, value):
+        value = super().get_prep_value(value)
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+e164_validator = RegexValidator(
+    r"^\+[1-9]\d{6,14}$", "Enter the phone number in E.164 form, e.g. +14155550123."
+)
+
+
+def validate_timezone(value):
+    if value and value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone name.")
+
+
+class Contact(models.Model):
+    """One person Waymark can reach, identified by email, user id or both."""
+
+    email = LowercaseEmailField(max_length=254, unique=True, null=True, blank=True)
+    user_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    phone = models.CharField(max_length=16, blank=True, validators=[e164_validator])
+    timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone])
+    locale = models.CharField(max_length=35, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    blocklisted = models.BooleanField(
+        default=False, help_text="A blocklisted contact is sent nothing, on any channel."
+    )
+    lists = models.ManyToManyField(
+        "ContactList", through="ListMembership", related_name="contacts", blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(email__isnull=False) | Q(user_id__isnull=False),
+                name="contact_has_email_or_user_id",
+            ),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="contact_created_idx")]
+
+    def __str__(self):
+        return self.email or f"user {self.user_id}"
+
+    def clean(self):
+        if not self.email:
+            self.email = None
+        if not self.user_id:
+            self.user_id = None
+        if self.email is None and self.user_id is None:
+            raise ValidationError("A contact needs an email address or a user id.")
+
+    @property
+    def first_name(self):
+        return self.attributes.get("firstName") or self.attributes.get("first_name") or ""
+
+    @property
+    def last_name(self):
+        return self.attributes.get("lastName") or self.attributes.get("last_name") or ""
+
+
+class ContactList(models.Model):
+    """A static list: contacts join and leave it explicitly."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class ListMembership(models.Model):
+    class Source(models.TextChoices):
+        API = "api", "API"
+        ADMIN = "admin", "Admin"
+        IMPORT = "import", "Import"
+        JOURNEY = "journey", "Journey step"
+
+    contact_list = models.ForeignKey(ContactList, on_delete=models.CASCADE)
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE)
+    joined_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.ADMIN)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["contact_list", "contact"], name="list_member_once"),
+        ]
+        indexes = [models.Index(fields=["contact", "contact_list"], name="membership_contact_idx")]
+
+    def __str__(self):
+        return f"{self.contact} in {self.contact_list}"
+
+
+class Segment(models.Model):
+    """A dynamic audience: whoever matches `conditions` at the time it is read.
+
+    `conditions` is a tree evaluated in SQL by contacts.selectors; see
+    `contacts.conditions` for its grammar.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    conditions = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        from contacts.conditions import ConditionError, compile_conditions
+
+        try:
+            compile_conditions(self.conditions)
+        except ConditionError as exc:
+            raise ValidationError({"conditions": str(exc)}) from exc
+
+
+class Event(models.Model):
+    """Something a contact did, as told by an integrator or by tracking."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="events")
+    name = models.CharField(max_length=255)
+    data = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    # The integrator's own event id (Iterable's `id`): re-sending it updates
+    # the stored event instead of recording it twice.
+    client_event_id = models.CharField(max_length=512, null=True, blank=True, unique=True)
+    campaign_id = models.BigIntegerField(null=True, blank=True)
+    template_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        indexes = [
+            models.Index(fields=["contact", "name", "occurred_at"], name="event_contact_name_time"),
+            models.Index(fields=["name", "occurred_at"], name="event_name_time"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} by {self.contact_id} at {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class ApiKey(models.Model):
+    """A key an integrator sends in the `Api-Key` header.
+
+    Only a SHA-256 digest is stored: keys are 256-bit random strings, so a
+    fast hash is enough, and lookups stay one indexed query.
+    """
+
+    name = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=12, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self):
+        return self.revoked_at is None

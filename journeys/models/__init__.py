@@ -1,0 +1,14 @@
+from journeys.models.enrollment import Enrollment, StepRun
+from journeys.models.journey import Journey
+from journeys.models.steps import ConditionStep, DelayStep, ExitStep, SendEmailStep, Step
+
+__all__ = [
+    "ConditionStep",
+    "DelayStep",
+    "Enrollment",
+    "ExitStep",
+    "Journey",
+    "SendEmailStep",
+    "Step",
+    "StepRun",
+]

@@ -1,0 +1,114 @@
+from django.db import models
+from django.db.models import Q
+
+from contacts.models import Contact
+from journeys.models.journey import Journey
+from journeys.models.steps import Step
+from messaging.models import Message
+
+
+class Enrollment(models.Model):
+    """One contact's passage through one journey.
+
+    `next_run_at` is when the scheduler should advance it next; a claim sets
+    `lease_token` and `locked_until`, and only the holder of the token may
+    change the enrollment until the lease expires.
+    """
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        WAITING = "waiting", "Waiting"
+        COMPLETED = "completed", "Completed"
+        EXITED = "exited", "Exited"
+        FAILED = "failed", "Failed"
+
+    OPEN_STATES = (State.ACTIVE, State.WAITING)
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrollments")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="enrollments")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    # RESTRICT: a step with contacts on it cannot be deleted out from under
+    # them (deleting the whole journey still cascades).
+    current_step = models.ForeignKey(
+        Step, null=True, blank=True, on_delete=models.RESTRICT, related_name="enrollments"
+    )
+    # Counts the steps taken; part of every message's idempotency key, so a
+    # journey that loops back to a step sends again while a retry does not.
+    sequence = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Failed tries of the current step."
+    )
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    wait_event_name = models.CharField(max_length=255, blank=True)
+    wait_timeout_at = models.DateTimeField(null=True, blank=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+    trigger_data = models.JSONField(default=dict, blank=True)
+    entered_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    exit_reason = models.CharField(max_length=255, blank=True)
+    goal_reached_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-entered_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["journey", "contact"],
+                condition=Q(state__in=["active", "waiting"]),
+                name="one_open_enrollment_per_journey",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_run_at"],
+                condition=Q(state__in=["active", "waiting"]),
+                name="enrollment_due",
+            ),
+            models.Index(fields=["journey", "state"], name="enrollment_journey_state"),
+            models.Index(fields=["contact", "state"], name="enrollment_contact_state"),
+        ]
+
+    def __str__(self):
+        return f"{self.contact} in {self.journey} ({self.state})"
+
+    @property
+    def is_open(self):
+        return self.state in self.OPEN_STATES
+
+
+class StepRun(models.Model):
+    """One execution of one step for one enrollment: audit trail and metrics."""
+
+    class Outcome(models.TextChoices):
+        CONTINUED = "continued", "Continued"
+        WAITING = "waiting", "Waiting"
+        RETRY = "retry", "Will retry"
+        COMPLETED = "completed", "Completed the journey"
+        EXITED = "exited", "Exited"
+        FAILED = "failed", "Failed"
+
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="step_runs")
+    step = models.ForeignKey(
+        Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    sequence = models.PositiveIntegerField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    branch = models.CharField(max_length=32, blank=True)
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="step_runs"
+    )
+    detail = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["step", "outcome"], name="steprun_step_outcome"),
+            models.Index(fields=["enrollment", "sequence"], name="steprun_enrollment_seq"),
+        ]
+
+    def __str__(self):
+        return f"{self.step} → {self.outcome}"

@@ -1,0 +1,212 @@
+"""Step types. Each implements execute() for its own behaviour only.
+
+execute(run) reads the step's configuration, calls other apps' services and
+returns an outcome (journeys.outcomes). It never locks, commits, retries or
+enqueues: journeys.services.runner does that for every step type alike.
+`run` is a journeys.services.runner.StepContext.
+"""
+
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from polymorphic.models import PolymorphicModel
+
+from contacts.conditions import (
+    ATTRIBUTE_OPERATORS,
+    VALUELESS_OPERATORS,
+    ConditionError,
+    attribute_matches,
+    parse_value,
+    validate_attribute_path,
+)
+from contacts.models import Event
+from journeys.models.journey import Journey
+from journeys.outcomes import Continue, Exit, RetryAt, WaitUntil
+from messaging.models import Template
+from messaging.services import message_send
+from subscriptions.models import Channel
+
+
+class Step(PolymorphicModel):
+    """One box on a journey's diagram."""
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="steps")
+    key = models.SlugField(
+        max_length=64, help_text="Short name, unique within the journey (used in metrics and logs)."
+    )
+    name = models.CharField(max_length=200, blank=True)
+    position = models.PositiveIntegerField(default=0, help_text="Order on the diagram.")
+    next_step = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty: continue with the next step by position.",
+    )
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["journey", "key"], name="step_key_unique_in_journey"),
+        ]
+
+    def __str__(self):
+        return f"{self.position}. {self.name or self.key}"
+
+    def execute(self, run):
+        raise NotImplementedError(f"{type(self).__name__} must implement execute()")
+
+    def clean(self):
+        for field in self._step_link_fields():
+            target = getattr(self, field)
+            if target is None:
+                continue
+            if self.pk and target.pk == self.pk:
+                raise ValidationError({field: "A step cannot lead to itself."})
+            if target.journey_id != self.journey_id:
+                raise ValidationError({field: "Choose a step of the same journey."})
+
+    def _step_link_fields(self):
+        return [
+            f.name
+            for f in self._meta.get_fields()
+            if isinstance(f, models.ForeignKey) and f.related_model is Step
+        ]
+
+
+class SendEmailStep(Step):
+    """Send an email template to the contact.
+
+    Consent is checked when the message goes out, not at entry. A failed
+    delivery that may recover (mail server down) retries this step later
+    with the same idempotency key; anything else continues the journey with
+    the outcome recorded on the Message.
+    """
+
+    template = models.ForeignKey(
+        Template,
+        on_delete=models.PROTECT,
+        related_name="+",
+        limit_choices_to={"message_type__channel__medium": Channel.Medium.EMAIL},
+    )
+
+    class Meta:
+        verbose_name = "send email step"
+
+    def execute(self, run):
+        result = message_send(
+            contact=run.contact,
+            template=self.template,
+            idempotency_key=run.idempotency_key,
+            context=run.template_context(),
+            origin="journey",
+        )
+        if result.retry_at is not None:
+            return RetryAt(at=result.retry_at, message=result.message, detail=result.detail)
+        return Continue(run.following(self), message=result.message, detail=result.detail)
+
+
+class DelayStep(Step):
+    """Wait a fixed time before going on."""
+
+    class Unit(models.TextChoices):
+        MINUTES = "minutes", "minutes"
+        HOURS = "hours", "hours"
+        DAYS = "days", "days"
+        WEEKS = "weeks", "weeks"
+
+    amount = models.PositiveIntegerField(default=1)
+    unit = models.CharField(max_length=8, choices=Unit.choices, default=Unit.DAYS)
+
+    class Meta:
+        verbose_name = "delay step"
+
+    @property
+    def duration(self):
+        return timedelta(**{self.unit: self.amount})
+
+    def execute(self, run):
+        return WaitUntil(
+            at=run.now + self.duration,
+            next_step=run.following(self),
+            detail=f"{self.amount} {self.unit}",
+        )
+
+
+class ConditionStep(Step):
+    """Branch yes/no on a contact attribute, or on whether the contact has
+    done a named event since entering the journey."""
+
+    class Kind(models.TextChoices):
+        ATTRIBUTE = "attribute", "Contact attribute"
+        EVENT_SINCE_ENTRY = "event_since_entry", "Has done an event since entering"
+
+    kind = models.CharField(max_length=24, choices=Kind.choices, default=Kind.ATTRIBUTE)
+    attribute = models.CharField(
+        max_length=255, blank=True, help_text='Attribute path, e.g. "plan" or "address.city".'
+    )
+    operator = models.CharField(
+        max_length=16, choices=list(ATTRIBUTE_OPERATORS.items()), default="eq", blank=True
+    )
+    value = models.CharField(
+        max_length=500, blank=True, help_text='Compared as JSON when it parses (30, true, "x").'
+    )
+    event_name = models.CharField(max_length=255, blank=True)
+    yes_step = models.ForeignKey(
+        Step,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty: the next step by position.",
+    )
+    no_step = models.ForeignKey(
+        Step,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty: the next step by position.",
+    )
+
+    class Meta:
+        verbose_name = "yes/no condition step"
+
+    def clean(self):
+        super().clean()
+        if self.kind == self.Kind.ATTRIBUTE:
+            try:
+                validate_attribute_path(self.attribute)
+            except ConditionError as exc:
+                raise ValidationError({"attribute": str(exc)}) from exc
+            if self.operator not in ATTRIBUTE_OPERATORS:
+                raise ValidationError({"operator": "Choose an operator."})
+        elif not self.event_name:
+            raise ValidationError({"event_name": "Name the event to look for."})
+
+    def matches(self, run):
+        if self.kind == self.Kind.EVENT_SINCE_ENTRY:
+            return Event.objects.filter(
+                contact_id=run.contact.pk,
+                name=self.event_name,
+                occurred_at__gte=run.enrollment.entered_at,
+            ).exists()
+        value = None if self.operator in VALUELESS_OPERATORS else parse_value(self.value)
+        return attribute_matches(run.contact.attributes, self.attribute, self.operator, value)
+
+    def execute(self, run):
+        if self.matches(run):
+            return Continue(run.step(self.yes_step_id) or run.following(self), branch="yes")
+        return Continue(run.step(self.no_step_id) or run.following(self), branch="no")
+
+
+class ExitStep(Step):
+    """End the contact's passage through the journey here."""
+
+    class Meta:
+        verbose_name = "exit step"
+
+    def execute(self, run):
+        return Exit(reason="exit step")

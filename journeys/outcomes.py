@@ -1,0 +1,45 @@
+"""What a step's execute() returns; the runner turns it into state changes."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Continue:
+    """Go on at once with `next_step` (None: the journey ends here, completed)."""
+
+    next_step: Any
+    branch: str = ""
+    message: Any = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class WaitUntil:
+    """Sleep until `at`, then go on with `next_step`."""
+
+    at: datetime
+    next_step: Any
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RetryAt:
+    """Run this same step again at `at` (a transient failure, e.g. SMTP down)."""
+
+    at: datetime
+    message: Any = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Exit:
+    """Leave the journey now."""
+
+    reason: str = "exit step"
+    detail: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+Outcome = Continue | WaitUntil | RetryAt | Exit

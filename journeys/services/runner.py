@@ -1,0 +1,258 @@
+"""Advancing claimed enrollments: what every step type shares.
+
+The runner loads the concrete step, calls its execute(), records a StepRun
+and moves the enrollment on, each transition in one transaction guarded by
+the enrollment's lease. Steps do their own I/O outside that transaction
+(a message is committed as `sending` before the mail server is called).
+"""
+
+import logging
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from journeys.models import Enrollment, Step, StepRun
+from journeys.outcomes import Continue, Exit, RetryAt, WaitUntil
+
+logger = logging.getLogger(__name__)
+
+State = Enrollment.State
+Outcome = StepRun.Outcome
+
+# A step that raises is tried again after 1, 4, 16 minutes, then the
+# enrollment is marked failed (and visible in the admin) instead of looping.
+STEP_MAX_ATTEMPTS = 4
+STEP_RETRY_BASE = timedelta(minutes=1)
+
+
+class LeaseLost(Exception):
+    """Another worker now holds this enrollment: stop touching it."""
+
+
+@dataclass
+class JourneySteps:
+    """A journey's steps, loaded once per job, as their concrete types."""
+
+    by_id: dict = field(default_factory=dict)
+    ordered: list = field(default_factory=list)
+
+    @classmethod
+    def load(cls, journey_id):
+        steps = list(Step.objects.filter(journey_id=journey_id).order_by("position", "id"))
+        return cls(by_id={s.pk: s for s in steps}, ordered=steps)
+
+
+@dataclass
+class StepContext:
+    """What a step's execute() may use."""
+
+    enrollment: Enrollment
+    contact: object
+    steps: JourneySteps
+    now: object
+
+    @property
+    def idempotency_key(self):
+        e = self.enrollment
+        return f"journey:{e.journey_id}:enrollment:{e.pk}:step:{e.current_step_id}:seq:{e.sequence}"
+
+    def step(self, step_id):
+        return self.steps.by_id.get(step_id) if step_id else None
+
+    def following(self, step):
+        """The step after `step`: its explicit next step, else the next by position."""
+        if step.next_step_id:
+            return self.step(step.next_step_id)
+        ordered = self.steps.ordered
+        index = next((i for i, s in enumerate(ordered) if s.pk == step.pk), None)
+        if index is None or index + 1 >= len(ordered):
+            return None
+        return ordered[index + 1]
+
+    def template_context(self):
+        return {"event": dict(self.enrollment.trigger_data or {})}
+
+
+def _transition(enrollment, token, *, run_fields, enrollment_fields):
+    """Record one StepRun and apply one state change, atomically, if we still hold the lease."""
+    with transaction.atomic():
+        updated = Enrollment.objects.filter(pk=enrollment.pk, lease_token=token).update(
+            **enrollment_fields
+        )
+        if not updated:
+            raise LeaseLost(enrollment.pk)
+        StepRun.objects.create(enrollment=enrollment, **run_fields)
+    for name, value in enrollment_fields.items():
+        setattr(enrollment, name, value)
+
+
+def _released(**fields):
+    return {"locked_until": None, "lease_token": None, **fields}
+
+
+def enrollment_advance(*, enrollment: Enrollment, token, steps: JourneySteps) -> str:
+    """Run steps for one claimed enrollment until it waits, ends or fails.
+
+    Returns the enrollment's final state. Safe to call twice with the same
+    token: a finished enrollment has no lease, and a retried send finds its
+    Message row.
+    """
+    max_steps = settings.WAYMARK_ENGINE["MAX_STEPS_PER_RUN"]
+    for _ in range(max_steps):
+        now = timezone.now()
+        step = steps.by_id.get(enrollment.current_step_id)
+        base = {"step": step, "sequence": enrollment.sequence, "started_at": now}
+        if step is None:
+            _transition(
+                enrollment,
+                token,
+                run_fields={**base, "outcome": Outcome.COMPLETED, "finished_at": now},
+                enrollment_fields=_released(
+                    state=State.COMPLETED, finished_at=now, next_run_at=None, current_step=None
+                ),
+            )
+            return enrollment.state
+        context = StepContext(
+            enrollment=enrollment, contact=enrollment.contact, steps=steps, now=now
+        )
+        try:
+            outcome = step.execute(context)
+        except Exception as exc:
+            _record_step_error(enrollment, token, step, base, exc)
+            return enrollment.state
+        done = timezone.now()
+        message = getattr(outcome, "message", None)
+        run = {**base, "finished_at": done, "message": message, "detail": outcome.detail[:500]}
+
+        if isinstance(outcome, Continue):
+            nxt = outcome.next_step
+            if nxt is None:
+                _transition(
+                    enrollment,
+                    token,
+                    run_fields={**run, "outcome": Outcome.COMPLETED, "branch": outcome.branch},
+                    enrollment_fields=_released(
+                        state=State.COMPLETED,
+                        finished_at=done,
+                        next_run_at=None,
+                        current_step=None,
+                        sequence=enrollment.sequence + 1,
+                        attempts=0,
+                    ),
+                )
+                return enrollment.state
+            _transition(
+                enrollment,
+                token,
+                run_fields={**run, "outcome": Outcome.CONTINUED, "branch": outcome.branch},
+                enrollment_fields={
+                    "state": State.ACTIVE,
+                    "current_step": nxt,
+                    "sequence": enrollment.sequence + 1,
+                    "attempts": 0,
+                    "next_run_at": done,
+                },
+            )
+            continue
+        if isinstance(outcome, WaitUntil):
+            _transition(
+                enrollment,
+                token,
+                run_fields={**run, "outcome": Outcome.WAITING},
+                enrollment_fields=_released(
+                    state=State.WAITING,
+                    current_step=outcome.next_step,
+                    sequence=enrollment.sequence + 1,
+                    attempts=0,
+                    next_run_at=outcome.at,
+                ),
+            )
+            return enrollment.state
+        if isinstance(outcome, RetryAt):
+            _transition(
+                enrollment,
+                token,
+                run_fields={**run, "outcome": Outcome.RETRY},
+                enrollment_fields=_released(state=State.WAITING, next_run_at=outcome.at),
+            )
+            return enrollment.state
+        if isinstance(outcome, Exit):
+            _transition(
+                enrollment,
+                token,
+                run_fields={**run, "outcome": Outcome.EXITED},
+                enrollment_fields=_released(
+                    state=State.EXITED,
+                    finished_at=done,
+                    next_run_at=None,
+                    current_step=None,
+                    exit_reason=outcome.reason,
+                    sequence=enrollment.sequence + 1,
+                ),
+            )
+            return enrollment.state
+        raise TypeError(f"{type(step).__name__}.execute() returned {outcome!r}")
+    # A journey that loops without waiting: yield the worker, continue on the next pass.
+    Enrollment.objects.filter(pk=enrollment.pk, lease_token=token).update(
+        **_released(next_run_at=timezone.now())
+    )
+    return enrollment.state
+
+
+def _record_step_error(enrollment, token, step, base, exc):
+    now = timezone.now()
+    attempts = enrollment.attempts + 1
+    error = "".join(traceback.format_exception_only(exc)).strip()
+    logger.exception("enrollment %s: step %s raised", enrollment.pk, step.pk)
+    run_fields = {**base, "finished_at": now, "error": traceback.format_exc()[-4000:]}
+    if attempts >= STEP_MAX_ATTEMPTS:
+        fields = _released(
+            state=State.FAILED,
+            attempts=attempts,
+            finished_at=now,
+            next_run_at=None,
+            last_error=error,
+        )
+        _transition(enrollment, token, run_fields={**run_fields, "outcome": Outcome.FAILED},
+                    enrollment_fields=fields)  # fmt: skip
+        return
+    retry_at = now + STEP_RETRY_BASE * (4 ** (attempts - 1))
+    fields = _released(
+        state=State.WAITING, attempts=attempts, next_run_at=retry_at, last_error=error
+    )
+    _transition(enrollment, token, run_fields={**run_fields, "outcome": Outcome.RETRY},
+                enrollment_fields=fields)  # fmt: skip
+
+
+def enrollments_advance(*, enrollment_ids, token) -> dict:
+    """Advance every enrollment of a batch that this token still holds.
+
+    Returns a count per final state. Loads the batch and each journey's steps
+    once, so a batch costs a fixed number of queries plus those of its steps.
+    """
+    token = uuid.UUID(str(token))
+    now = timezone.now()
+    enrollments = list(
+        Enrollment.objects.select_related("contact")
+        .filter(pk__in=enrollment_ids, lease_token=token, locked_until__gt=now)
+        .order_by("pk")
+    )
+    steps_by_journey = {}
+    counts = {}
+    for enrollment in enrollments:
+        steps = steps_by_journey.get(enrollment.journey_id)
+        if steps is None:
+            steps = steps_by_journey[enrollment.journey_id] = JourneySteps.load(
+                enrollment.journey_id
+            )
+        try:
+            state = enrollment_advance(enrollment=enrollment, token=token, steps=steps)
+        except LeaseLost:
+            state = "lease_lost"
+        counts[state] = counts.get(state, 0) + 1
+    return counts

@@ -1,0 +1,87 @@
+"""Finding due work in the database and handing it to workers.
+
+The database is the queue: any enrollment whose `next_run_at` has passed and
+that nobody holds a live lease on is due. Claiming sets a lease in the same
+transaction that picks the rows (SKIP LOCKED on PostgreSQL), and the rq job
+is enqueued only after that commits. If Redis loses the job, the lease runs
+out and the next pass claims the enrollment again.
+"""
+
+import uuid
+from dataclasses import dataclass
+
+import django_rq
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from journeys.models import Enrollment, Journey
+
+
+@dataclass(frozen=True)
+class Claim:
+    token: uuid.UUID
+    enrollment_ids: list
+
+
+def enrollments_claim_due(*, now=None, limit=None) -> Claim | None:
+    """Lease up to `limit` due enrollments of live journeys, or None if none are due."""
+    now = now or timezone.now()
+    limit = limit or settings.WAYMARK_ENGINE["BATCH_SIZE"]
+    token = uuid.uuid4()
+    free = Q(locked_until__isnull=True) | Q(locked_until__lt=now)
+    with transaction.atomic():
+        ids = list(
+            Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(
+                free,
+                state__in=Enrollment.OPEN_STATES,
+                next_run_at__lte=now,
+                journey__state=Journey.State.LIVE,
+            )
+            .order_by("next_run_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not ids:
+            return None
+        # The repeated `free` test keeps two schedulers apart on databases
+        # without row locks (SQLite serialises the writes themselves).
+        claimed = Enrollment.objects.filter(free, pk__in=ids).update(
+            locked_until=now + settings.WAYMARK_ENGINE["LEASE"], lease_token=token
+        )
+        if not claimed:
+            return None
+        claim = Claim(
+            token=token,
+            enrollment_ids=list(
+                Enrollment.objects.filter(lease_token=token).values_list("pk", flat=True)
+            ),
+        )
+        transaction.on_commit(lambda: enqueue_advance(claim))
+    return claim
+
+
+def enqueue_advance(claim: Claim):
+    from journeys.tasks import journeys_advance_task
+
+    django_rq.get_queue("default").enqueue(
+        journeys_advance_task,
+        enrollment_ids=claim.enrollment_ids,
+        token=str(claim.token),
+        job_timeout=int(settings.WAYMARK_ENGINE["LEASE"].total_seconds()),
+    )
+
+
+def scheduler_tick(*, now=None, max_batches=20) -> int:
+    """One scheduler pass: claim and enqueue due work, batch by batch.
+
+    Returns how many enrollments were handed to workers.
+    """
+    handed = 0
+    for _ in range(max_batches):
+        claim = enrollments_claim_due(now=now)
+        if claim is None:
+            break
+        handed += len(claim.enrollment_ids)
+    return handed

@@ -1,0 +1,102 @@
+"""Shared fixtures: a real SMTP server, real Redis queues, an API client."""
+
+import email
+import socket
+from email import policy
+
+import django_rq
+import pytest
+from aiosmtpd.controller import Controller
+from rest_framework.test import APIClient
+from rq import SimpleWorker
+
+from contacts.services import api_key_create
+
+
+class SmtpRecorder:
+    """An aiosmtpd handler that keeps what it receives, or refuses on demand."""
+
+    def __init__(self):
+        self.messages = []
+        self.refuse_with = None  # e.g. "451 4.3.0 Try again later"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.refuse_with:
+            return self.refuse_with
+        message = email.message_from_bytes(envelope.content, policy=policy.default)
+        message.envelope_recipients = list(envelope.rcpt_tos)
+        self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def point_email_at(settings, port):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = port
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_USE_SSL = False
+    settings.EMAIL_TIMEOUT = 5
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server on a free local port, with Django's SMTP backend pointed at it."""
+    handler = SmtpRecorder()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    point_email_at(settings, controller.port)
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture
+def smtp_down(settings):
+    """Django's SMTP backend pointed at a port where nothing listens."""
+    point_email_at(settings, free_port())
+
+
+@pytest.fixture
+def rq_queue():
+    """The real default queue on Redis, emptied before and after the test."""
+    queue = django_rq.get_queue("default")
+    db = queue.connection.connection_pool.connection_kwargs.get("db", 0)
+    if int(db) == 0:
+        pytest.fail(
+            "Tests empty their Redis database: set REDIS_URL to a spare one (make test uses /15)."
+        )
+    queue.connection.flushdb()
+    yield queue
+    queue.connection.flushdb()
+
+
+@pytest.fixture
+def run_worker(rq_queue):
+    """Run a real rq worker (no fork) until the queue is empty; returns jobs run."""
+
+    def run():
+        worker = SimpleWorker([rq_queue], connection=rq_queue.connection)
+        worker.work(burst=True)
+        return worker.successful_job_count + worker.failed_job_count
+
+    return run
+
+
+@pytest.fixture
+def api_key(db):
+    _, raw_key = api_key_create(name="test integration")
+    return raw_key
+
+
+@pytest.fixture
+def api_client(api_key):
+    client = APIClient()
+    client.credentials(HTTP_API_KEY=api_key)
+    return client

@@ -1,0 +1,163 @@
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from contacts.models import Contact, ContactList, Event, ListMembership, Segment
+from journeys.models import ConditionStep, DelayStep, Enrollment, ExitStep, Journey, SendEmailStep
+from messaging.models import Message, Template
+from subscriptions.models import Channel, MessageType
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"staff{n}")
+    email = factory.LazyAttribute(lambda o: f"{o.username}@example.com")
+    is_staff = True
+    password = factory.PostGenerationMethodCall("set_password", "correct horse battery")
+
+
+class ContactFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Contact
+
+    email = factory.Sequence(lambda n: f"contact{n}@example.com")
+    attributes = factory.LazyFunction(lambda: {"firstName": "Ada"})
+
+
+class ContactListFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ContactList
+
+    name = factory.Sequence(lambda n: f"List {n}")
+
+
+class ListMembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ListMembership
+
+    contact_list = factory.SubFactory(ContactListFactory)
+    contact = factory.SubFactory(ContactFactory)
+
+
+class SegmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Segment
+
+    name = factory.Sequence(lambda n: f"Segment {n}")
+    conditions = factory.LazyFunction(lambda: {"attribute": "plan", "op": "eq", "value": "pro"})
+
+
+class EventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Event
+
+    contact = factory.SubFactory(ContactFactory)
+    name = "signed_up"
+    occurred_at = factory.LazyFunction(timezone.now)
+    client_event_id = factory.Sequence(lambda n: f"evt-{n}")
+
+
+class ChannelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Channel
+        django_get_or_create = ("name",)
+
+    name = "Marketing email"
+    medium = Channel.Medium.EMAIL
+    kind = Channel.Kind.MARKETING
+
+
+class MessageTypeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = MessageType
+
+    channel = factory.SubFactory(ChannelFactory)
+    name = factory.Sequence(lambda n: f"Message type {n}")
+    policy = MessageType.Policy.OPT_OUT
+
+
+class TemplateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Template
+
+    name = factory.Sequence(lambda n: f"Template {n}")
+    message_type = factory.SubFactory(MessageTypeFactory)
+    subject = "Welcome, {{ contact.first_name }}!"
+    html_body = "<p>Hi {{ contact.first_name }}, welcome aboard.</p>"
+
+
+class MessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Message
+
+    contact = factory.SubFactory(ContactFactory)
+    template = factory.SubFactory(TemplateFactory)
+    message_type = factory.SelfAttribute("template.message_type")
+    medium = Channel.Medium.EMAIL
+    origin = Message.Origin.API
+    idempotency_key = factory.Sequence(lambda n: f"test:{n}")
+    to_address = factory.SelfAttribute("contact.email")
+
+
+class JourneyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Journey
+
+    name = factory.Sequence(lambda n: f"Journey {n}")
+    state = Journey.State.LIVE
+    trigger_type = Journey.Trigger.EVENT
+    trigger_event_name = "signed_up"
+
+
+class SendEmailStepFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SendEmailStep
+
+    journey = factory.SubFactory(JourneyFactory)
+    key = factory.Sequence(lambda n: f"email-{n}")
+    position = factory.Sequence(lambda n: n)
+    template = factory.SubFactory(TemplateFactory)
+
+
+class DelayStepFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DelayStep
+
+    journey = factory.SubFactory(JourneyFactory)
+    key = factory.Sequence(lambda n: f"delay-{n}")
+    position = factory.Sequence(lambda n: n)
+    amount = 2
+    unit = DelayStep.Unit.DAYS
+
+
+class ConditionStepFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ConditionStep
+
+    journey = factory.SubFactory(JourneyFactory)
+    key = factory.Sequence(lambda n: f"condition-{n}")
+    position = factory.Sequence(lambda n: n)
+    kind = ConditionStep.Kind.EVENT_SINCE_ENTRY
+    event_name = "project_created"
+
+
+class ExitStepFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ExitStep
+
+    journey = factory.SubFactory(JourneyFactory)
+    key = factory.Sequence(lambda n: f"exit-{n}")
+    position = factory.Sequence(lambda n: n)
+
+
+class EnrollmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Enrollment
+
+    journey = factory.SubFactory(JourneyFactory)
+    contact = factory.SubFactory(ContactFactory)
+    entered_at = factory.LazyFunction(timezone.now)
+    next_run_at = factory.LazyFunction(timezone.now)
