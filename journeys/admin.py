@@ -1,0 +1,203 @@
+from django.contrib import admin
+from django.db.models import Count, Q
+from polymorphic.admin import PolymorphicInlineSupportMixin, StackedPolymorphicInline
+
+from journeys.models import (
+    ConditionStep,
+    DelayStep,
+    Enrollment,
+    ExitStep,
+    Journey,
+    SendEmailStep,
+    Step,
+    StepRun,
+)
+
+STEP_LINK_FIELDS = {"next_step", "yes_step", "no_step"}
+COMMON_STEP_FIELDS = ("position", "key", "name")
+
+
+class StepChildInline(StackedPolymorphicInline.Child):
+    """Shared by every step type: links to other steps offer only this journey's steps."""
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name in STEP_LINK_FIELDS:
+            journey_id = request.resolver_match.kwargs.get("object_id")
+            kwargs["queryset"] = (
+                Step.objects.non_polymorphic().filter(journey_id=journey_id).order_by("position")
+                if journey_id
+                else Step.objects.none()
+            )
+        elif db_field.name == "template":
+            kwargs["queryset"] = db_field.related_model.objects.select_related(
+                "message_type__channel"
+            ).filter(**db_field.get_limit_choices_to())
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class StepInline(StackedPolymorphicInline):
+    """A journey's steps, each row its own type. New steps can link to others after a save."""
+
+    model = Step
+
+    class SendEmailStepInline(StepChildInline):
+        model = SendEmailStep
+        fields = (*COMMON_STEP_FIELDS, "template", "next_step")
+
+    class DelayStepInline(StepChildInline):
+        model = DelayStep
+        fields = (*COMMON_STEP_FIELDS, ("amount", "unit"), "next_step")
+
+    class ConditionStepInline(StepChildInline):
+        model = ConditionStep
+        fields = (
+            *COMMON_STEP_FIELDS,
+            "kind",
+            ("attribute", "operator", "value"),
+            "event_name",
+            ("yes_step", "no_step"),
+        )
+
+    class ExitStepInline(StepChildInline):
+        model = ExitStep
+        fields = COMMON_STEP_FIELDS
+
+    child_inlines = (SendEmailStepInline, DelayStepInline, ConditionStepInline, ExitStepInline)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("position", "id")
+
+
+@admin.register(Journey)
+class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
+    list_display = (
+        "name",
+        "folder",
+        "state",
+        "trigger_summary",
+        "open_enrollments",
+        "finished_enrollments",
+        "updated_at",
+    )
+    list_filter = ("state", "folder", "trigger_type")
+    search_fields = ("name", "description", "trigger_event_name")
+    readonly_fields = ("created_by", "modified_by", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "folder", "description", "state")}),
+        ("Entry", {"fields": ("trigger_type", "trigger_event_name", "reentry")}),
+        ("Exit and goal", {"fields": ("exit_event_name", "goal_event_name")}),
+        ("History", {"fields": readonly_fields, "classes": ("collapse",)}),
+    )
+    inlines = (StepInline,)
+    save_on_top = True
+
+    def get_queryset(self, request):
+        open_states = list(Enrollment.OPEN_STATES)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                open_count=Count("enrollments", filter=Q(enrollments__state__in=open_states)),
+                finished_count=Count("enrollments", filter=~Q(enrollments__state__in=open_states)),
+            )
+        )
+
+    @admin.display(description="Trigger")
+    def trigger_summary(self, obj):
+        return f"event “{obj.trigger_event_name}”" if obj.trigger_event_name else "—"
+
+    @admin.display(description="In journey", ordering="open_count")
+    def open_enrollments(self, obj):
+        return obj.open_count
+
+    @admin.display(description="Finished", ordering="finished_count")
+    def finished_enrollments(self, obj):
+        return obj.finished_count
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        obj.modified_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+class StepRunInline(admin.TabularInline):
+    model = StepRun
+    fields = ("sequence", "step", "outcome", "branch", "message", "detail", "error", "started_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("sequence", "id")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("step", "message__template")
+
+
+@admin.register(Enrollment)
+class EnrollmentAdmin(admin.ModelAdmin):
+    list_display = (
+        "contact",
+        "journey",
+        "state",
+        "current_step",
+        "next_run_at",
+        "entered_at",
+        "finished_at",
+    )
+    list_filter = ("state", "journey")
+    list_select_related = ("contact", "journey", "current_step")
+    search_fields = ("contact__email", "contact__user_id")
+    date_hierarchy = "entered_at"
+    raw_id_fields = ("contact",)
+    show_full_result_count = False
+    readonly_fields = (
+        "journey",
+        "contact",
+        "state",
+        "current_step",
+        "sequence",
+        "attempts",
+        "next_run_at",
+        "wait_event_name",
+        "wait_timeout_at",
+        "locked_until",
+        "lease_token",
+        "trigger_data",
+        "entered_at",
+        "finished_at",
+        "exit_reason",
+        "goal_reached_at",
+        "last_error",
+    )
+    inlines = (StepRunInline,)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(StepRun)
+class StepRunAdmin(admin.ModelAdmin):
+    list_display = ("enrollment", "step", "outcome", "branch", "message", "started_at")
+    list_filter = ("outcome",)
+    list_select_related = (
+        "enrollment__contact",
+        "enrollment__journey",
+        "step",
+        "message__template",
+        "message__contact",
+    )
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+    raw_id_fields = ("enrollment", "message")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

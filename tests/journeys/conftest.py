@@ -1,0 +1,62 @@
+import pytest
+
+from tests.factories import (
+    ConditionStepFactory,
+    ContactFactory,
+    DelayStepFactory,
+    ExitStepFactory,
+    JourneyFactory,
+    SendEmailStepFactory,
+    TemplateFactory,
+)
+
+
+@pytest.fixture
+def welcome_series(db):
+    """The welcome journey: email, wait two days, "created a project?" → exit, else nudge."""
+    journey = JourneyFactory(name="Welcome series", trigger_event_name="signed_up")
+    welcome = SendEmailStepFactory(
+        journey=journey,
+        position=1,
+        key="welcome",
+        template=TemplateFactory(
+            name="Welcome email",
+            subject="Welcome, {{ contact.first_name }}!",
+            html_body="<p>Hi {{ contact.first_name }}, glad you joined.</p>",
+        ),
+    )
+    delay = DelayStepFactory(journey=journey, position=2, key="wait", amount=2, unit="days")
+    done = ExitStepFactory(journey=journey, position=5, key="done")
+    nudge = SendEmailStepFactory(
+        journey=journey,
+        position=4,
+        key="nudge",
+        template=TemplateFactory(
+            name="Nudge email",
+            message_type=welcome.template.message_type,
+            subject="Need a hand, {{ contact.first_name }}?",
+            html_body="<p>Create your first project in two clicks.</p>",
+        ),
+    )
+    condition = ConditionStepFactory(
+        journey=journey,
+        position=3,
+        key="created-project",
+        kind="event_since_entry",
+        event_name="project_created",
+        yes_step=done,
+        no_step=nudge,
+    )
+    journey.step_map = {
+        "welcome": welcome,
+        "wait": delay,
+        "condition": condition,
+        "nudge": nudge,
+        "done": done,
+    }
+    return journey
+
+
+@pytest.fixture
+def nia(db):
+    return ContactFactory(email="nia@example.com", attributes={"firstName": "Nia"})
