@@ -1,0 +1,220 @@
+"""The engine's invariants: leases, idempotent sends, Redis as work in flight only."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.conf import settings
+from django.utils import timezone
+
+from journeys.models import Enrollment, Journey
+from journeys.services.entry import journeys_enroll_contact
+from journeys.services.runner import JourneySteps, enrollment_advance
+from journeys.services.scheduling import enrollments_claim_due, scheduler_tick
+from journeys.tasks import journeys_advance_task
+from messaging.models import Message
+from tests.factories import ContactFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def enroll(journey, *contacts):
+    return [journeys_enroll_contact(journey=journey, contact=c) for c in contacts]
+
+
+def test_running_the_same_advance_job_twice_sends_one_email(
+    welcome_series, nia, rq_queue, run_worker, smtp_server
+):
+    # Given Nia is due on the welcome series and claimed by a scheduler pass
+    enroll(welcome_series, nia)
+    claim = enrollments_claim_due()
+    assert rq_queue.count == 1
+
+    # When the same job is delivered twice (a retry after a lost acknowledgement)
+    rq_queue.enqueue(
+        journeys_advance_task, enrollment_ids=claim.enrollment_ids, token=str(claim.token)
+    )
+    run_worker()
+
+    # Then one email went out and the enrollment moved on once
+    assert len(smtp_server.messages) == 1
+    assert Message.objects.count() == 1
+    enrollment = Enrollment.objects.get()
+    assert enrollment.state == Enrollment.State.WAITING
+    assert enrollment.step_runs.count() == 2  # welcome, wait
+
+
+def test_a_send_recorded_before_a_crash_is_not_repeated(welcome_series, nia, smtp_server):
+    # Given the welcome email was sent, but the worker died before the
+    # enrollment's move to the next step committed
+    (enrollment,) = enroll(welcome_series, nia)
+    steps = JourneySteps.load(welcome_series.pk)
+    claim = enrollments_claim_due()
+    enrollment.refresh_from_db()
+    enrollment_advance(enrollment=enrollment, token=claim.token, steps=steps)
+    assert len(smtp_server.messages) == 1
+    Enrollment.objects.filter(pk=enrollment.pk).update(
+        state=Enrollment.State.ACTIVE,
+        current_step=welcome_series.step_map["welcome"],
+        sequence=0,
+        next_run_at=timezone.now(),
+        locked_until=None,
+        lease_token=None,
+    )
+
+    # When the enrollment is claimed and advanced again
+    claim = enrollments_claim_due()
+    enrollment.refresh_from_db()
+    enrollment_advance(enrollment=enrollment, token=claim.token, steps=steps)
+
+    # Then the Message row stops a second send, and the journey goes on
+    assert len(smtp_server.messages) == 1
+    assert Message.objects.get().status == Message.Status.SENT
+    enrollment.refresh_from_db()
+    assert enrollment.state == Enrollment.State.WAITING
+
+
+def test_a_send_interrupted_mid_delivery_is_failed_not_resent(welcome_series, nia, smtp_server):
+    # Given a worker died while handing the welcome email to the mail server
+    (enrollment,) = enroll(welcome_series, nia)
+    key = (
+        f"journey:{welcome_series.pk}:enrollment:{enrollment.pk}"
+        f":step:{welcome_series.step_map['welcome'].pk}:seq:0"
+    )
+    template = welcome_series.step_map["welcome"].template
+    Message.objects.create(
+        contact=nia,
+        template=template,
+        message_type=template.message_type,
+        medium="email",
+        origin="journey",
+        idempotency_key=key,
+        status=Message.Status.SENDING,
+        attempts=1,
+    )
+
+    # When the enrollment is picked up again
+    claim = enrollments_claim_due()
+    enrollment.refresh_from_db()
+    enrollment_advance(
+        enrollment=enrollment, token=claim.token, steps=JourneySteps.load(welcome_series.pk)
+    )
+
+    # Then the unknown outcome is recorded instead of risking a second delivery
+    message = Message.objects.get()
+    assert message.status == Message.Status.FAILED
+    assert "interrupted" in message.error
+    assert smtp_server.messages == []
+    enrollment.refresh_from_db()
+    assert enrollment.state == Enrollment.State.WAITING
+
+
+def test_two_scheduler_passes_never_claim_the_same_enrollment(welcome_series, rq_queue):
+    # Given three contacts due on the journey
+    enroll(welcome_series, *ContactFactory.create_batch(3))
+
+    # When two schedulers claim, the second while the first holds its leases
+    first = enrollments_claim_due(limit=2)
+    second = enrollments_claim_due(limit=2)
+    third = enrollments_claim_due(limit=2)
+
+    # Then the work is split without overlap, and nothing is left over
+    assert len(first.enrollment_ids) == 2
+    assert len(second.enrollment_ids) == 1
+    assert not set(first.enrollment_ids) & set(second.enrollment_ids)
+    assert third is None
+    assert rq_queue.count == 2
+
+
+def test_work_lost_with_redis_is_rediscovered_from_the_database(
+    welcome_series, nia, rq_queue, run_worker, smtp_server
+):
+    # Given Nia's enrollment was claimed and its job enqueued
+    enroll(welcome_series, nia)
+    assert scheduler_tick() == 1
+
+    # When Redis loses everything before a worker runs the job
+    rq_queue.connection.flushdb()
+    assert run_worker() == 0
+    assert smtp_server.messages == []
+
+    # Then once the lease has run out the scheduler claims the enrollment again
+    lease = settings.WAYMARK_ENGINE["LEASE"]
+    with time_machine.travel(timezone.now() + lease + timedelta(seconds=1)):
+        assert scheduler_tick() == 1
+        run_worker()
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_worker_killed_mid_batch_loses_no_enrollment(welcome_series, run_worker, smtp_server):
+    # Given a batch of three claimed enrollments
+    contacts = ContactFactory.create_batch(3)
+    enroll(welcome_series, *contacts)
+    claim = enrollments_claim_due()
+    steps = JourneySteps.load(welcome_series.pk)
+
+    # When the worker advances the first and dies before the others
+    first = Enrollment.objects.select_related("contact").get(pk=claim.enrollment_ids[0])
+    enrollment_advance(enrollment=first, token=claim.token, steps=steps)
+
+    # Then after the lease expires the other two are claimed and advanced
+    lease = settings.WAYMARK_ENGINE["LEASE"]
+    with time_machine.travel(timezone.now() + lease + timedelta(seconds=1)):
+        assert scheduler_tick() == 2
+        run_worker()
+    assert sorted(m.envelope_recipients[0] for m in smtp_server.messages) == sorted(
+        c.email for c in contacts
+    )
+    assert set(Enrollment.objects.values_list("state", flat=True)) == {"waiting"}
+
+
+def test_a_stale_job_whose_lease_was_taken_over_does_nothing(welcome_series, nia, smtp_server):
+    # Given a claim whose lease expired and was taken by another scheduler
+    enroll(welcome_series, nia)
+    stale = enrollments_claim_due()
+    with time_machine.travel(timezone.now() + settings.WAYMARK_ENGINE["LEASE"] * 2):
+        fresh = enrollments_claim_due()
+        # When the stale job finally runs
+        counts = journeys_advance_task(enrollment_ids=stale.enrollment_ids, token=str(stale.token))
+    # Then it finds nothing it may touch
+    assert counts == {}
+    assert smtp_server.messages == []
+    assert Enrollment.objects.get().lease_token == fresh.token
+
+
+def test_paused_journeys_are_not_advanced(welcome_series, nia, rq_queue):
+    enroll(welcome_series, nia)
+    Journey.objects.filter(pk=welcome_series.pk).update(state=Journey.State.PAUSED)
+
+    assert scheduler_tick() == 0
+    assert rq_queue.count == 0
+
+
+def test_jobs_are_enqueued_only_after_the_claim_commits(welcome_series, nia, rq_queue):
+    from django.db import transaction
+
+    enroll(welcome_series, nia)
+    with transaction.atomic():
+        claim = enrollments_claim_due()
+        assert claim is not None
+        assert rq_queue.count == 0
+    assert rq_queue.count == 1
+
+
+def test_reentry_never_enrolls_a_contact_once(welcome_series, nia):
+    first = journeys_enroll_contact(journey=welcome_series, contact=nia)
+    Enrollment.objects.filter(pk=first.pk).update(state=Enrollment.State.COMPLETED)
+
+    assert journeys_enroll_contact(journey=welcome_series, contact=nia) is None
+    assert Enrollment.objects.count() == 1
+
+
+def test_reentry_after_exit_allows_one_open_enrollment_at_a_time(welcome_series, nia):
+    welcome_series.reentry = Journey.Reentry.AFTER_EXIT
+    welcome_series.save()
+    first = journeys_enroll_contact(journey=welcome_series, contact=nia)
+
+    assert journeys_enroll_contact(journey=welcome_series, contact=nia) is None
+    Enrollment.objects.filter(pk=first.pk).update(state=Enrollment.State.COMPLETED)
+    assert journeys_enroll_contact(journey=welcome_series, contact=nia) is not None
+    assert Enrollment.objects.count() == 2

@@ -1,0 +1,249 @@
+"""message_send: render → check → deliver → record, against a real SMTP server."""
+
+import pytest
+from django.utils import timezone
+
+from messaging.models import Message, Suppression
+from messaging.services import message_send
+from subscriptions.models import Channel, MessageType
+from subscriptions.services import subscription_set
+from tests.factories import (
+    ChannelFactory,
+    ContactFactory,
+    MessageTypeFactory,
+    TemplateFactory,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def send(contact, template, key="k1", **context):
+    return message_send(
+        contact=contact, template=template, idempotency_key=key, context=context, origin="api"
+    )
+
+
+@pytest.fixture
+def ada(db):
+    return ContactFactory(email="ada@example.com", attributes={"firstName": "Ada"})
+
+
+def test_the_email_carries_subject_html_text_and_headers(ada, smtp_server, settings):
+    settings.DEFAULT_FROM_EMAIL = "Acme <hello@acme.test>"
+    template = TemplateFactory(
+        subject="Hello {{ firstName }}",
+        preheader="A quick note",
+        html_body=(
+            "<p>Order <b>{{ event.order_id }}</b> for {{ contact.first_name }}. "
+            '<a href="https://acme.test/orders">See it</a></p>'
+        ),
+        reply_to="support@acme.test",
+    )
+
+    result = send(ada, template, event={"order_id": "A-17"})
+
+    assert result.message.status == Message.Status.SENT
+    (email,) = smtp_server.messages
+    assert email["Subject"] == "Hello Ada"
+    assert email["From"] == "Acme <hello@acme.test>"
+    assert email["Reply-To"] == "support@acme.test"
+    assert email["Message-ID"] == result.message.provider_message_id
+    html = email.get_body(("html",)).get_content()
+    assert "Order <b>A-17</b> for Ada" in html
+    assert "A quick note" in html
+    text = email.get_body(("plain",)).get_content()
+    assert "Order A-17 for Ada. See it (https://acme.test/orders)" in text
+    message = Message.objects.get()
+    assert (message.subject, message.to_address, message.attempts) == (
+        "Hello Ada",
+        "ada@example.com",
+        1,
+    )
+    assert message.sent_at is not None
+
+
+def test_contact_data_is_escaped_in_html(smtp_server):
+    contact = ContactFactory(attributes={"firstName": "<script>alert(1)</script>"})
+    send(contact, TemplateFactory())
+
+    html = smtp_server.messages[0].get_body(("html",)).get_content()
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_templates_cannot_reach_settings_or_the_environment(ada, smtp_server, settings):
+    template = TemplateFactory(
+        subject="Hi",
+        html_body="<p>[{{ settings.SECRET_KEY }}][{{ request.META }}][{{ environ }}]</p>",
+    )
+    send(ada, template)
+
+    html = smtp_server.messages[0].get_body(("html",)).get_content()
+    assert "<p>[][][]</p>" in html
+    assert settings.SECRET_KEY not in html
+
+
+def test_templates_cannot_reach_python_internals(ada, smtp_server):
+    template = TemplateFactory(subject="Hi", html_body="<p>{{ contact.__class__ }}</p>")
+
+    result = send(ada, template)
+
+    assert result.message.status == Message.Status.FAILED
+    assert "underscore" in result.message.error
+    assert smtp_server.messages == []
+
+
+@pytest.mark.parametrize("tag", ["{% debug %}", "{% load static %}", "{% include 'x.html' %}"])
+def test_templates_cannot_use_tags_that_reach_outside(ada, smtp_server, tag):
+    template = TemplateFactory(subject="Hi", html_body=f"<p>{tag}</p>")
+
+    result = send(ada, template)
+
+    assert result.message.status == Message.Status.FAILED
+    assert "Template error" in result.message.error or "Invalid block tag" in result.message.error
+    assert smtp_server.messages == []
+
+
+def test_a_template_that_fails_to_render_is_recorded_as_failed(ada, smtp_server):
+    template = TemplateFactory(subject="Hi {% if %}")
+
+    result = send(ada, template)
+
+    assert result.retry_at is None
+    assert result.message.status == Message.Status.FAILED
+    assert result.message.error
+    assert smtp_server.messages == []
+
+
+def test_the_same_key_sends_once(ada, smtp_server):
+    template = TemplateFactory()
+    first = send(ada, template, key="same")
+    second = send(ada, template, key="same")
+
+    assert first.message.pk == second.message.pk
+    assert len(smtp_server.messages) == 1
+    assert Message.objects.count() == 1
+
+
+def test_a_contact_without_an_email_address_is_skipped(smtp_server):
+    contact = ContactFactory(email=None, user_id="u-1")
+
+    result = send(contact, TemplateFactory())
+
+    assert (result.message.status, result.message.skip_reason) == ("skipped", "no_address")
+
+
+def test_a_blocklisted_contact_is_skipped(smtp_server):
+    contact = ContactFactory(blocklisted=True)
+
+    result = send(contact, TemplateFactory())
+
+    assert result.message.skip_reason == "blocklisted"
+    assert smtp_server.messages == []
+
+
+def test_a_suppressed_address_is_skipped(ada, smtp_server):
+    Suppression.objects.create(address="ADA@example.com", reason="hard_bounce")
+
+    result = send(ada, TemplateFactory())
+
+    assert result.message.skip_reason == "suppressed"
+
+
+def test_unsubscribing_from_a_message_type_blocks_it(ada, smtp_server):
+    template = TemplateFactory()
+    subscription_set(
+        contact=ada, message_type=template.message_type, status="unsubscribed", source="api"
+    )
+
+    result = send(ada, template)
+
+    assert result.message.skip_reason == "message_type_unsubscribed"
+
+
+def test_double_opt_in_needs_a_confirmed_subscription(ada, smtp_server):
+    message_type = MessageTypeFactory(policy=MessageType.Policy.DOUBLE_OPT_IN)
+    template = TemplateFactory(message_type=message_type)
+    change = subscription_set(
+        contact=ada, message_type=message_type, status="subscribed", source="api"
+    )
+    assert change.subscription.status == "pending"
+
+    pending = send(ada, template, key="before")
+    subscription_set(
+        contact=ada,
+        message_type=message_type,
+        status="subscribed",
+        source="confirmation_link",
+        confirmed=True,
+    )
+    confirmed = send(ada, template, key="after")
+
+    assert pending.message.skip_reason == "not_confirmed"
+    assert confirmed.message.status == "sent"
+
+
+def test_transactional_messages_ignore_marketing_unsubscribes(ada, smtp_server):
+    marketing = ChannelFactory(name="Email", kind=Channel.Kind.MARKETING)
+    receipts = TemplateFactory(
+        message_type=MessageTypeFactory(
+            channel=ChannelFactory(name="Receipts", kind=Channel.Kind.TRANSACTIONAL)
+        )
+    )
+    subscription_set(contact=ada, channel=marketing, status="unsubscribed", source="api")
+
+    result = send(ada, receipts)
+
+    assert result.message.status == "sent"
+
+
+def test_frequency_cap_skips_past_the_limit(ada, smtp_server):
+    message_type = MessageTypeFactory(frequency_limit=2, frequency_period="day")
+    template = TemplateFactory(message_type=message_type)
+
+    results = [send(ada, template, key=f"k{i}") for i in range(3)]
+
+    assert [r.message.status for r in results] == ["sent", "sent", "skipped"]
+    assert results[2].message.skip_reason == "frequency_cap"
+    assert len(smtp_server.messages) == 2
+
+
+def test_a_server_that_is_down_is_retried_with_back_off(ada, smtp_down, settings):
+    settings.WAYMARK_SENDING = {**settings.WAYMARK_SENDING, "MAX_ATTEMPTS": 3}
+    template = TemplateFactory()
+
+    first = send(ada, template)
+    second = send(ada, template)
+    third = send(ada, template)
+
+    assert first.retry_at is not None and second.retry_at is not None
+    assert second.retry_at - timezone.now() > first.retry_at - timezone.now()
+    assert third.retry_at is None
+    message = Message.objects.get()
+    assert (message.status, message.attempts) == ("failed", 3)
+    assert "Connection" in message.error or "refused" in message.error.lower()
+
+
+def test_a_temporary_refusal_is_retried_and_then_delivered_once(ada, smtp_server):
+    template = TemplateFactory()
+    smtp_server.refuse_with = "451 4.3.0 Try again later"
+
+    first = send(ada, template)
+    smtp_server.refuse_with = None
+    second = send(ada, template)
+
+    assert first.retry_at is not None
+    assert "451" in first.message.error
+    assert second.message.status == "sent"
+    assert second.message.attempts == 2
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_permanent_refusal_is_not_retried(ada, smtp_server):
+    smtp_server.refuse_with = "550 5.1.1 No such user"
+
+    result = send(ada, TemplateFactory())
+
+    assert result.retry_at is None
+    assert result.message.status == "failed"
+    assert "550" in result.message.error
