@@ -150,7 +150,6 @@ class EnrollmentAdmin(admin.ModelAdmin):
     list_filter = ("state", "journey")
     list_select_related = ("contact", "journey", "current_step")
     search_fields = ("contact__email", "contact__user_id")
-    date_hierarchy = "entered_at"
     raw_id_fields = ("contact",)
     show_full_result_count = False
     readonly_fields = (
@@ -192,7 +191,6 @@ class StepRunAdmin(admin.ModelAdmin):
         "message__template",
         "message__contact",
     )
-    date_hierarchy = "started_at"
     show_full_result_count = False
     raw_id_fields = ("enrollment", "message")
 

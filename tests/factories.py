@@ -16,7 +16,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     username = factory.Sequence(lambda n: f"staff{n}")
     email = factory.LazyAttribute(lambda o: f"{o.username}@example.com")
     is_staff = True
-    password = factory.PostGenerationMethodCall("set_password", "correct horse battery")
+    password = factory.django.Password("correct horse battery")
 
 
 class ContactFactory(factory.django.DjangoModelFactory):

@@ -42,10 +42,12 @@ def iterable_exception_handler(exc, context):
     if isinstance(exc, exceptions.PermissionDenied):
         return iterable_response(str(exc.detail), "Forbidden", None, status.HTTP_403_FORBIDDEN)
     if isinstance(exc, exceptions.ParseError):
-        return iterable_response(f"Could not parse the JSON body: {exc.detail}", "BadJsonBody")
+        return iterable_response(
+            f"Could not parse the JSON body: {exc.detail}", "BadJsonBody", None, 400
+        )
     if isinstance(exc, exceptions.UnsupportedMediaType):
         return iterable_response(
-            "Send the body as JSON (Content-Type: application/json).", "BadJsonBody"
+            "Send the body as JSON (Content-Type: application/json).", "BadJsonBody", None, 400
         )
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail

@@ -72,7 +72,9 @@ class Step(PolymorphicModel):
         return [
             f.name
             for f in self._meta.get_fields()
-            if isinstance(f, models.ForeignKey) and f.related_model is Step
+            if isinstance(f, models.ForeignKey)
+            and f.related_model is Step
+            and not f.remote_field.parent_link
         ]
 
 

@@ -56,7 +56,7 @@ def journeys_handle_event(*, event) -> dict:
     """
     now = timezone.now()
     entered = exited = goals = 0
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         open_here = Enrollment.objects.filter(
             contact_id=event.contact_id, state__in=Enrollment.OPEN_STATES
         )

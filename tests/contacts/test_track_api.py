@@ -1,0 +1,176 @@
+"""POST /api/events/track: Iterable's contract, its error envelope, and what it writes."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from contacts.models import Contact, Event
+from contacts.services import api_key_create, api_key_revoke
+from journeys.models import Enrollment
+from tests.factories import ContactFactory, JourneyFactory, SendEmailStepFactory
+
+URL = "/api/events/track"
+
+
+@pytest.fixture
+def signup_journey(db):
+    journey = JourneyFactory(trigger_event_name="signed_up")
+    SendEmailStepFactory(journey=journey, position=1)
+    return journey
+
+
+def test_track_records_the_event_and_answers_like_iterable(api_client, db):
+    response = api_client.post(
+        URL,
+        {
+            "email": "nia@example.com",
+            "eventName": "purchase",
+            "id": "order-17",
+            "createdAt": 1700000000,
+            "dataFields": {"total": 42.5, "items": ["book"]},
+            "campaignId": 12,
+            "templateId": 34,
+        },
+        format="json",
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "msg": "Event with id: order-17 tracked.",
+        "code": "Success",
+        "params": {"id": "order-17"},
+    }
+    event = Event.objects.get()
+    assert (event.name, event.contact.email) == ("purchase", "nia@example.com")
+    assert event.data == {"total": 42.5, "items": ["book"]}
+    assert event.occurred_at.timestamp() == 1700000000
+    assert (event.campaign_id, event.template_id) == (12, 34)
+
+
+def test_track_by_user_id_creates_the_contact(api_client, db):
+    response = api_client.post(URL, {"userId": "app-7", "eventName": "opened_app"}, format="json")
+
+    assert response.status_code == 200
+    generated_id = response.json()["params"]["id"]
+    assert Event.objects.get().client_event_id == generated_id
+    assert Contact.objects.get().user_id == "app-7"
+
+
+def test_resending_an_event_id_updates_instead_of_duplicating(api_client, db):
+    body = {"email": "nia@example.com", "eventName": "purchase", "id": "order-17"}
+    api_client.post(URL, {**body, "dataFields": {"total": 1}}, format="json")
+    api_client.post(URL, {**body, "dataFields": {"total": 2}}, format="json")
+
+    assert Event.objects.count() == 1
+    assert Event.objects.get().data == {"total": 2}
+
+
+def test_track_starts_matching_live_journeys_once(api_client, signup_journey):
+    JourneyFactory(trigger_event_name="signed_up", state="draft")
+    JourneyFactory(trigger_event_name="purchase")
+    body = {"email": "nia@example.com", "eventName": "signed_up", "id": "e1"}
+
+    api_client.post(URL, body, format="json")
+    api_client.post(URL, body, format="json")  # a re-delivery of the same event
+
+    enrollment = Enrollment.objects.get()
+    assert enrollment.journey == signup_journey
+    assert enrollment.state == Enrollment.State.ACTIVE
+    assert enrollment.next_run_at is not None
+
+
+def test_event_data_reaches_the_enrollment(api_client, signup_journey):
+    api_client.post(
+        URL,
+        {"email": "nia@example.com", "eventName": "signed_up", "dataFields": {"plan": "pro"}},
+        format="json",
+    )
+
+    assert Enrollment.objects.get().trigger_data == {"plan": "pro"}
+
+
+def test_an_exit_event_takes_contacts_out_of_the_journey(api_client, signup_journey):
+    signup_journey.exit_event_name = "cancelled"
+    signup_journey.save()
+    api_client.post(URL, {"email": "nia@example.com", "eventName": "signed_up"}, format="json")
+
+    api_client.post(URL, {"email": "nia@example.com", "eventName": "cancelled"}, format="json")
+
+    enrollment = Enrollment.objects.get()
+    assert enrollment.state == Enrollment.State.EXITED
+    assert enrollment.exit_reason == "exit event: cancelled"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ('{"email": "nia@example.com", "eventName": ', "BadJsonBody"),
+        ("[1, 2, 3]", "BadParams"),
+        ('{"email": "nia@example.com"}', "BadParams"),
+        ('{"eventName": "signed_up"}', "BadParams"),
+        ('{"email": "not-an-email", "eventName": "signed_up"}', "InvalidEmailAddressError"),
+        ('{"email": "nia@example.com", "eventName": "x", "dataFields": [1]}', "BadParams"),
+        ('{"email": "nia@example.com", "eventName": "x", "createdAt": "yesterday"}', "BadParams"),
+    ],
+)
+def test_a_malformed_body_gets_a_400_envelope_and_writes_nothing(
+    api_client, signup_journey, body, code
+):
+    response = api_client.post(URL, body, content_type="application/json")
+
+    assert response.status_code == 400
+    payload = response.json()
+    assert payload["code"] == code
+    assert payload["msg"]
+    assert "params" in payload
+    assert Event.objects.count() == 0
+    assert Contact.objects.count() == 0
+    assert Enrollment.objects.count() == 0
+
+
+def test_a_body_that_is_not_json_is_refused(api_client, db):
+    response = api_client.post(URL, "email=nia@example.com", content_type="text/plain")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "BadJsonBody"
+    assert Event.objects.count() == 0
+
+
+def test_a_missing_api_key_is_refused(db):
+    response = APIClient().post(URL, {"email": "a@example.com", "eventName": "x"}, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == {"msg": "Invalid API key", "code": "BadApiKey", "params": None}
+    assert Event.objects.count() == 0
+
+
+def test_a_wrong_or_revoked_api_key_is_refused(db):
+    api_key, raw_key = api_key_create(name="old")
+    api_key_revoke(api_key=api_key)
+    for key in (raw_key, raw_key + "x", ""):
+        client = APIClient()
+        client.credentials(HTTP_API_KEY=key)
+        response = client.post(URL, {"email": "a@example.com", "eventName": "x"}, format="json")
+        assert response.status_code == 401
+        assert response.json()["code"] == "BadApiKey"
+    assert Event.objects.count() == 0
+
+
+def test_api_keys_are_stored_hashed(db):
+    api_key, raw_key = api_key_create(name="ci")
+
+    assert raw_key.startswith("wm_")
+    assert raw_key not in {api_key.key_hash, api_key.prefix}
+    assert api_key.prefix == raw_key[:10]
+
+
+def test_tracking_costs_a_fixed_number_of_queries(
+    api_client, signup_journey, django_assert_num_queries
+):
+    ContactFactory(email="nia@example.com")
+    body = {"email": "nia@example.com", "eventName": "signed_up", "dataFields": {"a": 1}}
+    # key (lookup, last used), contact, event upsert (select for update,
+    # insert), goals, exits, live journeys, then per matching journey: the
+    # re-entry check, the first step and the insert; plus savepoints.
+    with django_assert_num_queries(19):
+        response = api_client.post(URL, body, format="json")
+    assert response.status_code == 200
