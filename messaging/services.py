@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -79,11 +80,34 @@ def _skip_reason(message, contact, message_type, now):
 
 
 def _finish(message, **fields):
-    """Write the given fields to the row and the instance (autocommitted)."""
+    """Write the given fields to the stored row and the instance (autocommitted)."""
     fields["updated_at"] = timezone.now()
     Message.objects.filter(pk=message.pk).update(**fields)
     for name, value in fields.items():
         setattr(message, name, value)
+    return message
+
+
+def _record_first(message, **fields):
+    """Store an outcome for a message seen for the first time, or for a queued
+    retry. Returns the row as stored, or None when another process got there
+    first (the caller then reports that row's outcome)."""
+    for name, value in fields.items():
+        setattr(message, name, value)
+    if message.pk is None:
+        try:
+            with transaction.atomic():
+                message.save(force_insert=True)
+        except IntegrityError:
+            return None
+        return message
+    fields["updated_at"] = timezone.now()
+    fields["to_address"] = message.to_address
+    if "attempts" in fields:
+        fields["attempts"] = F("attempts") + 1
+    if not Message.objects.filter(pk=message.pk, status=Status.QUEUED).update(**fields):
+        return None
+    message.refresh_from_db(fields=["attempts"])
     return message
 
 
@@ -105,18 +129,8 @@ def message_send(
     now = timezone.now()
     message_type = template.message_type
     medium = message_type.channel.medium
-    message, _ = Message.objects.get_or_create(
-        idempotency_key=idempotency_key,
-        defaults={
-            "contact": contact,
-            "template": template,
-            "message_type": message_type,
-            "medium": medium,
-            "origin": origin,
-            "to_address": _address_for(contact, medium),
-        },
-    )
-    if message.status == Status.SENDING:
+    message = Message.objects.filter(idempotency_key=idempotency_key).first()
+    if message is not None and message.status == Status.SENDING:
         # A previous attempt died between handing the message over and
         # recording the result. Sending again could deliver it twice.
         _finish(
@@ -126,14 +140,29 @@ def message_send(
             error="Delivery was interrupted; the outcome is unknown, so it was not sent again.",
         )
         return SendResult(message, detail="interrupted")
-    if message.status in Message.FINAL:
+    if message is not None and message.status in Message.FINAL:
         return SendResult(message, detail=f"already {message.status}")
+    if message is None:
+        # Not stored yet: the row is written once, with its first outcome.
+        message = Message(
+            idempotency_key=idempotency_key,
+            contact=contact,
+            template=template,
+            message_type=message_type,
+            medium=medium,
+            origin=origin,
+        )
+
+    def already_handled():
+        stored = Message.objects.get(idempotency_key=idempotency_key)
+        return SendResult(stored, detail=f"already {stored.status}")
 
     # Consent and addresses are read now, at send time, not when queued.
     message.to_address = _address_for(contact, medium)
     reason = _skip_reason(message, contact, message_type, now)
     if reason:
-        _finish(message, status=Status.SKIPPED, skip_reason=reason, to_address=message.to_address)
+        if not _record_first(message, status=Status.SKIPPED, skip_reason=reason):
+            return already_handled()
         return SendResult(message, detail=f"skipped: {reason}")
 
     render_context = {**contact_context(contact), **context}
@@ -142,20 +171,18 @@ def message_send(
             raise RenderError(f"No delivery backend for {medium} messages yet.")
         rendered = render_email(template, render_context)
     except RenderError as exc:
-        _finish(message, status=Status.FAILED, failed_at=now, error=str(exc))
+        if not _record_first(message, status=Status.FAILED, failed_at=now, error=str(exc)):
+            return already_handled()
         return SendResult(message, detail="render failed")
 
-    claimed = Message.objects.filter(pk=message.pk, status=Status.QUEUED).update(
+    # Committed before the backend is called: the at-most-once guard.
+    if not _record_first(
+        message,
         status=Status.SENDING,
-        attempts=F("attempts") + 1,
-        to_address=message.to_address,
+        attempts=message.attempts + 1,
         subject=rendered.subject[:500],
-        updated_at=now,
-    )
-    if not claimed:
-        message.refresh_from_db()
-        return SendResult(message, detail=f"already {message.status}")
-    message.refresh_from_db(fields=["attempts", "status"])
+    ):
+        return already_handled()
 
     try:
         provider_id = deliver_email(message=message, template=template, rendered=rendered)

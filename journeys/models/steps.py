@@ -46,6 +46,11 @@ class Step(PolymorphicModel):
         help_text="Empty: continue with the next step by position.",
     )
 
+    # True for steps whose execute() talks to the outside world (sends,
+    # webhooks): the runner commits before them and runs them outside any
+    # transaction. Steps that only read and write the database leave it False.
+    performs_io = False
+
     class Meta:
         ordering = ["position", "id"]
         constraints = [
@@ -86,6 +91,8 @@ class SendEmailStep(Step):
     with the same idempotency key; anything else continues the journey with
     the outcome recorded on the Message.
     """
+
+    performs_io = True
 
     template = models.ForeignKey(
         Template,

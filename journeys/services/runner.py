@@ -1,9 +1,15 @@
 """Advancing claimed enrollments: what every step type shares.
 
 The runner loads the concrete step, calls its execute(), records a StepRun
-and moves the enrollment on, each transition in one transaction guarded by
-the enrollment's lease. Steps do their own I/O outside that transaction
-(a message is committed as `sending` before the mail server is called).
+and moves the enrollment on. Each transition is atomic (a savepoint guarded
+by the enrollment's lease) and a batch's transitions share commits: a commit
+costs a disk flush, and per-transition commits would make the flush, not the
+work, the limit. Before a step that talks to the outside world
+(`performs_io`, e.g. a send) everything so far is committed, and the step
+runs outside any transaction so its own services can commit what they must
+before the I/O (a message is recorded as `sending` before the mail server
+is called). A crash rolls back only transitions of steps without outside
+effects, which simply run again.
 """
 
 import logging
@@ -78,15 +84,49 @@ class StepContext:
         return {"event": dict(self.enrollment.trigger_data or {})}
 
 
-def _transition(enrollment, token, *, run_fields, enrollment_fields):
+class CommitGroup:
+    """An open transaction that transitions join until flush() commits it."""
+
+    def __init__(self):
+        self._block = None
+
+    def join(self):
+        if self._block is None:
+            self._block = transaction.atomic()
+            self._block.__enter__()
+
+    def flush(self):
+        block, self._block = self._block, None
+        if block is not None:
+            block.__exit__(None, None, None)
+
+    def abort(self, exc_info):
+        block, self._block = self._block, None
+        if block is not None:
+            block.__exit__(*exc_info)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if exc_info[0] is None:
+            self.flush()
+        else:
+            self.abort(exc_info)
+        return False
+
+
+def _transition(enrollment, token, *, run_fields, enrollment_fields, group):
     """Record one StepRun and apply one state change, atomically, if we still hold the lease."""
-    with transaction.atomic():
-        updated = Enrollment.objects.filter(pk=enrollment.pk, lease_token=token).update(
-            **enrollment_fields
-        )
-        if not updated:
-            raise LeaseLost(enrollment.pk)
-        StepRun.objects.create(enrollment=enrollment, **run_fields)
+    group.join()
+    # No savepoint needed: when the lease is gone the UPDATE changed nothing
+    # and nothing else has been written yet.
+    updated = Enrollment.objects.filter(pk=enrollment.pk, lease_token=token).update(
+        **enrollment_fields
+    )
+    if not updated:
+        raise LeaseLost(enrollment.pk)
+    StepRun.objects.create(enrollment=enrollment, **run_fields)
     for name, value in enrollment_fields.items():
         setattr(enrollment, name, value)
 
@@ -95,13 +135,20 @@ def _released(**fields):
     return {"locked_until": None, "lease_token": None, **fields}
 
 
-def enrollment_advance(*, enrollment: Enrollment, token, steps: JourneySteps) -> str:
+def enrollment_advance(
+    *, enrollment: Enrollment, token, steps: JourneySteps, group: CommitGroup | None = None
+) -> str:
     """Run steps for one claimed enrollment until it waits, ends or fails.
 
     Returns the enrollment's final state. Safe to call twice with the same
     token: a finished enrollment has no lease, and a retried send finds its
-    Message row.
+    Message row. Without a `group`, every transition commits before return.
     """
+    if group is None:
+        with CommitGroup() as own_group:
+            return enrollment_advance(
+                enrollment=enrollment, token=token, steps=steps, group=own_group
+            )
     max_steps = settings.WAYMARK_ENGINE["MAX_STEPS_PER_RUN"]
     for _ in range(max_steps):
         now = timezone.now()
@@ -111,6 +158,7 @@ def enrollment_advance(*, enrollment: Enrollment, token, steps: JourneySteps) ->
             _transition(
                 enrollment,
                 token,
+                group=group,
                 run_fields={**base, "outcome": Outcome.COMPLETED, "finished_at": now},
                 enrollment_fields=_released(
                     state=State.COMPLETED, finished_at=now, next_run_at=None, current_step=None
@@ -121,9 +169,15 @@ def enrollment_advance(*, enrollment: Enrollment, token, steps: JourneySteps) ->
             enrollment=enrollment, contact=enrollment.contact, steps=steps, now=now
         )
         try:
-            outcome = step.execute(context)
+            if step.performs_io:
+                group.flush()
+                outcome = step.execute(context)
+            else:
+                group.join()
+                with transaction.atomic():  # a failing step's writes roll back alone
+                    outcome = step.execute(context)
         except Exception as exc:
-            _record_step_error(enrollment, token, step, base, exc)
+            _record_step_error(enrollment, token, step, base, exc, group)
             return enrollment.state
         done = timezone.now()
         message = getattr(outcome, "message", None)
@@ -135,6 +189,7 @@ def enrollment_advance(*, enrollment: Enrollment, token, steps: JourneySteps) ->
                 _transition(
                     enrollment,
                     token,
+                    group=group,
                     run_fields={**run, "outcome": Outcome.COMPLETED, "branch": outcome.branch},
                     enrollment_fields=_released(
                         state=State.COMPLETED,
@@ -149,6 +204,7 @@ def enrollment_advance(*, enrollment: Enrollment, token, steps: JourneySteps) ->
             _transition(
                 enrollment,
                 token,
+                group=group,
                 run_fields={**run, "outcome": Outcome.CONTINUED, "branch": outcome.branch},
                 enrollment_fields={
                     "state": State.ACTIVE,
@@ -163,6 +219,7 @@ def enrollment_advance(*, enrollment: Enrollment, token, steps: JourneySteps) ->
             _transition(
                 enrollment,
                 token,
+                group=group,
                 run_fields={**run, "outcome": Outcome.WAITING},
                 enrollment_fields=_released(
                     state=State.WAITING,
@@ -177,6 +234,7 @@ def enrollment_advance(*, enrollment: Enrollment, token, steps: JourneySteps) ->
             _transition(
                 enrollment,
                 token,
+                group=group,
                 run_fields={**run, "outcome": Outcome.RETRY},
                 enrollment_fields=_released(state=State.WAITING, next_run_at=outcome.at),
             )
@@ -185,6 +243,7 @@ def enrollment_advance(*, enrollment: Enrollment, token, steps: JourneySteps) ->
             _transition(
                 enrollment,
                 token,
+                group=group,
                 run_fields={**run, "outcome": Outcome.EXITED},
                 enrollment_fields=_released(
                     state=State.EXITED,
@@ -198,13 +257,14 @@ def enrollment_advance(*, enrollment: Enrollment, token, steps: JourneySteps) ->
             return enrollment.state
         raise TypeError(f"{type(step).__name__}.execute() returned {outcome!r}")
     # A journey that loops without waiting: yield the worker, continue on the next pass.
+    group.join()
     Enrollment.objects.filter(pk=enrollment.pk, lease_token=token).update(
         **_released(next_run_at=timezone.now())
     )
     return enrollment.state
 
 
-def _record_step_error(enrollment, token, step, base, exc):
+def _record_step_error(enrollment, token, step, base, exc, group):
     now = timezone.now()
     attempts = enrollment.attempts + 1
     error = "".join(traceback.format_exception_only(exc)).strip()
@@ -219,14 +279,14 @@ def _record_step_error(enrollment, token, step, base, exc):
             last_error=error,
         )
         _transition(enrollment, token, run_fields={**run_fields, "outcome": Outcome.FAILED},
-                    enrollment_fields=fields)  # fmt: skip
+                    enrollment_fields=fields, group=group)  # fmt: skip
         return
     retry_at = now + STEP_RETRY_BASE * (4 ** (attempts - 1))
     fields = _released(
         state=State.WAITING, attempts=attempts, next_run_at=retry_at, last_error=error
     )
     _transition(enrollment, token, run_fields={**run_fields, "outcome": Outcome.RETRY},
-                enrollment_fields=fields)  # fmt: skip
+                enrollment_fields=fields, group=group)  # fmt: skip
 
 
 def enrollments_advance(*, enrollment_ids, token) -> dict:
@@ -244,15 +304,18 @@ def enrollments_advance(*, enrollment_ids, token) -> dict:
     )
     steps_by_journey = {}
     counts = {}
-    for enrollment in enrollments:
-        steps = steps_by_journey.get(enrollment.journey_id)
-        if steps is None:
-            steps = steps_by_journey[enrollment.journey_id] = JourneySteps.load(
-                enrollment.journey_id
-            )
-        try:
-            state = enrollment_advance(enrollment=enrollment, token=token, steps=steps)
-        except LeaseLost:
-            state = "lease_lost"
-        counts[state] = counts.get(state, 0) + 1
+    with CommitGroup() as group:
+        for enrollment in enrollments:
+            steps = steps_by_journey.get(enrollment.journey_id)
+            if steps is None:
+                steps = steps_by_journey[enrollment.journey_id] = JourneySteps.load(
+                    enrollment.journey_id
+                )
+            try:
+                state = enrollment_advance(
+                    enrollment=enrollment, token=token, steps=steps, group=group
+                )
+            except LeaseLost:
+                state = "lease_lost"
+            counts[state] = counts.get(state, 0) + 1
     return counts

@@ -25,8 +25,12 @@ class Claim:
     enrollment_ids: list
 
 
-def enrollments_claim_due(*, now=None, limit=None) -> Claim | None:
-    """Lease up to `limit` due enrollments of live journeys, or None if none are due."""
+def enrollments_claim_due(*, now=None, limit=None, enqueue=True) -> Claim | None:
+    """Lease up to `limit` due enrollments of live journeys, or None if none are due.
+
+    With `enqueue` (the default) an rq job for the batch is enqueued once the
+    claim commits; without, the caller runs the batch itself.
+    """
     now = now or timezone.now()
     limit = limit or settings.WAYMARK_ENGINE["BATCH_SIZE"]
     token = uuid.uuid4()
@@ -58,7 +62,8 @@ def enrollments_claim_due(*, now=None, limit=None) -> Claim | None:
                 Enrollment.objects.filter(lease_token=token).values_list("pk", flat=True)
             ),
         )
-        transaction.on_commit(lambda: enqueue_advance(claim))
+        if enqueue:
+            transaction.on_commit(lambda: enqueue_advance(claim))
     return claim
 
 
