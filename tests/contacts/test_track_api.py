@@ -174,3 +174,15 @@ def test_tracking_costs_a_fixed_number_of_queries(
     with django_assert_num_queries(19):
         response = api_client.post(URL, body, format="json")
     assert response.status_code == 200
+
+
+def test_a_goal_event_marks_the_enrollment_as_converted(api_client, signup_journey):
+    signup_journey.goal_event_name = "purchase"
+    signup_journey.save()
+    api_client.post(URL, {"email": "nia@example.com", "eventName": "signed_up"}, format="json")
+
+    api_client.post(URL, {"email": "nia@example.com", "eventName": "purchase"}, format="json")
+
+    enrollment = Enrollment.objects.get()
+    assert enrollment.goal_reached_at is not None
+    assert enrollment.state == Enrollment.State.ACTIVE

@@ -218,3 +218,30 @@ def test_reentry_after_exit_allows_one_open_enrollment_at_a_time(welcome_series,
     Enrollment.objects.filter(pk=first.pk).update(state=Enrollment.State.COMPLETED)
     assert journeys_enroll_contact(journey=welcome_series, contact=nia) is not None
     assert Enrollment.objects.count() == 2
+
+
+def test_an_attribute_condition_branches_on_the_contacts_data(run_worker, rq_queue):
+    from journeys.models import StepRun
+    from tests.factories import ConditionStepFactory, ExitStepFactory, JourneyFactory
+
+    # Given a journey that sends pro customers one way and others another
+    journey = JourneyFactory()
+    pro_exit = ExitStepFactory(journey=journey, key="pro", position=3)
+    free_exit = ExitStepFactory(journey=journey, key="free", position=2)
+    condition = ConditionStepFactory(
+        journey=journey, key="is-pro", position=1, kind="attribute", attribute="plan",
+        operator="eq", value="pro", yes_step=pro_exit, no_step=free_exit,
+    )  # fmt: skip
+    pro = ContactFactory(attributes={"plan": "pro"})
+    free = ContactFactory(attributes={"plan": "free"})
+    enroll(journey, pro, free)
+
+    # When the worker advances them
+    scheduler_tick()
+    run_worker()
+
+    # Then each took its branch
+    runs = {r.enrollment.contact_id: r for r in StepRun.objects.filter(step=condition)}
+    assert (runs[pro.pk].branch, runs[free.pk].branch) == ("yes", "no")
+    assert StepRun.objects.get(enrollment__contact=pro, outcome="exited").step_id == pro_exit.pk
+    assert StepRun.objects.get(enrollment__contact=free, outcome="exited").step_id == free_exit.pk
