@@ -131,6 +131,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, port, **options):
         base_dir = Path(settings.BASE_DIR)
+        database = settings.DATABASES["default"]
+        if database["ENGINE"] == "django.db.backends.sqlite3":
+            # var/ is not in the repository: a fresh checkout has nowhere for the file.
+            Path(database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=1)
         demo = demo_workspace_load()
         self.stdout.write(demo_summary(demo))
