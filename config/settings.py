@@ -68,11 +68,15 @@ TEMPLATES = [
     },
 ]
 
+# Local state of the embedded defaults (SQLite file, mail sink, embedded Redis).
+VAR_DIR = BASE_DIR / "var"
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'waymark.sqlite3'}"),
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'waymark.sqlite3'}"),
 }
 DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A fresh checkout has no var/ yet; SQLite creates the file, not its folder.
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # The embedded database serves a web process, a worker and a scheduler at
     # once: WAL lets readers run beside the writer, and IMMEDIATE transactions
     # wait for the write lock instead of failing half-way with "locked".
@@ -98,7 +102,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "var" / "static"))
+STATIC_ROOT = env("STATIC_ROOT", default=str(VAR_DIR / "static"))
 
 # --- Redis and background work -------------------------------------------
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")

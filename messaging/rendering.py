@@ -75,10 +75,10 @@ class RenderedEmail:
 def render_email(template, context: dict) -> RenderedEmail:
     subject = " ".join(render_string(template.subject, context, html=False).split())
     html = render_string(template.html_body, context, html=True)
+    text = render_string(template.text_body, context, html=False) or html_to_text(html)
     if html and template.preheader:
         preheader = render_string(template.preheader, context, html=True)
         html = _insert_preheader(html, preheader)
-    text = render_string(template.text_body, context, html=False) or html_to_text(html)
     if not subject:
         raise RenderError("The subject rendered empty.")
     return RenderedEmail(subject=subject, html=html, text=text)

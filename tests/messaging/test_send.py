@@ -247,3 +247,11 @@ def test_a_permanent_refusal_is_not_retried(ada, smtp_server):
     assert result.retry_at is None
     assert result.message.status == "failed"
     assert "550" in result.message.error
+
+
+def test_the_preheader_shows_in_the_inbox_preview_not_in_the_text_part(ada, smtp_server):
+    send(ada, TemplateFactory(preheader="Your first week", html_body="<p>Hello</p>"))
+
+    email = smtp_server.messages[0]
+    assert "Your first week" in email.get_body(("html",)).get_content()
+    assert email.get_body(("plain",)).get_content().strip() == "Hello"
