@@ -154,114 +154,76 @@ def enrollment_advance(
         now = timezone.now()
         step = steps.by_id.get(enrollment.current_step_id)
         base = {"step": step, "sequence": enrollment.sequence, "started_at": now}
-        if step is None:
-            _transition(
-                enrollment,
-                token,
-                group=group,
-                run_fields={**base, "outcome": Outcome.COMPLETED, "finished_at": now},
-                enrollment_fields=_released(
-                    state=State.COMPLETED, finished_at=now, next_run_at=None, current_step=None
-                ),
+        if step is None:  # walked off the end of the journey
+            outcome = Continue(next_step=None)
+        else:
+            context = StepContext(
+                enrollment=enrollment, contact=enrollment.contact, steps=steps, now=now
             )
-            return enrollment.state
-        context = StepContext(
-            enrollment=enrollment, contact=enrollment.contact, steps=steps, now=now
-        )
-        try:
-            if step.performs_io:
-                group.flush()
-                outcome = step.execute(context)
-            else:
-                group.join()
-                with transaction.atomic():  # a failing step's writes roll back alone
+            try:
+                if step.performs_io:
+                    group.flush()
                     outcome = step.execute(context)
-        except Exception as exc:
-            _record_step_error(enrollment, token, step, base, exc, group)
-            return enrollment.state
-        done = timezone.now()
-        message = getattr(outcome, "message", None)
-        run = {**base, "finished_at": done, "message": message, "detail": outcome.detail[:500]}
-
-        if isinstance(outcome, Continue):
-            nxt = outcome.next_step
-            if nxt is None:
-                _transition(
-                    enrollment,
-                    token,
-                    group=group,
-                    run_fields={**run, "outcome": Outcome.COMPLETED, "branch": outcome.branch},
-                    enrollment_fields=_released(
-                        state=State.COMPLETED,
-                        finished_at=done,
-                        next_run_at=None,
-                        current_step=None,
-                        sequence=enrollment.sequence + 1,
-                        attempts=0,
-                    ),
-                )
+                else:
+                    group.join()
+                    with transaction.atomic():  # a failing step's writes roll back alone
+                        outcome = step.execute(context)
+            except Exception as exc:
+                _record_step_error(enrollment, token, step, base, exc, group)
                 return enrollment.state
-            _transition(
-                enrollment,
-                token,
-                group=group,
-                run_fields={**run, "outcome": Outcome.CONTINUED, "branch": outcome.branch},
-                enrollment_fields={
-                    "state": State.ACTIVE,
-                    "current_step": nxt,
-                    "sequence": enrollment.sequence + 1,
-                    "attempts": 0,
-                    "next_run_at": done,
-                },
-            )
-            continue
-        if isinstance(outcome, WaitUntil):
-            _transition(
-                enrollment,
-                token,
-                group=group,
-                run_fields={**run, "outcome": Outcome.WAITING},
-                enrollment_fields=_released(
-                    state=State.WAITING,
-                    current_step=outcome.next_step,
-                    sequence=enrollment.sequence + 1,
-                    attempts=0,
-                    next_run_at=outcome.at,
-                ),
-            )
+        done = timezone.now()
+        run_outcome, changes, keep_going = _next_state(outcome, enrollment, done, step)
+        _transition(
+            enrollment,
+            token,
+            group=group,
+            run_fields={
+                **base,
+                "finished_at": done,
+                "outcome": run_outcome,
+                "branch": getattr(outcome, "branch", ""),
+                "message": getattr(outcome, "message", None),
+                "detail": outcome.detail[:500],
+            },
+            enrollment_fields=changes,
+        )
+        if not keep_going:
             return enrollment.state
-        if isinstance(outcome, RetryAt):
-            _transition(
-                enrollment,
-                token,
-                group=group,
-                run_fields={**run, "outcome": Outcome.RETRY},
-                enrollment_fields=_released(state=State.WAITING, next_run_at=outcome.at),
-            )
-            return enrollment.state
-        if isinstance(outcome, Exit):
-            _transition(
-                enrollment,
-                token,
-                group=group,
-                run_fields={**run, "outcome": Outcome.EXITED},
-                enrollment_fields=_released(
-                    state=State.EXITED,
-                    finished_at=done,
-                    next_run_at=None,
-                    current_step=None,
-                    exit_reason=outcome.reason,
-                    sequence=enrollment.sequence + 1,
-                ),
-            )
-            return enrollment.state
-        raise TypeError(f"{type(step).__name__}.execute() returned {outcome!r}")
     # A journey that loops without waiting: yield the worker, continue on the next pass.
     group.join()
     Enrollment.objects.filter(pk=enrollment.pk, lease_token=token).update(
         **_released(next_run_at=timezone.now())
     )
     return enrollment.state
+
+
+def _next_state(outcome, enrollment, at, step):
+    """What an outcome means: (StepRun outcome, enrollment changes, run on now?)."""
+    moved = {"sequence": enrollment.sequence + 1, "attempts": 0}
+    finished = _released(finished_at=at, next_run_at=None, current_step=None, **moved)
+    match outcome:
+        case Continue(next_step=None):
+            return Outcome.COMPLETED, {**finished, "state": State.COMPLETED}, False
+        case Continue():
+            changes = {
+                **moved,
+                "state": State.ACTIVE,
+                "current_step": outcome.next_step,
+                "next_run_at": at,
+            }
+            return Outcome.CONTINUED, changes, True
+        case WaitUntil():
+            changes = _released(
+                **moved, state=State.WAITING, current_step=outcome.next_step, next_run_at=outcome.at
+            )
+            return Outcome.WAITING, changes, False
+        case RetryAt():
+            # Same step, same sequence: a retried send reuses its idempotency key.
+            return Outcome.RETRY, _released(state=State.WAITING, next_run_at=outcome.at), False
+        case Exit():
+            changes = {**finished, "state": State.EXITED, "exit_reason": outcome.reason}
+            return Outcome.EXITED, changes, False
+    raise TypeError(f"{type(step).__name__}.execute() returned {outcome!r}")
 
 
 def _record_step_error(enrollment, token, step, base, exc, group):
