@@ -28,8 +28,18 @@ install: $(STAMP) ## Create the virtualenv and install Waymark with its dev tool
 run: $(STAMP) ## Run Waymark locally: SQLite, web + worker + scheduler, demo data, mail sink
 	$(BIN)/python manage.py waymark_run
 
-test: $(STAMP) lint ## Lint, then run the whole test suite against PostgreSQL and Redis
+test: $(STAMP) lint chromium ## Lint, then run the whole test suite against PostgreSQL and Redis
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+# Playwright cannot download its own browsers everywhere; the browser tests
+# drive Debian's Chromium instead.
+.PHONY: chromium
+chromium: ## Install Debian's Chromium for the browser tests, if missing
+	@test -x /usr/bin/chromium || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$sudo apt-get update && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	}
 
 lint: $(STAMP) ## ruff: lint and check formatting
 	$(BIN)/ruff check .
