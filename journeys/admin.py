@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.db.models import Count, Q
 from polymorphic.admin import PolymorphicInlineSupportMixin, StackedPolymorphicInline
+from polymorphic.formsets import BasePolymorphicInlineFormSet
 
 from journeys.models import (
     ConditionStep,
@@ -35,10 +36,27 @@ class StepChildInline(StackedPolymorphicInline.Child):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class StepFormSet(BasePolymorphicInlineFormSet):
+    def clean(self):
+        # Step type forms leave out `journey`, so Django cannot check the
+        # (journey, key) constraint itself; every step of the journey is in
+        # this formset, so checking here covers it.
+        super().clean()
+        seen = set()
+        for form in self.forms:
+            if not hasattr(form, "cleaned_data") or self._should_delete_form(form):
+                continue
+            key = form.cleaned_data.get("key")
+            if key in seen:
+                form.add_error("key", f"Another step of this journey already uses the key “{key}”.")
+            seen.add(key)
+
+
 class StepInline(StackedPolymorphicInline):
     """A journey's steps, each row its own type. New steps can link to others after a save."""
 
     model = Step
+    formset = StepFormSet
 
     class SendEmailStepInline(StepChildInline):
         model = SendEmailStep

@@ -1,7 +1,8 @@
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
-from journeys.models import ConditionStep, Enrollment, Journey
+from journeys.models import ConditionStep, DelayStep, Enrollment, Journey
 from tests.factories import ContactFactory, EnrollmentFactory, JourneyFactory, UserFactory
 
 
@@ -145,3 +146,41 @@ def test_creating_a_journey_records_its_author(staff_client):
     assert response.status_code == 302
     journey = Journey.objects.get(name="Birthday")
     assert journey.created_by is not None
+
+
+def test_a_duplicate_step_key_is_a_form_error_not_a_crash(staff_client, welcome_series):
+    url = reverse("admin:journeys_journey_change", args=[welcome_series.pk])
+    data = form_data(staff_client.get(url))
+    nudge_key_field = next(k for k, v in data.items() if k.endswith("-key") and v == "nudge")
+    data[nudge_key_field] = "wait"
+
+    response = staff_client.post(url, data)
+
+    assert response.status_code == 200
+    assert "already uses the key “wait”" in response.content.decode()
+    assert welcome_series.steps.filter(key="nudge").exists()
+
+
+def test_a_new_row_that_failed_validation_is_not_the_blank_template(staff_client, welcome_series):
+    url = reverse("admin:journeys_journey_change", args=[welcome_series.pk])
+    data = form_data(staff_client.get(url))
+    n = int(data["steps-TOTAL_FORMS"])
+    data["steps-TOTAL_FORMS"] = n + 1
+    data.update(
+        {
+            f"steps-{n}-polymorphic_ctype": ContentType.objects.get_for_model(DelayStep).pk,
+            f"steps-{n}-position": 9,
+            f"steps-{n}-key": "wait",  # taken: the form comes back with an error
+            f"steps-{n}-amount": 1,
+            f"steps-{n}-unit": "hours",
+        }
+    )
+
+    body = staff_client.post(url, data).content.decode()
+
+    assert "already uses the key “wait”" in body
+    # The failed row has its own id and can be dropped; "Add another" clones
+    # the one blank template per type, not the failed row.
+    assert body.count('id="delaystep-empty"') == 1
+    assert f'id="steps-{n}"' in body
+    assert f'name="steps-{n}-DELETE"' in body
