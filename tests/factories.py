@@ -4,8 +4,14 @@ from django.utils import timezone
 
 from contacts.models import Contact, ContactList, Event, ListMembership, Segment
 from journeys.models import ConditionStep, DelayStep, Enrollment, ExitStep, Journey, SendEmailStep
-from messaging.models import Message, Template
-from subscriptions.models import Channel, MessageType
+from messaging.models import Message, Suppression, Template
+from subscriptions.models import (
+    Channel,
+    ConsentRecord,
+    ConsentSource,
+    MessageType,
+    Subscription,
+)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -161,3 +167,32 @@ class EnrollmentFactory(factory.django.DjangoModelFactory):
     contact = factory.SubFactory(ContactFactory)
     entered_at = factory.LazyFunction(timezone.now)
     next_run_at = factory.LazyFunction(timezone.now)
+
+
+class SubscriptionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Subscription
+
+    contact = factory.SubFactory(ContactFactory)
+    message_type = factory.SubFactory(MessageTypeFactory)
+    status = Subscription.Status.SUBSCRIBED
+    source = ConsentSource.API
+    updated_at = factory.LazyFunction(timezone.now)
+
+
+class ConsentRecordFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ConsentRecord
+
+    contact = factory.SubFactory(ContactFactory)
+    message_type = factory.SubFactory(MessageTypeFactory)
+    action = ConsentRecord.Action.SUBSCRIBED
+    source = ConsentSource.API
+
+
+class SuppressionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Suppression
+
+    address = factory.Sequence(lambda n: f"bounced{n}@example.com")
+    reason = Suppression.Reason.HARD_BOUNCE
