@@ -1,0 +1,276 @@
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+
+from contacts.models import ApiKey, Contact, ContactList, Event, ListMembership, Segment
+from contacts.services import api_key_create, api_key_revoke, event_track
+
+
+def become(obj, saved):
+    """Make the admin's unsaved `obj` the row a service saved, so the admin can
+    go on to log the addition and redirect to it."""
+    for field in type(saved)._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(saved, field.attname))
+    obj._state.adding = False
+    obj._state.db = saved._state.db
+
+
+class EstimatedCountPaginator(Paginator):
+    """Counts an unfiltered big table from PostgreSQL's planner statistics.
+
+    COUNT(*) over millions of rows takes seconds, and an admin page only needs
+    to know roughly how many pages there are. Filtered lists, small tables and
+    other databases get the exact count.
+    """
+
+    estimate_above = 100_000
+
+    @cached_property
+    def count(self):
+        queryset = self.object_list
+        if isinstance(queryset, QuerySet) and not queryset.query.where:
+            connection = connections[queryset.db]
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+                        [connection.ops.quote_name(queryset.model._meta.db_table)],
+                    )
+                    row = cursor.fetchone()
+                if row and row[0] >= self.estimate_above:
+                    return row[0]
+        return super().count
+
+
+class BigTableAdmin(admin.ModelAdmin):
+    """For tables with millions of rows: no full COUNT(*) on the changelist, and
+    search by exact values the indexes can find.
+
+    The admin's default search is a case-insensitive substring match, which
+    scans the whole table. Here a search term matches `exact_search_fields`
+    exactly, or names a contact by email or user id (looked up first, so the
+    table is then read through its contact index).
+    """
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    exact_search_fields = ()
+    contact_lookup = "contact"
+    search_help_text = "Exact email or user id of a contact."
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        condition = Q()
+        for field in self.exact_search_fields:
+            condition |= Q(**{field: term})
+        if self.contact_lookup:
+            contact_ids = list(
+                Contact.objects.filter(Q(email=term.lower()) | Q(user_id=term)).values_list(
+                    "pk", flat=True
+                )
+            )
+            if contact_ids:
+                condition |= Q(**{f"{self.contact_lookup}__in": contact_ids})
+        if not condition:
+            return queryset.none(), False
+        return queryset.filter(condition), False
+
+
+class ListMembershipInline(admin.TabularInline):
+    model = ListMembership
+    fields = ("contact_list", "source", "joined_at")
+    readonly_fields = ("source", "joined_at")
+    autocomplete_fields = ("contact_list",)
+    extra = 0
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("contact_list")
+
+
+@admin.register(Contact)
+class ContactAdmin(BigTableAdmin):
+    """A contact with their lists. Apps above contacts add what they keep about
+    a contact from their own admin modules (imports only flow downwards):
+    inlines to `inlines`, and (admin URL name, label) pairs to `history_links`,
+    each a changelist of that contact's rows."""
+
+    list_display = ("email", "user_id", "first_name", "phone", "blocklisted", "created_at")
+    list_filter = ("blocklisted", "created_at")
+    search_fields = ("email", "user_id", "phone")
+    search_help_text = "Exact email, user id or phone number (E.164, e.g. +14155550123)."
+    readonly_fields = ("history", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("email", "user_id", "phone", "blocklisted")}),
+        ("Profile", {"fields": ("timezone", "locale", "attributes")}),
+        ("History", {"fields": ("history", "created_at", "updated_at")}),
+    )
+    inlines = (ListMembershipInline,)
+    history_links = (("contacts_event", "Events"),)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        condition = Q(email=term.lower()) | Q(user_id=term)
+        if term.startswith("+"):
+            condition |= Q(phone=term)
+        return queryset.filter(condition), False
+
+    @admin.display(description="First name")
+    def first_name(self, obj):
+        return obj.first_name
+
+    @admin.display(description="Their records")
+    def history(self, obj):
+        if obj.pk is None:
+            return "—"
+        return format_html_join(
+            " · ",
+            '<a href="{}?contact__id__exact={}">{}</a>',
+            (
+                (reverse(f"admin:{name}_changelist"), obj.pk, label)
+                for name, label in self.history_links
+            ),
+        )
+
+
+@admin.register(ContactList)
+class ContactListAdmin(admin.ModelAdmin):
+    list_display = ("name", "members", "description", "created_at")
+    search_fields = ("name",)
+    readonly_fields = ("created_at",)
+
+    def get_queryset(self, request):
+        # A correlated count runs only for the lists on the page, through the
+        # membership index, instead of grouping every membership row.
+        member_count = (
+            ListMembership.objects.filter(contact_list=OuterRef("pk"))
+            .order_by()
+            .values("contact_list")
+            .annotate(count=Count("pk"))
+            .values("count")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                member_count=Coalesce(Subquery(member_count, output_field=IntegerField()), Value(0))
+            )
+        )
+
+    @admin.display(description="Members", ordering="member_count")
+    def members(self, obj):
+        url = reverse("admin:contacts_contact_changelist")
+        return format_html('<a href="{}?lists__id__exact={}">{}</a>', url, obj.pk, obj.member_count)
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    list_display = ("name", "description", "updated_at")
+    search_fields = ("name", "description")
+    readonly_fields = ("created_at", "updated_at")
+
+
+@admin.register(Event)
+class EventAdmin(BigTableAdmin):
+    """Events are facts as reported: staff may record one (to try a journey,
+    say), which goes through the same service as the API, but not rewrite one."""
+
+    list_display = ("name", "contact", "occurred_at", "received_at")
+    list_select_related = ("contact",)
+    # Newest first by id: occurred_at has no index of its own, and sorting the
+    # whole table by it would be a full scan.
+    ordering = ("-pk",)
+    search_fields = ("name", "client_event_id", "contact__email", "contact__user_id")
+    exact_search_fields = ("name", "client_event_id")
+    search_help_text = "Exact event name, event id, or a contact's email or user id."
+    fields = (
+        "contact",
+        "name",
+        "data",
+        "occurred_at",
+        "client_event_id",
+        "campaign_id",
+        "template_id",
+        "received_at",
+    )
+    raw_id_fields = ("contact",)
+    readonly_fields = ("received_at",)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        tracked = event_track(
+            name=obj.name,
+            email=obj.contact.email,
+            user_id=obj.contact.user_id,
+            data=obj.data,
+            occurred_at=obj.occurred_at,
+            client_event_id=obj.client_event_id,
+            campaign_id=obj.campaign_id,
+            template_id=obj.template_id,
+        )
+        become(obj, tracked.event)
+
+
+class ApiKeyStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("revoked", "Revoked")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are made by the service, which returns the raw key once; only its
+    digest is stored, so the key is shown in a message right after it is added."""
+
+    list_display = ("name", "prefix", "active", "created_by", "created_at", "last_used_at")
+    list_filter = (ApiKeyStatusFilter,)
+    list_select_related = ("created_by",)
+    search_fields = ("name", "prefix")
+    actions = ("revoke_keys",)
+    readonly_fields = ("prefix", "active", "created_by", "created_at", "last_used_at", "revoked_at")
+
+    def get_fields(self, request, obj=None):
+        # Adding asks only for a name: the service makes the key.
+        return ("name",) if obj is None else ("name", *self.readonly_fields)
+
+    @admin.display(description="Active", boolean=True)
+    def active(self, obj):
+        return obj.is_active
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        api_key, raw_key = api_key_create(name=obj.name, created_by=request.user)
+        become(obj, api_key)
+        messages.success(
+            request,
+            f"The API key for “{api_key.name}” is {raw_key} — copy it now: "
+            "Waymark stores only its hash and cannot show it again.",
+        )
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke_keys(self, request, queryset):
+        keys = list(queryset.filter(revoked_at__isnull=True))
+        for api_key in keys:
+            api_key_revoke(api_key=api_key)
+        self.message_user(request, f"Revoked {len(keys)} API key(s).", messages.SUCCESS)

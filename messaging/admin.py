@@ -1,0 +1,155 @@
+from django.contrib import admin
+
+from contacts.admin import BigTableAdmin, ContactAdmin
+from messaging.models import Message, Suppression, Template
+from subscriptions.models import MessageType
+
+
+@admin.register(Template)
+class TemplateAdmin(admin.ModelAdmin):
+    """Template.clean() sanitizes the HTML and checks the template syntax of
+    every field, so the form shows both as errors on the field concerned."""
+
+    list_display = ("name", "message_type", "medium", "subject", "updated_at")
+    list_filter = ("message_type__channel__medium", "message_type__channel")
+    list_select_related = ("message_type__channel",)
+    search_fields = ("name", "subject")
+    readonly_fields = ("created_at", "updated_at")
+    save_on_top = True
+    fieldsets = (
+        (None, {"fields": ("name", "message_type")}),
+        (
+            "Email",
+            {
+                "fields": (
+                    ("from_name", "from_email"),
+                    "reply_to",
+                    "subject",
+                    "preheader",
+                    "html_body",
+                )
+            },
+        ),
+        (
+            "Text",
+            {
+                "fields": ("text_body",),
+                "description": "The email's plain-text part, and the body of SMS, WhatsApp, "
+                "push and webhook messages.",
+            },
+        ),
+        (
+            "Push and webhook",
+            {
+                "fields": ("title", ("http_method", "link_url")),
+                "description": "Push: title and deep link. Webhook: method and URL.",
+            },
+        ),
+        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+
+    @admin.display(description="Medium", ordering="message_type__channel__medium")
+    def medium(self, obj):
+        return obj.message_type.channel.get_medium_display()
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "message_type":
+            kwargs["queryset"] = MessageType.objects.select_related("channel")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(Message)
+class MessageAdmin(BigTableAdmin):
+    """The send log. Read-only, and never deleted here: a message's row is what
+    stops a retried job from sending it a second time."""
+
+    list_display = (
+        "contact",
+        "template",
+        "status",
+        "skip_reason",
+        "to_address",
+        "sent_at",
+        "attempts",
+    )
+    list_filter = ("status", "skip_reason", "medium", "origin")
+    list_select_related = ("contact", "template")
+    # Newest first by id: created_at is indexed only after contact or status,
+    # and sorting the whole send log by it would be a full scan.
+    ordering = ("-pk",)
+    search_fields = ("contact__email", "contact__user_id", "idempotency_key")
+    exact_search_fields = ("idempotency_key", "provider_message_id")
+    search_help_text = "Exact email or user id of a contact, idempotency key or provider id."
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "contact",
+                    "template",
+                    "message_type",
+                    "medium",
+                    "origin",
+                    "to_address",
+                    "subject",
+                )
+            },
+        ),
+        (
+            "Status",
+            {
+                "fields": (
+                    "status",
+                    "skip_reason",
+                    "error",
+                    "attempts",
+                    "next_attempt_at",
+                    "idempotency_key",
+                    "provider_message_id",
+                )
+            },
+        ),
+        (
+            "Timeline",
+            {
+                "fields": (
+                    "created_at",
+                    "sent_at",
+                    "delivered_at",
+                    "opened_at",
+                    "clicked_at",
+                    "bounced_at",
+                    "complained_at",
+                    "failed_at",
+                    "updated_at",
+                )
+            },
+        ),
+    )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    list_display = ("address", "reason", "note", "created_at")
+    list_filter = ("reason",)
+    search_fields = ("address",)
+    date_hierarchy = "created_at"
+    readonly_fields = ("created_at",)
+
+    def get_changeform_initial_data(self, request):
+        return {"reason": Suppression.Reason.MANUAL, **super().get_changeform_initial_data(request)}
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+ContactAdmin.history_links = (*ContactAdmin.history_links, ("messaging_message", "Messages"))

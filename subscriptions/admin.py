@@ -1,0 +1,178 @@
+from django import forms
+from django.contrib import admin, messages
+
+from contacts.admin import BigTableAdmin, ContactAdmin, become
+from subscriptions.models import Channel, ConsentRecord, ConsentSource, MessageType, Subscription
+from subscriptions.services import subscription_set
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    list_display = ("name", "medium", "kind", "created_at")
+    list_filter = ("medium", "kind")
+    search_fields = ("name",)
+    readonly_fields = ("created_at",)
+
+
+@admin.register(MessageType)
+class MessageTypeAdmin(admin.ModelAdmin):
+    list_display = ("name", "channel", "policy", "frequency", "created_at")
+    list_filter = ("channel", "policy")
+    list_select_related = ("channel",)
+    search_fields = ("name", "channel__name")
+    readonly_fields = ("created_at",)
+    fieldsets = (
+        (None, {"fields": ("channel", "name", "description", "policy")}),
+        ("Frequency cap", {"fields": (("frequency_limit", "frequency_period"),)}),
+        (None, {"fields": ("created_at",)}),
+    )
+
+    @admin.display(description="Frequency cap", ordering="frequency_limit")
+    def frequency(self, obj):
+        if obj.frequency_limit is None:
+            return "—"
+        return f"{obj.frequency_limit} {obj.get_frequency_period_display()}"
+
+
+class SubscriptionForm(forms.ModelForm):
+    note = forms.CharField(
+        max_length=255,
+        required=False,
+        help_text="Why it changed (kept in the consent record), e.g. “asked by phone”.",
+    )
+
+    class Meta:
+        model = Subscription
+        fields = ("contact", "channel", "message_type", "status")
+
+    def clean(self):
+        # The rules subscription_set enforces, checked here so that they show
+        # as form errors rather than fail the save.
+        cleaned = super().clean()
+        channel = cleaned.get("channel", self.instance.channel if self.instance.pk else None)
+        message_type = cleaned.get(
+            "message_type", self.instance.message_type if self.instance.pk else None
+        )
+        status = cleaned.get("status")
+        scope_channel = channel or (message_type.channel if message_type else None)
+        if (
+            scope_channel
+            and scope_channel.is_transactional
+            and status == Subscription.Status.UNSUBSCRIBED
+        ):
+            self.add_error(
+                "status", f"{scope_channel} is transactional: contacts cannot unsubscribe from it."
+            )
+        if channel and status == Subscription.Status.PENDING:
+            self.add_error("status", "Only message types await confirmation.")
+        return cleaned
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(BigTableAdmin):
+    """Staff changes go through subscription_set, so each one is in the consent
+    ledger with the staff member as its actor."""
+
+    form = SubscriptionForm
+    list_display = ("contact", "scope", "status", "source", "updated_at")
+    list_filter = ("status", "source")
+    list_select_related = ("contact", "channel", "message_type__channel")
+    search_fields = ("contact__email", "contact__user_id")
+    raw_id_fields = ("contact",)
+
+    def get_fields(self, request, obj=None):
+        return ("contact", "channel", "message_type", "status", "note", "source", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ("source", "updated_at")
+        return ("contact", "channel", "message_type", "source", "updated_at")
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "message_type":
+            kwargs["queryset"] = MessageType.objects.select_related("channel")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Channel or message type")
+    def scope(self, obj):
+        return obj.channel or obj.message_type
+
+    def save_model(self, request, obj, form, change):
+        requested = obj.status
+        result = subscription_set(
+            contact=obj.contact,
+            status=requested,
+            source=ConsentSource.ADMIN,
+            channel=obj.channel,
+            message_type=obj.message_type,
+            actor=request.user,
+            note=form.cleaned_data.get("note", ""),
+        )
+        become(obj, result.subscription)
+        if obj.status != requested:
+            messages.warning(
+                request,
+                f"{obj.message_type} needs double opt-in: the subscription counts once the "
+                "contact confirms by link.",
+            )
+
+
+@admin.register(ConsentRecord)
+class ConsentRecordAdmin(BigTableAdmin):
+    """The append-only consent ledger: readable, never edited here."""
+
+    list_display = ("created_at", "contact", "action", "scope", "source", "actor", "ip_address")
+    list_filter = ("action", "source")
+    list_select_related = ("contact", "channel", "message_type__channel", "actor")
+    search_fields = ("contact__email", "contact__user_id")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Channel or message type")
+    def scope(self, obj):
+        return obj.channel or obj.message_type
+
+
+class SubscriptionInline(admin.TabularInline):
+    """What the contact receives now; the full history is in the consent records."""
+
+    model = Subscription
+    fields = ("scope", "status", "source", "updated_at")
+    readonly_fields = fields
+    ordering = ("-updated_at",)
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "Subscriptions (change them on the preference center or via the API)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("channel", "message_type__channel")
+
+    @admin.display(description="Channel or message type")
+    def scope(self, obj):
+        return obj.channel or obj.message_type
+
+
+ContactAdmin.inlines = (*ContactAdmin.inlines, SubscriptionInline)
+ContactAdmin.history_links = (
+    *ContactAdmin.history_links,
+    ("subscriptions_consentrecord", "Consent records"),
+)
