@@ -1,0 +1,191 @@
+import re
+
+import pytest
+from django.urls import reverse
+
+from messaging.models import Message, Suppression, Template
+from tests.factories import (
+    ContactFactory,
+    MessageFactory,
+    MessageTypeFactory,
+    SuppressionFactory,
+    TemplateFactory,
+    UserFactory,
+)
+
+
+def result_rows(response):
+    """The rows of the changelist table, as the page shows them."""
+    assert response.status_code == 200
+    body = response.content.decode()
+    table = re.search(r'<table id="result_list">.*?<tbody>(.*?)</tbody>', body, re.S)
+    return re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S) if table else []
+
+
+def template_form(message_type, **fields):
+    data = {
+        "name": "Welcome",
+        "message_type": message_type.pk,
+        "from_name": "",
+        "from_email": "",
+        "reply_to": "",
+        "subject": "Welcome, {{ contact.first_name }}",
+        "preheader": "",
+        "html_body": "<p>Hi {{ contact.first_name }}</p>",
+        "text_body": "",
+        "title": "",
+        "http_method": "",
+        "link_url": "",
+    }
+    return {**data, **fields}
+
+
+@pytest.mark.parametrize(
+    ("model", "make_rows", "queries"),
+    [
+        (Template, lambda n: TemplateFactory.create_batch(n), 6),
+        (Message, lambda n: MessageFactory.create_batch(n, sent_at="2025-03-01T09:30Z"), 5),
+        (Suppression, lambda n: SuppressionFactory.create_batch(n), 7),
+    ],
+    ids=["template", "message", "suppression"],
+)
+def test_changelist_queries_do_not_grow_with_rows(
+    admin_client, django_assert_num_queries, model, make_rows, queries
+):
+    url = reverse(f"admin:messaging_{model._meta.model_name}_changelist")
+    make_rows(3)
+
+    with django_assert_num_queries(queries):
+        assert len(result_rows(admin_client.get(url))) == 3
+    make_rows(3)
+    with django_assert_num_queries(queries):
+        assert len(result_rows(admin_client.get(url))) == 6
+
+
+def test_message_changelist_shows_the_send_log(admin_client):
+    MessageFactory(
+        contact=ContactFactory(email="ada@example.com"),
+        template=TemplateFactory(name="Welcome"),
+        status=Message.Status.SKIPPED,
+        skip_reason=Message.SkipReason.FREQUENCY_CAP,
+    )
+
+    (row,) = result_rows(admin_client.get(reverse("admin:messaging_message_changelist")))
+
+    for shown in ("ada@example.com", "Welcome", "Skipped", "Frequency cap reached"):
+        assert shown in row
+
+
+def test_message_search_by_a_contacts_email_lists_only_their_messages(admin_client):
+    ada = ContactFactory(email="ada@example.com")
+    MessageFactory.create_batch(2, contact=ada)
+    MessageFactory()
+
+    rows = result_rows(
+        admin_client.get(reverse("admin:messaging_message_changelist"), {"q": "ada@example.com"})
+    )
+
+    assert len(rows) == 2
+
+
+def test_messages_can_be_read_but_not_added_changed_or_deleted_in_the_admin(admin_client):
+    message = MessageFactory(status=Message.Status.SENT)
+    change_url = reverse("admin:messaging_message_change", args=[message.pk])
+
+    page = admin_client.get(change_url)
+    add = admin_client.get(reverse("admin:messaging_message_add"))
+    change = admin_client.post(change_url, {"status": "queued"})
+    delete = admin_client.post(
+        reverse("admin:messaging_message_delete", args=[message.pk]), {"post": "yes"}
+    )
+
+    assert page.status_code == 200
+    assert message.idempotency_key in page.content.decode()
+    assert (add.status_code, change.status_code, delete.status_code) == (403, 403, 403)
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+
+
+def test_saving_a_template_strips_scripts_from_its_html(admin_client):
+    message_type = MessageTypeFactory()
+
+    response = admin_client.post(
+        reverse("admin:messaging_template_add"),
+        template_form(
+            message_type,
+            html_body='<p onclick="steal()">Hi</p><script>steal()</script><a href="https://x.test">go</a>',
+        ),
+    )
+
+    assert response.status_code == 302
+    html = Template.objects.get(name="Welcome").html_body
+    assert "<script" not in html
+    assert "steal()" not in html
+    assert "<p>Hi</p>" in html
+    assert 'href="https://x.test"' in html
+
+
+def test_a_template_with_a_syntax_error_shows_a_form_error(admin_client):
+    message_type = MessageTypeFactory()
+
+    response = admin_client.post(
+        reverse("admin:messaging_template_add"),
+        template_form(message_type, html_body="<p>{% if contact.first_name %}Hi</p>"),
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "html_body" in errors
+    assert "Template error" in errors["html_body"][0]
+    assert not Template.objects.exists()
+
+
+def test_template_form_groups_fields_by_medium(admin_client):
+    response = admin_client.get(reverse("admin:messaging_template_add"))
+
+    fieldsets = {name: opts["fields"] for name, opts in response.context["adminform"].fieldsets}
+    assert "html_body" in fieldsets["Email"]
+    assert "text_body" in fieldsets["Text"]
+    assert ("http_method", "link_url") in fieldsets["Push and webhook"]
+
+
+def test_staff_can_add_and_remove_a_suppression(admin_client):
+    add = admin_client.post(
+        reverse("admin:messaging_suppression_add"),
+        {"address": "Ada@Example.com", "reason": "manual", "note": "Asked by phone"},
+    )
+    suppression = Suppression.objects.get()
+    delete = admin_client.post(
+        reverse("admin:messaging_suppression_delete", args=[suppression.pk]), {"post": "yes"}
+    )
+
+    assert add.status_code == 302
+    assert (suppression.address, suppression.reason) == ("ada@example.com", "manual")
+    assert delete.status_code == 302
+    assert not Suppression.objects.exists()
+
+
+def test_a_new_suppression_defaults_to_added_by_staff(admin_client):
+    response = admin_client.get(reverse("admin:messaging_suppression_add"))
+
+    assert response.context["adminform"].form["reason"].value() == "manual"
+
+
+@pytest.mark.parametrize("model", ["template", "message", "suppression"])
+def test_staff_without_permissions_cannot_see_a_changelist(client, db, model):
+    client.force_login(UserFactory(is_staff=True, is_superuser=False))
+
+    response = client.get(reverse(f"admin:messaging_{model}_changelist"))
+
+    assert response.status_code == 403
+
+
+def test_every_messaging_change_page_loads(admin_client):
+    MessageFactory()
+    SuppressionFactory()
+
+    for model in (Template, Message, Suppression):
+        name = f"admin:messaging_{model._meta.model_name}"
+        response = admin_client.get(reverse(f"{name}_change", args=[model.objects.first().pk]))
+
+        assert (model, response.status_code) == (model, 200)
