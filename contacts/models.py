@@ -35,7 +35,7 @@ class Contact(models.Model):
 
     email = LowercaseEmailField(max_length=254, unique=True, null=True, blank=True)
     user_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
-    phone = models.CharField(max_length=16, blank=True, validators=[e164_validator])
+    phone = models.CharField(max_length=16, blank=True, db_index=True, validators=[e164_validator])
     timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone])
     locale = models.CharField(max_length=35, blank=True)
     attributes = models.JSONField(default=dict, blank=True)

@@ -137,11 +137,15 @@ class Subscription(models.Model):
                 fields=["contact", "channel"],
                 condition=Q(channel__isnull=False),
                 name="subscription_once_per_channel",
+                violation_error_message="This contact already has a subscription for this channel.",
             ),
             models.UniqueConstraint(
                 fields=["contact", "message_type"],
                 condition=Q(message_type__isnull=False),
                 name="subscription_once_per_message_type",
+                violation_error_message=(
+                    "This contact already has a subscription for this message type."
+                ),
             ),
         ]
 
