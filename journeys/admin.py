@@ -1,8 +1,14 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.http import urlencode
 from polymorphic.admin import PolymorphicInlineSupportMixin, StackedPolymorphicInline
 from polymorphic.formsets import BasePolymorphicInlineFormSet
 
+from contacts.admin import BigTableAdmin
 from journeys.models import (
     ConditionStep,
     DelayStep,
@@ -12,6 +18,12 @@ from journeys.models import (
     SendEmailStep,
     Step,
     StepRun,
+)
+from journeys.services.editing import (
+    MoveError,
+    enrollments_exit,
+    enrollments_move,
+    step_open_enrollment_counts,
 )
 
 STEP_LINK_FIELDS = {"next_step", "yes_step", "no_step"}
@@ -50,6 +62,31 @@ class StepFormSet(BasePolymorphicInlineFormSet):
             if key in seen:
                 form.add_error("key", f"Another step of this journey already uses the key “{key}”.")
             seen.add(key)
+        self._refuse_deleting_occupied_steps()
+
+    def _refuse_deleting_occupied_steps(self):
+        """A step with contacts on it cannot vanish: they must be moved or exited first."""
+        doomed = {
+            form.instance.pk: form.instance
+            for form in self.forms
+            if form.instance.pk and self.can_delete and self._should_delete_form(form)
+        }
+        if not doomed:
+            return
+        counts = step_open_enrollment_counts(step_ids=list(doomed))
+        problems = []
+        for step_id, count in counts.items():
+            url = (
+                reverse("admin:journeys_enrollment_changelist")
+                + "?"
+                + urlencode({"journey__id__exact": doomed[step_id].journey_id, "step": step_id})
+            )
+            problems.append(
+                f"{count} contact(s) are on step “{doomed[step_id].key}”. Move them to "
+                f"another step or exit them first (Enrollments: {url}), then delete it."
+            )
+        if problems:
+            raise ValidationError(problems)
 
 
 class StepInline(StackedPolymorphicInline):
@@ -154,8 +191,40 @@ class StepRunInline(admin.TabularInline):
         return super().get_queryset(request).select_related("step", "message__template")
 
 
+class StepFilter(admin.SimpleListFilter):
+    """Steps of the journey chosen in the journey filter (only then: a list of
+    every step of every journey would be long and slow)."""
+
+    title = "step"
+    parameter_name = "step"
+
+    def lookups(self, request, model_admin):
+        journey_id = request.GET.get("journey__id__exact")
+        if not journey_id or not journey_id.isdigit():
+            return []
+        return [
+            (step.pk, str(step))
+            for step in Step.objects.non_polymorphic().filter(journey_id=journey_id)
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() and self.value().isdigit():
+            return queryset.filter(current_step_id=self.value())
+        return queryset
+
+
+class MoveForm(forms.Form):
+    to_step = forms.ModelChoiceField(queryset=Step.objects.none(), label="Move them to")
+
+    def __init__(self, *args, journey_id, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["to_step"].queryset = (
+            Step.objects.non_polymorphic().filter(journey_id=journey_id).order_by("position")
+        )
+
+
 @admin.register(Enrollment)
-class EnrollmentAdmin(admin.ModelAdmin):
+class EnrollmentAdmin(BigTableAdmin):
     list_display = (
         "contact",
         "journey",
@@ -165,11 +234,10 @@ class EnrollmentAdmin(admin.ModelAdmin):
         "entered_at",
         "finished_at",
     )
-    list_filter = ("state", "journey")
+    list_filter = ("state", "journey", StepFilter)
     list_select_related = ("contact", "journey", "current_step")
-    search_fields = ("contact__email", "contact__user_id")
     raw_id_fields = ("contact",)
-    show_full_result_count = False
+    actions = ("exit_selected", "move_selected")
     readonly_fields = (
         "journey",
         "contact",
@@ -197,11 +265,58 @@ class EnrollmentAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    @admin.action(description="Exit selected contacts from their journey", permissions=["exit"])
+    def exit_selected(self, request, queryset):
+        count = enrollments_exit(
+            enrollments=queryset, reason=f"exited from the admin by {request.user}"
+        )
+        self.message_user(request, f"{count} contact(s) left their journey.", messages.SUCCESS)
+
+    @admin.action(description="Move selected contacts to another step…", permissions=["exit"])
+    def move_selected(self, request, queryset):
+        journey_ids = set(queryset.values_list("journey_id", flat=True).distinct()[:2])
+        if len(journey_ids) != 1:
+            self.message_user(request, "Choose contacts of one journey to move.", messages.ERROR)
+            return None
+        form = MoveForm(
+            request.POST if "to_step" in request.POST else None, journey_id=journey_ids.pop()
+        )
+        if form.is_valid():
+            try:
+                count = enrollments_move(enrollments=queryset, to_step=form.cleaned_data["to_step"])
+            except MoveError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return None
+            self.message_user(
+                request,
+                f"{count} contact(s) moved to “{form.cleaned_data['to_step']}”.",
+                messages.SUCCESS,
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/journeys/enrollment/move.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Move contacts to another step",
+                "opts": self.model._meta,
+                "form": form,
+                "queryset": queryset,
+                "count": queryset.count(),
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    def has_exit_permission(self, request):
+        # Moving contacts is editing the journey they are on.
+        return request.user.has_perm("journeys.change_journey")
+
 
 @admin.register(StepRun)
-class StepRunAdmin(admin.ModelAdmin):
+class StepRunAdmin(BigTableAdmin):
     list_display = ("enrollment", "step", "outcome", "branch", "message", "started_at")
     list_filter = ("outcome",)
+    contact_lookup = "enrollment__contact"
     list_select_related = (
         "enrollment__contact",
         "enrollment__journey",
@@ -209,7 +324,6 @@ class StepRunAdmin(admin.ModelAdmin):
         "message__template",
         "message__contact",
     )
-    show_full_result_count = False
     raw_id_fields = ("enrollment", "message")
 
     def has_add_permission(self, request):

@@ -106,13 +106,14 @@ def test_enrollment_changelist_is_read_only_and_fixed_cost(
         EnrollmentFactory(journey=welcome_series, current_step=welcome_series.step_map["wait"])
     url = reverse("admin:journeys_enrollment_changelist")
 
-    with django_assert_num_queries(5):
+    # session, user, journey filter choices, row estimate, count, rows
+    with django_assert_num_queries(6):
         response = staff_client.get(url)
     assert response.status_code == 200
     EnrollmentFactory.create_batch(
         3, journey=welcome_series, current_step=welcome_series.step_map["welcome"]
     )
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         staff_client.get(url)
     assert Enrollment.objects.count() == 6
     add = staff_client.get(reverse("admin:journeys_enrollment_add"))
@@ -184,3 +185,101 @@ def test_a_new_row_that_failed_validation_is_not_the_blank_template(staff_client
     assert body.count('id="delaystep-empty"') == 1
     assert f'id="steps-{n}"' in body
     assert f'name="steps-{n}-DELETE"' in body
+
+
+def put_on_step(journey, step, n):
+    return [
+        EnrollmentFactory(journey=journey, contact=ContactFactory(), current_step=step)
+        for _ in range(n)
+    ]
+
+
+def test_a_step_with_contacts_on_it_cannot_be_deleted(staff_client, welcome_series):
+    wait = welcome_series.step_map["wait"]
+    put_on_step(welcome_series, wait, 2)
+    url = reverse("admin:journeys_journey_change", args=[welcome_series.pk])
+    data = form_data(staff_client.get(url))
+    prefix = next(k[: -len("-id")] for k, v in data.items() if k.endswith("-id") and v == wait.pk)
+    data[f"{prefix}-DELETE"] = "on"
+
+    response = staff_client.post(url, data)
+
+    assert response.status_code == 200
+    assert "2 contact(s) are on step “wait”" in response.content.decode()
+    assert welcome_series.steps.filter(pk=wait.pk).exists()
+
+
+def test_an_empty_step_can_be_deleted(staff_client, welcome_series):
+    nudge = welcome_series.step_map["nudge"]
+    url = reverse("admin:journeys_journey_change", args=[welcome_series.pk])
+    data = form_data(staff_client.get(url))
+    prefix = next(k[: -len("-id")] for k, v in data.items() if k.endswith("-id") and v == nudge.pk)
+    data[f"{prefix}-DELETE"] = "on"
+
+    response = staff_client.post(url, data)
+
+    assert response.status_code == 302
+    assert not welcome_series.steps.filter(pk=nudge.pk).exists()
+
+
+def test_contacts_can_be_exited_from_the_admin(staff_client, welcome_series):
+    waiting = put_on_step(welcome_series, welcome_series.step_map["wait"], 2)
+
+    response = staff_client.post(
+        reverse("admin:journeys_enrollment_changelist"),
+        {"action": "exit_selected", "_selected_action": [e.pk for e in waiting]},
+    )
+
+    assert response.status_code == 302
+    assert set(Enrollment.objects.values_list("state", flat=True)) == {"exited"}
+    assert Enrollment.objects.filter(current_step__isnull=True).count() == 2
+
+
+def test_contacts_can_be_moved_to_another_step(staff_client, welcome_series):
+    waiting = put_on_step(welcome_series, welcome_series.step_map["wait"], 2)
+    url = reverse("admin:journeys_enrollment_changelist")
+    selected = {"action": "move_selected", "_selected_action": [e.pk for e in waiting]}
+
+    # First the admin asks where to
+    ask = staff_client.post(url, selected)
+    assert ask.status_code == 200
+    assert "Move them to" in ask.content.decode()
+    assert b"Other journey" not in ask.content
+
+    done = staff_client.post(url, {**selected, "to_step": welcome_series.step_map["nudge"].pk})
+
+    assert done.status_code == 302
+    for enrollment in Enrollment.objects.all():
+        assert enrollment.current_step_id == welcome_series.step_map["nudge"].pk
+        assert enrollment.state == "active"
+        assert enrollment.sequence == 1
+        assert enrollment.next_run_at is not None
+
+
+def test_contacts_are_only_moved_within_their_journey(staff_client, welcome_series):
+    waiting = put_on_step(welcome_series, welcome_series.step_map["wait"], 1)
+    other = JourneyFactory(name="Other journey")
+    elsewhere = ConditionStep.objects.create(journey=other, key="x", position=1, event_name="x")
+
+    response = staff_client.post(
+        reverse("admin:journeys_enrollment_changelist"),
+        {"action": "move_selected", "_selected_action": [waiting[0].pk], "to_step": elsewhere.pk},
+    )
+
+    assert response.status_code == 200  # the form refuses the foreign step and asks again
+    assert Enrollment.objects.get().current_step_id == welcome_series.step_map["wait"].pk
+
+
+def test_the_step_filter_lists_the_chosen_journeys_steps(staff_client, welcome_series):
+    put_on_step(welcome_series, welcome_series.step_map["wait"], 2)
+    put_on_step(welcome_series, welcome_series.step_map["nudge"], 1)
+    url = reverse("admin:journeys_enrollment_changelist")
+
+    response = staff_client.get(
+        url,
+        {"journey__id__exact": welcome_series.pk, "step": welcome_series.step_map["wait"].pk},
+    )
+
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 2
+    assert "2. wait" in response.content.decode()

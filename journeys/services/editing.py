@@ -1,0 +1,60 @@
+"""Changing where contacts are while a journey is live."""
+
+from django.db import transaction
+from django.db.models import Count, F
+from django.utils import timezone
+
+from journeys.models import Enrollment, Step
+
+
+def step_open_enrollment_counts(*, step_ids) -> dict:
+    """How many contacts are on (waiting at, or about to run) each step."""
+    rows = (
+        Enrollment.objects.filter(current_step_id__in=step_ids, state__in=Enrollment.OPEN_STATES)
+        .values("current_step_id")
+        .annotate(n=Count("pk"))
+    )
+    return {row["current_step_id"]: row["n"] for row in rows}
+
+
+def enrollments_exit(*, enrollments, reason: str) -> int:
+    """Take open enrollments out of their journey now. Returns how many left.
+
+    Clearing the lease stops a worker that holds one of them at its next
+    transition, so the exit cannot be overwritten.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        return enrollments.filter(state__in=Enrollment.OPEN_STATES).update(
+            state=Enrollment.State.EXITED,
+            exit_reason=reason[:255],
+            finished_at=now,
+            next_run_at=None,
+            current_step=None,
+            locked_until=None,
+            lease_token=None,
+        )
+
+
+class MoveError(ValueError):
+    pass
+
+
+def enrollments_move(*, enrollments, to_step: Step) -> int:
+    """Move open enrollments of `to_step`'s journey onto `to_step`, to run it now.
+
+    Their step counter moves on, so a send step they are moved back to sends
+    again rather than finding the earlier message.
+    """
+    if enrollments.exclude(journey_id=to_step.journey_id).exists():
+        raise MoveError("Contacts can only be moved to a step of their own journey.")
+    with transaction.atomic():
+        return enrollments.filter(state__in=Enrollment.OPEN_STATES).update(
+            state=Enrollment.State.ACTIVE,
+            current_step=to_step,
+            sequence=F("sequence") + 1,
+            attempts=0,
+            next_run_at=timezone.now(),
+            locked_until=None,
+            lease_token=None,
+        )
