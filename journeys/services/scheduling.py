@@ -56,12 +56,13 @@ def enrollments_claim_due(*, now=None, limit=None, enqueue=True) -> Claim | None
         )
         if not claimed:
             return None
-        claim = Claim(
-            token=token,
-            enrollment_ids=list(
-                Enrollment.objects.filter(lease_token=token).values_list("pk", flat=True)
-            ),
-        )
+        if claimed < len(ids):  # another scheduler took some between our read and write
+            ids = list(
+                Enrollment.objects.filter(pk__in=ids, lease_token=token).values_list(
+                    "pk", flat=True
+                )
+            )
+        claim = Claim(token=token, enrollment_ids=ids)
         if enqueue:
             transaction.on_commit(lambda: enqueue_advance(claim))
     return claim

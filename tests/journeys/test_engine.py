@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from journeys.models import Enrollment, Journey
 from journeys.services.entry import journeys_enroll_contact
-from journeys.services.runner import JourneySteps, enrollment_advance
+from journeys.services.runner import JourneySteps, enrollment_advance, enrollments_advance
 from journeys.services.scheduling import enrollments_claim_due, scheduler_tick
 from journeys.tasks import journeys_advance_task
 from messaging.models import Message
@@ -245,3 +245,43 @@ def test_an_attribute_condition_branches_on_the_contacts_data(run_worker, rq_que
     assert (runs[pro.pk].branch, runs[free.pk].branch) == ("yes", "no")
     assert StepRun.objects.get(enrollment__contact=pro, outcome="exited").step_id == pro_exit.pk
     assert StepRun.objects.get(enrollment__contact=free, outcome="exited").step_id == free_exit.pk
+
+
+@pytest.mark.parametrize("contacts", [3, 6])
+def test_claiming_a_batch_costs_the_same_whatever_its_size(
+    welcome_series, rq_queue, contacts, django_assert_num_queries
+):
+    enroll(welcome_series, *ContactFactory.create_batch(contacts))
+
+    # select … for update skip locked, update leases (plus the transaction's
+    # savepoint pair under the test's own transaction)
+    with django_assert_num_queries(4):
+        claim = enrollments_claim_due()
+
+    assert len(claim.enrollment_ids) == contacts
+
+
+@pytest.mark.parametrize("contacts", [2, 4])
+def test_advancing_a_batch_costs_a_fixed_number_of_queries_per_enrollment(
+    welcome_series, contacts, django_assert_num_queries
+):
+    # Given contacts waiting at the condition step (no project: it says no,
+    # then they reach the nudge email, which ends the database-only stretch)
+    from tests.factories import EnrollmentFactory
+
+    condition = welcome_series.step_map["condition"]
+    for contact in ContactFactory.create_batch(contacts):
+        EnrollmentFactory(journey=welcome_series, contact=contact, current_step=condition)
+    claim = enrollments_claim_due(enqueue=False)
+
+    # Once per batch: the enrollments with their contacts, the journey's steps
+    # (base rows, content types, one query per step type), the template with
+    # its message type and channel. Per enrollment: the condition (EXISTS in
+    # a savepoint) and its transition (update, insert), a commit before the
+    # send, the message (lookup, consent, suppression, insert, sent), then
+    # the nudge's and the exit's transitions, and the closing commit.
+    per_enrollment = 20
+    with django_assert_num_queries(12 + per_enrollment * contacts):
+        counts = enrollments_advance(enrollment_ids=claim.enrollment_ids, token=claim.token)
+
+    assert counts == {"exited": contacts}
