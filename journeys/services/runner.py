@@ -266,8 +266,14 @@ def enrollments_advance(*, enrollment_ids, token) -> dict:
     )
     steps_by_journey = {}
     counts = {}
+    lease = settings.WAYMARK_ENGINE["LEASE"]
+    renew_at = now + lease / 2
     with CommitGroup() as group:
-        for enrollment in enrollments:
+        for index, enrollment in enumerate(enrollments):
+            if timezone.now() >= renew_at:
+                # A slow batch (a sluggish mail server) keeps its leases, so no
+                # scheduler hands the rest of it to a second worker meanwhile.
+                renew_at = _renew_leases(enrollments[index:], token, lease, group)
             steps = steps_by_journey.get(enrollment.journey_id)
             if steps is None:
                 steps = steps_by_journey[enrollment.journey_id] = JourneySteps.load(
@@ -281,3 +287,12 @@ def enrollments_advance(*, enrollment_ids, token) -> dict:
                 state = "lease_lost"
             counts[state] = counts.get(state, 0) + 1
     return counts
+
+
+def _renew_leases(enrollments, token, lease, group):
+    now = timezone.now()
+    group.flush()  # commit what is done, so the renewal is not held back by it
+    Enrollment.objects.filter(pk__in=[e.pk for e in enrollments], lease_token=token).update(
+        locked_until=now + lease
+    )
+    return now + lease / 2

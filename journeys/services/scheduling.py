@@ -75,7 +75,8 @@ def enqueue_advance(claim: Claim):
         journeys_advance_task,
         enrollment_ids=claim.enrollment_ids,
         token=str(claim.token),
-        job_timeout=int(settings.WAYMARK_ENGINE["LEASE"].total_seconds()),
+        # The job renews its leases as it goes; this only stops a job that hangs.
+        job_timeout=int(settings.WAYMARK_ENGINE["LEASE"].total_seconds()) * 12,
     )
 
 

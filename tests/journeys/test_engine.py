@@ -13,7 +13,7 @@ from journeys.services.runner import JourneySteps, enrollment_advance, enrollmen
 from journeys.services.scheduling import enrollments_claim_due, scheduler_tick
 from journeys.tasks import journeys_advance_task
 from messaging.models import Message
-from tests.factories import ContactFactory
+from tests.factories import ContactFactory, EnrollmentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -285,3 +285,32 @@ def test_advancing_a_batch_costs_a_fixed_number_of_queries_per_enrollment(
         counts = enrollments_advance(enrollment_ids=claim.enrollment_ids, token=claim.token)
 
     assert counts == {"exited": contacts}
+
+
+def test_a_slow_batch_keeps_its_leases(welcome_series, settings):
+    from unittest import mock
+
+    from journeys.models import ConditionStep
+
+    # Given three contacts at the condition, each taking 40 s of a 60 s lease
+    settings.WAYMARK_ENGINE = {**settings.WAYMARK_ENGINE, "LEASE": timedelta(seconds=60)}
+    condition = welcome_series.step_map["condition"]
+    for contact in ContactFactory.create_batch(3):
+        EnrollmentFactory(journey=welcome_series, contact=contact, current_step=condition)
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        claim = enrollments_claim_due(enqueue=False)
+        stolen = []
+
+        def slow_no(step, run):
+            clock.shift(timedelta(seconds=40))
+            # a second scheduler looks for due work while this batch is running
+            stolen.append(enrollments_claim_due(enqueue=False))
+            return False
+
+        # When the worker advances the batch
+        with mock.patch.object(ConditionStep, "matches", autospec=True, side_effect=slow_no):
+            counts = enrollments_advance(enrollment_ids=claim.enrollment_ids, token=claim.token)
+
+    # Then no other scheduler could take any of it, and every enrollment moved on
+    assert stolen == [None, None, None]
+    assert counts == {"exited": 3}
