@@ -95,6 +95,11 @@ class StepInline(StackedPolymorphicInline):
     model = Step
     formset = StepFormSet
 
+    class Media:
+        # On StepInline, not ConditionStepInline: polymorphic leaves out a
+        # child inline's media when its CSS matches the parent's.
+        js = ("journeys/admin/condition_step.js",)
+
     class SendEmailStepInline(StepChildInline):
         model = SendEmailStep
         fields = (*COMMON_STEP_FIELDS, "template", "next_step")
