@@ -1,3 +1,5 @@
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -5,7 +7,9 @@ from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.utils.translation import gettext
 from polymorphic.admin import PolymorphicInlineSupportMixin, StackedPolymorphicInline
+from polymorphic.admin.helpers import PolymorphicInlineAdminFormSet
 from polymorphic.formsets import BasePolymorphicInlineFormSet
 
 from contacts.admin import BigTableAdmin
@@ -89,6 +93,18 @@ class StepFormSet(BasePolymorphicInlineFormSet):
             raise ValidationError(problems)
 
 
+class StepInlineAdminFormSet(PolymorphicInlineAdminFormSet):
+    """Polymorphic, like Django, capitalises the add link ("Add another Step");
+    keep the verbose name as written, like the type menu under it."""
+
+    def inline_formset_data(self):
+        data = json.loads(super().inline_formset_data())
+        data["options"]["addText"] = gettext("Add another %(verbose_name)s") % {
+            "verbose_name": self.opts.verbose_name
+        }
+        return json.dumps(data)
+
+
 class StepInline(StackedPolymorphicInline):
     """A journey's steps, each row its own type. New steps can link to others after a save."""
 
@@ -150,6 +166,15 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
     )
     inlines = (StepInline,)
     save_on_top = True
+
+    def get_inline_formsets(self, request, formsets, inline_instances, obj=None):
+        inline_admin_formsets = super().get_inline_formsets(
+            request, formsets, inline_instances, obj
+        )
+        for inline_admin_formset in inline_admin_formsets:
+            if isinstance(inline_admin_formset.opts, StepInline):
+                inline_admin_formset.__class__ = StepInlineAdminFormSet
+        return inline_admin_formsets
 
     def get_queryset(self, request):
         open_states = list(Enrollment.OPEN_STATES)

@@ -78,3 +78,11 @@ def test_a_refused_condition_comes_back_showing_its_kind(admin_page, live_server
     expect(row.locator(".errorlist")).to_contain_text("Name the event to look for.")
     expect_kind_fields(row, "event_since_entry")
     assert not ConditionStep.objects.filter(key="upgraded").exists()
+
+
+def test_the_add_link_reads_add_another_step(admin_page, live_server, welcome_series):
+    open_journey(admin_page, live_server, welcome_series)
+
+    expect(admin_page.locator("#steps-group .polymorphic-add-choice > a")).to_have_text(
+        "Add another step"
+    )
