@@ -8,6 +8,7 @@ from django.urls import reverse
 from contacts.admin import EstimatedCountPaginator
 from contacts.models import ApiKey, Contact, ContactList, Event, Segment
 from contacts.services import api_key_authenticate, api_key_create
+from tests.admin_pages import result_rows
 from tests.factories import (
     ContactFactory,
     ContactListFactory,
@@ -18,14 +19,6 @@ from tests.factories import (
     SubscriptionFactory,
     UserFactory,
 )
-
-
-def result_rows(response):
-    """The rows of the changelist table, as the page shows them."""
-    assert response.status_code == 200
-    body = response.content.decode()
-    table = re.search(r'<table id="result_list">.*?<tbody>(.*?)</tbody>', body, re.S)
-    return re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S) if table else []
 
 
 def test_contact_changelist_queries_do_not_grow_with_contacts(

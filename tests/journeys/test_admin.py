@@ -3,27 +3,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
 from journeys.models import ConditionStep, DelayStep, Enrollment, Journey
+from tests.admin_pages import form_data
 from tests.factories import ContactFactory, EnrollmentFactory, JourneyFactory, UserFactory
-
-
-def form_data(response):
-    """The data a browser would post back for an admin change form, unchanged."""
-    data = {}
-    form = response.context["adminform"].form
-    for name in form.fields:
-        value = form[name].value()
-        if value is not None:
-            data[name] = value
-    for inline in response.context["inline_admin_formsets"]:
-        formset = inline.formset
-        for name, value in formset.management_form.initial.items():
-            data[f"{formset.prefix}-{name}"] = value
-        for sub in formset.forms:
-            for name in sub.fields:
-                value = sub[name].value()
-                if value is not None and value is not False:
-                    data[sub.add_prefix(name)] = value
-    return data
 
 
 @pytest.fixture

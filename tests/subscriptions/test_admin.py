@@ -1,9 +1,8 @@
-import re
-
 import pytest
 from django.urls import reverse
 
 from subscriptions.models import Channel, ConsentRecord, MessageType, Subscription
+from tests.admin_pages import result_rows
 from tests.factories import (
     ChannelFactory,
     ConsentRecordFactory,
@@ -12,14 +11,6 @@ from tests.factories import (
     SubscriptionFactory,
     UserFactory,
 )
-
-
-def result_rows(response):
-    """The rows of the changelist table, as the page shows them."""
-    assert response.status_code == 200
-    body = response.content.decode()
-    table = re.search(r'<table id="result_list">.*?<tbody>(.*?)</tbody>', body, re.S)
-    return re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S) if table else []
 
 
 def make_channels(n):
