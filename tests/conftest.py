@@ -13,6 +13,13 @@ from rq import SimpleWorker
 from contacts.services import api_key_create
 
 
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(settings):
+    # The production hasher costs most of a second per hash on a small
+    # machine; logins and users work the same with a cheap one.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 class SmtpRecorder:
     """An aiosmtpd handler that keeps what it receives, or refuses on demand."""
 

@@ -61,11 +61,8 @@ def page(browser):
 
 
 @pytest.fixture
-def admin_page(page, live_server, settings):
+def admin_page(page, live_server):
     """A page logged in to the admin as a superuser, through the real login form."""
-    # The production hasher costs most of a second per hash, twice per login;
-    # the login form works the same with a cheap one.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     user = UserFactory(is_superuser=True)
     page.goto(f"{live_server.url}/admin/login/")
     page.get_by_label("Username").fill(user.username)
