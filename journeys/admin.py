@@ -24,9 +24,11 @@ from journeys.models import (
     StepRun,
 )
 from journeys.services.editing import (
+    JourneyStateError,
     MoveError,
     enrollments_exit,
     enrollments_move,
+    journey_set_state,
     step_open_enrollment_counts,
 )
 
@@ -198,6 +200,32 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
     @admin.display(description="Finished", ordering="finished_count")
     def finished_enrollments(self, obj):
         return obj.finished_count
+
+    actions = ("go_live", "pause", "archive")
+
+    def _set_state(self, request, queryset, state):
+        changed = 0
+        for journey in queryset:
+            try:
+                journey_set_state(journey=journey, state=state, actor=request.user)
+                changed += 1
+            except JourneyStateError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+        if changed:
+            label = Journey.State(state).label.lower()
+            self.message_user(request, f"{changed} journey(s) now {label}.", messages.SUCCESS)
+
+    @admin.action(description="Go live with selected journeys", permissions=["change"])
+    def go_live(self, request, queryset):
+        self._set_state(request, queryset, Journey.State.LIVE)
+
+    @admin.action(description="Pause selected journeys", permissions=["change"])
+    def pause(self, request, queryset):
+        self._set_state(request, queryset, Journey.State.PAUSED)
+
+    @admin.action(description="Archive selected journeys", permissions=["change"])
+    def archive(self, request, queryset):
+        self._set_state(request, queryset, Journey.State.ARCHIVED)
 
     def save_model(self, request, obj, form, change):
         if not change:

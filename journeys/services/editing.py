@@ -4,7 +4,7 @@ from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
-from journeys.models import Enrollment, Step
+from journeys.models import Enrollment, Journey, Step
 
 
 def step_open_enrollment_counts(*, step_ids) -> dict:
@@ -58,3 +58,29 @@ def enrollments_move(*, enrollments, to_step: Step) -> int:
             locked_until=None,
             lease_token=None,
         )
+
+
+class JourneyStateError(ValueError):
+    pass
+
+
+def journey_set_state(*, journey: Journey, state: str, actor=None) -> Journey:
+    """Move a journey to draft, live, paused or archived.
+
+    Going live needs an entry trigger and at least one step. Pausing keeps
+    contacts where they are (the scheduler skips paused journeys) and takes no
+    new entries; going live again resumes them.
+    """
+    if state not in Journey.State.values:
+        raise JourneyStateError(f"Unknown journey state {state!r}.")
+    if state == Journey.State.LIVE:
+        if journey.trigger_type == Journey.Trigger.EVENT and not journey.trigger_event_name:
+            raise JourneyStateError(f"“{journey}” has no entry event: name one before going live.")
+        if not journey.steps.exists():
+            raise JourneyStateError(f"“{journey}” has no steps yet.")
+    Journey.objects.filter(pk=journey.pk).update(
+        state=state, modified_by=actor, updated_at=timezone.now()
+    )
+    journey.state = state
+    journey.modified_by = actor
+    return journey

@@ -264,3 +264,22 @@ def test_the_step_filter_lists_the_chosen_journeys_steps(staff_client, welcome_s
     assert response.status_code == 200
     assert response.context["cl"].result_count == 2
     assert "2. wait" in response.content.decode()
+
+
+def test_journeys_go_live_and_pause_from_the_changelist(staff_client, welcome_series):
+    url = reverse("admin:journeys_journey_changelist")
+    empty = JourneyFactory(name="Empty", state="draft")
+
+    paused = staff_client.post(url, {"action": "pause", "_selected_action": [welcome_series.pk]})
+    welcome_series.refresh_from_db()
+    assert paused.status_code == 302
+    assert welcome_series.state == "paused"
+
+    staff_client.post(url, {"action": "go_live", "_selected_action": [welcome_series.pk, empty.pk]})
+
+    welcome_series.refresh_from_db()
+    empty.refresh_from_db()
+    assert welcome_series.state == "live"
+    assert empty.state == "draft"  # no steps: refused, with a message saying so
+    shown = [str(m) for m in staff_client.get(url).context["messages"]]
+    assert "“Empty” has no steps yet." in shown
