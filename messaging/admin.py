@@ -1,7 +1,12 @@
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path
 
 from contacts.admin import BigTableAdmin, ContactAdmin
 from messaging.models import Message, Suppression, Template
+from messaging.previews import SAMPLE_EMAIL, template_preview
 from subscriptions.models import MessageType
 
 
@@ -56,6 +61,37 @@ class TemplateAdmin(admin.ModelAdmin):
         if db_field.name == "message_type":
             kwargs["queryset"] = MessageType.objects.select_related("channel")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_urls(self):
+        preview = path(
+            "<int:object_id>/preview/",
+            self.admin_site.admin_view(self.preview_view),
+            name="messaging_template_preview",
+        )
+        return [preview, *super().get_urls()]
+
+    def preview_view(self, request, object_id):
+        template = get_object_or_404(
+            self.get_queryset(request).select_related("message_type__channel"), pk=object_id
+        )
+        if not self.has_view_permission(request, template):
+            raise PermissionDenied
+        email = request.GET.get("email", "")
+        event_json = request.GET.get("event", "")
+        return TemplateResponse(
+            request,
+            "admin/messaging/template/preview.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Preview of “{template}”",
+                "opts": self.model._meta,
+                "original": template,
+                "email": email,
+                "event_json": event_json,
+                "sample_email": SAMPLE_EMAIL,
+                "preview": template_preview(template=template, email=email, event_json=event_json),
+            },
+        )
 
 
 @admin.register(Message)

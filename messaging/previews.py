@@ -1,0 +1,117 @@
+"""What a template looks like when sent: rendered for one contact and sample event data."""
+
+import json
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+from contacts.models import Contact
+from messaging.backends.email import _from_header
+from messaging.models import Template
+from messaging.rendering import RenderError, contact_context, render_email, render_string
+from subscriptions.models import Channel
+
+SAMPLE_EMAIL = "sample@example.com"
+
+
+def sample_contact() -> Contact:
+    """A contact that exists only in previews (never saved)."""
+    return Contact(email=SAMPLE_EMAIL, attributes={"firstName": "Sam"})
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A rendered template. The rendered parts come from the template engine
+    marked safe: a page showing them must escape them itself (`force_escape`)."""
+
+    template: Template
+    contact: Contact | None
+    is_sample: bool
+    # Problems with what the marketer typed: no preview is rendered then.
+    email_error: str = ""
+    event_error: str = ""
+    # The template itself failed to render.
+    render_error: str = ""
+    subject: str = ""
+    from_header: str = ""
+    reply_to: str = ""
+    html: str = ""
+    text: str = ""
+
+    @property
+    def is_email(self) -> bool:
+        return self.template.medium == Channel.Medium.EMAIL
+
+    @property
+    def rendered(self) -> bool:
+        return not (self.email_error or self.event_error or self.render_error)
+
+
+def _pick_contact(email: str) -> tuple[Contact | None, bool, str]:
+    if not email:
+        return sample_contact(), True, ""
+    try:
+        validate_email(email)
+    except ValidationError:
+        return None, False, f"{email} is not an email address."
+    contact = Contact.objects.filter(email=email).first()  # unique: one row at most
+    if contact is None:
+        return None, False, f"No contact has the email address {email}."
+    return contact, False, ""
+
+
+def _parse_event(event_json: str) -> tuple[dict, str]:
+    if not event_json.strip():
+        return {}, ""
+    try:
+        event = json.loads(event_json)
+    except ValueError as exc:
+        return {}, f"The event data is not valid JSON: {exc}."
+    if not isinstance(event, dict):
+        return {}, 'The event data must be a JSON object, like {"plan": "pro"}.'
+    return event, ""
+
+
+def template_preview(
+    *, template: Template, email: str | None = None, event_json: str = ""
+) -> Preview:
+    """Render the saved `template` as `message_send` would for the contact with
+    exactly `email` (the sample contact when empty), with `event_json` as the
+    journey's trigger data.
+
+    Nothing is sent or stored. Render failures come back in `render_error`
+    rather than raised: a broken template is what the marketer needs to see.
+    """
+    email = (email or "").strip()
+    contact, is_sample, email_error = _pick_contact(email)
+    event, event_error = _parse_event(event_json or "")
+    if email_error or event_error:
+        return Preview(
+            template=template,
+            contact=contact,
+            is_sample=is_sample,
+            email_error=email_error,
+            event_error=event_error,
+        )
+
+    context = {**contact_context(contact), "event": event}
+    try:
+        if template.medium == Channel.Medium.EMAIL:
+            rendered = render_email(template, context)
+            return Preview(
+                template=template,
+                contact=contact,
+                is_sample=is_sample,
+                subject=rendered.subject,
+                from_header=_from_header(template),
+                reply_to=template.reply_to,
+                html=rendered.html,
+                text=rendered.text,
+            )
+        text = render_string(template.text_body, context, html=False)
+    except RenderError as exc:
+        return Preview(
+            template=template, contact=contact, is_sample=is_sample, render_error=str(exc)
+        )
+    return Preview(template=template, contact=contact, is_sample=is_sample, text=text)
