@@ -173,6 +173,14 @@ def test_preview_is_open_to_staff_who_can_view_templates(client):
     assert response.status_code == 200
 
 
+def test_change_page_links_to_the_preview(admin_client):
+    template = TemplateFactory()
+
+    response = admin_client.get(reverse("admin:messaging_template_change", args=[template.pk]))
+
+    assert f'<a href="{preview_url(template)}">Preview</a>' in response.content.decode()
+
+
 def test_preview_queries(admin_client, django_assert_num_queries):
     template = TemplateFactory()
     ContactFactory(email="ada@example.com")
