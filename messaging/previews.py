@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from contacts.models import Contact
-from messaging.backends.email import _from_header
+from messaging.backends.email import from_header
 from messaging.models import Template
 from messaging.rendering import RenderError, contact_context, render_email, render_string
 from subscriptions.models import Channel
@@ -104,7 +104,7 @@ def template_preview(
                 contact=contact,
                 is_sample=is_sample,
                 subject=rendered.subject,
-                from_header=_from_header(template),
+                from_header=from_header(template),
                 reply_to=template.reply_to,
                 html=rendered.html,
                 text=rendered.text,

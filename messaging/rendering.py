@@ -41,9 +41,12 @@ def render_string(source: str, context: dict, *, html: bool) -> str:
     if not source:
         return ""
     try:
-        return ENGINE.from_string(source).render(Context(context, autoescape=html))
+        rendered = ENGINE.from_string(source).render(Context(context, autoescape=html))
     except Exception as exc:  # any failure to render is the template's, not the sender's
         raise RenderError(f"{type(exc).__name__}: {exc}") from exc
+    # A plain str, not the engine's SafeString: whoever shows a rendered
+    # message in a page must escape it, and a SafeString would slip through.
+    return str.__str__(rendered)
 
 
 def contact_context(contact) -> dict:

@@ -16,7 +16,8 @@ def _message_domain():
     return address.rpartition("@")[2] or urlsplit(settings.SITE_URL).hostname or "localhost"
 
 
-def _from_header(template):
+def from_header(template):
+    """The From header a template's emails carry."""
     if not template.from_email and not template.from_name:
         return settings.DEFAULT_FROM_EMAIL
     name, address = parseaddr(settings.DEFAULT_FROM_EMAIL)
@@ -33,7 +34,7 @@ def deliver_email(*, message, template, rendered, headers=None) -> str:
     email = EmailMultiAlternatives(
         subject=rendered.subject,
         body=rendered.text,
-        from_email=_from_header(template),
+        from_email=from_header(template),
         to=[message.to_address],
         reply_to=[template.reply_to] if template.reply_to else None,
         headers={"Message-ID": message_id, **(headers or {})},

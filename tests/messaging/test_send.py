@@ -255,3 +255,14 @@ def test_the_preheader_shows_in_the_inbox_preview_not_in_the_text_part(ada, smtp
     email = smtp_server.messages[0]
     assert "Your first week" in email.get_body(("html",)).get_content()
     assert email.get_body(("plain",)).get_content().strip() == "Hello"
+
+
+def test_rendered_text_is_not_marked_safe_for_pages():
+    from django.utils.safestring import SafeData
+
+    from messaging.rendering import render_string
+
+    rendered = render_string("Hi {{ name }}", {"name": "<b>x</b>"}, html=False)
+
+    assert rendered == "Hi <b>x</b>"
+    assert not isinstance(rendered, SafeData)
