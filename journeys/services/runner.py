@@ -13,6 +13,7 @@ effects, which simply run again.
 """
 
 import logging
+import sys
 import traceback
 import uuid
 from dataclasses import dataclass, field
@@ -85,23 +86,40 @@ class StepContext:
 
 
 class CommitGroup:
-    """An open transaction that transitions join until flush() commits it."""
+    """An open transaction that transitions join until flush() commits it.
+
+    Step runs are written in bulk just before the commit, inside the same
+    transaction as the enrollment changes they record.
+    """
 
     def __init__(self):
         self._block = None
+        self._step_runs = []
 
     def join(self):
         if self._block is None:
             self._block = transaction.atomic()
             self._block.__enter__()
 
+    def add_step_run(self, step_run):
+        self._step_runs.append(step_run)
+
     def flush(self):
         block, self._block = self._block, None
-        if block is not None:
-            block.__exit__(None, None, None)
+        if block is None:
+            return
+        try:
+            StepRun.objects.bulk_create(self._step_runs)
+        except BaseException:
+            self._step_runs = []
+            block.__exit__(*sys.exc_info())
+            raise
+        self._step_runs = []
+        block.__exit__(None, None, None)
 
     def abort(self, exc_info):
         block, self._block = self._block, None
+        self._step_runs = []
         if block is not None:
             block.__exit__(*exc_info)
 
@@ -126,7 +144,7 @@ def _transition(enrollment, token, *, run_fields, enrollment_fields, group):
     )
     if not updated:
         raise LeaseLost(enrollment.pk)
-    StepRun.objects.create(enrollment=enrollment, **run_fields)
+    group.add_step_run(StepRun(enrollment=enrollment, **run_fields))
     for name, value in enrollment_fields.items():
         setattr(enrollment, name, value)
 

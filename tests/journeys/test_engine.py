@@ -276,12 +276,13 @@ def test_advancing_a_batch_costs_a_fixed_number_of_queries_per_enrollment(
 
     # Once per batch: the enrollments with their contacts, the journey's steps
     # (base rows, content types, one query per step type), the template with
-    # its message type and channel. Per enrollment: the condition (EXISTS in
-    # a savepoint) and its transition (update, insert), a commit before the
-    # send, the message (lookup, consent, suppression, insert, sent), then
-    # the nudge's and the exit's transitions, and the closing commit.
-    per_enrollment = 20
-    with django_assert_num_queries(12 + per_enrollment * contacts):
+    # its message type and channel, and the last step runs' bulk insert. Per
+    # enrollment: the condition (EXISTS in a savepoint) and its transition, a
+    # bulk insert of step runs and a commit before the send, the message
+    # (lookup, consent, suppression, insert, sent), then the nudge's and the
+    # exit's transitions.
+    per_enrollment = 18
+    with django_assert_num_queries(13 + per_enrollment * contacts):
         counts = enrollments_advance(enrollment_ids=claim.enrollment_ids, token=claim.token)
 
     assert counts == {"exited": contacts}
