@@ -47,6 +47,20 @@ class EstimatedCountPaginator(Paginator):
         return super().count
 
 
+class ReadOnlyAdminMixin:
+    """Shown in the admin, never added, changed or deleted there: logs and
+    ledgers that only services write."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class BigTableAdmin(admin.ModelAdmin):
     """For tables with millions of rows: no full COUNT(*) on the changelist, and
     search by exact values the indexes can find.

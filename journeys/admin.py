@@ -12,7 +12,7 @@ from polymorphic.admin import PolymorphicInlineSupportMixin, StackedPolymorphicI
 from polymorphic.admin.helpers import PolymorphicInlineAdminFormSet
 from polymorphic.formsets import BasePolymorphicInlineFormSet
 
-from contacts.admin import BigTableAdmin
+from contacts.admin import BigTableAdmin, ReadOnlyAdminMixin
 from journeys.models import (
     ConditionStep,
     DelayStep,
@@ -234,16 +234,13 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
-class StepRunInline(admin.TabularInline):
+class StepRunInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = StepRun
     fields = ("sequence", "step", "outcome", "branch", "message", "detail", "error", "started_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
     ordering = ("sequence", "id")
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("step", "message__template")
@@ -371,7 +368,7 @@ class EnrollmentAdmin(BigTableAdmin):
 
 
 @admin.register(StepRun)
-class StepRunAdmin(BigTableAdmin):
+class StepRunAdmin(ReadOnlyAdminMixin, BigTableAdmin):
     list_display = ("enrollment", "step", "outcome", "branch", "message", "started_at")
     list_filter = ("outcome",)
     contact_lookup = "enrollment__contact"
@@ -383,9 +380,3 @@ class StepRunAdmin(BigTableAdmin):
         "message__contact",
     )
     raw_id_fields = ("enrollment", "message")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -4,7 +4,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from contacts.admin import BigTableAdmin, ContactAdmin
+from contacts.admin import BigTableAdmin, ContactAdmin, ReadOnlyAdminMixin
 from messaging.models import Message, Suppression, Template
 from messaging.previews import SAMPLE_EMAIL, template_preview
 from subscriptions.models import MessageType
@@ -95,7 +95,7 @@ class TemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(BigTableAdmin):
+class MessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
     """The send log. Read-only, and never deleted here: a message's row is what
     stops a retried job from sending it a second time."""
 
@@ -162,15 +162,6 @@ class MessageAdmin(BigTableAdmin):
             },
         ),
     )
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Suppression)

@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 
-from contacts.admin import BigTableAdmin, ContactAdmin, become
+from contacts.admin import BigTableAdmin, ContactAdmin, ReadOnlyAdminMixin, become
 from subscriptions.models import Channel, ConsentRecord, ConsentSource, MessageType, Subscription
 from subscriptions.services import subscription_set
 
@@ -121,7 +121,7 @@ class SubscriptionAdmin(BigTableAdmin):
 
 
 @admin.register(ConsentRecord)
-class ConsentRecordAdmin(BigTableAdmin):
+class ConsentRecordAdmin(ReadOnlyAdminMixin, BigTableAdmin):
     """The append-only consent ledger: readable, never edited here."""
 
     list_display = ("created_at", "contact", "action", "scope", "source", "actor", "ip_address")
@@ -129,21 +129,12 @@ class ConsentRecordAdmin(BigTableAdmin):
     list_select_related = ("contact", "channel", "message_type__channel", "actor")
     search_fields = ("contact__email", "contact__user_id")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     @admin.display(description="Channel or message type")
     def scope(self, obj):
         return obj.channel or obj.message_type
 
 
-class SubscriptionInline(admin.TabularInline):
+class SubscriptionInline(ReadOnlyAdminMixin, admin.TabularInline):
     """What the contact receives now; the full history is in the consent records."""
 
     model = Subscription
@@ -153,15 +144,6 @@ class SubscriptionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     verbose_name_plural = "Subscriptions (change them on the preference center or via the API)"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("channel", "message_type__channel")
