@@ -227,6 +227,19 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
     def archive(self, request, queryset):
         self._set_state(request, queryset, Journey.State.ARCHIVED)
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        journey = form.instance
+        if journey.state == Journey.State.LIVE and not journey.steps.exists():
+            # Steps are saved after the journey, so this is the first moment
+            # the rule for going live can be checked.
+            journey_set_state(journey=journey, state=Journey.State.DRAFT, actor=request.user)
+            self.message_user(
+                request,
+                f"“{journey}” has no steps yet, so it was kept as a draft.",
+                messages.WARNING,
+            )
+
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
