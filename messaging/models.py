@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from contacts.models import Contact, LowercaseEmailField
+from subscriptions.consent import ConsentSkipReason
 from subscriptions.models import Channel, MessageType
 
 
@@ -105,13 +106,17 @@ class Message(models.Model):
     class SkipReason(models.TextChoices):
         BLOCKLISTED = "blocklisted", "Contact is blocklisted"
         NO_ADDRESS = "no_address", "No address for this channel"
-        CHANNEL_UNSUBSCRIBED = "channel_unsubscribed", "Unsubscribed from the channel"
-        MESSAGE_TYPE_UNSUBSCRIBED = (
-            "message_type_unsubscribed",
-            "Unsubscribed from the message type",
+        # Consent reasons are subscriptions' (subscriptions.consent.ConsentSkipReason).
+        CHANNEL_UNSUBSCRIBED = (
+            ConsentSkipReason.CHANNEL_UNSUBSCRIBED.value,
+            (ConsentSkipReason.CHANNEL_UNSUBSCRIBED.label),
         )
-        NOT_OPTED_IN = "not_opted_in", "Never subscribed to an opt-in message type"
-        NOT_CONFIRMED = "not_confirmed", "Double opt-in not confirmed"
+        MESSAGE_TYPE_UNSUBSCRIBED = (
+            ConsentSkipReason.MESSAGE_TYPE_UNSUBSCRIBED.value,
+            (ConsentSkipReason.MESSAGE_TYPE_UNSUBSCRIBED.label),
+        )
+        NOT_OPTED_IN = ConsentSkipReason.NOT_OPTED_IN.value, ConsentSkipReason.NOT_OPTED_IN.label
+        NOT_CONFIRMED = ConsentSkipReason.NOT_CONFIRMED.value, ConsentSkipReason.NOT_CONFIRMED.label
         SUPPRESSED = "suppressed", "Address suppressed (bounce or complaint)"
         FREQUENCY_CAP = "frequency_cap", "Frequency cap reached"
 

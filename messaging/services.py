@@ -15,7 +15,7 @@ from messaging.backends.email import deliver_email
 from messaging.models import Message, Suppression, Template
 from messaging.rendering import RenderError, contact_context, render_email
 from subscriptions.models import Channel, MessageType
-from subscriptions.services import consent_skip_reason
+from subscriptions.services import contact_consent_skip_reason
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _skip_reason(message, contact, message_type, now):
         return SkipReason.BLOCKLISTED
     if not message.to_address:
         return SkipReason.NO_ADDRESS
-    reason = consent_skip_reason(contact=contact, message_type=message_type)
+    reason = contact_consent_skip_reason(contact=contact, message_type=message_type)
     if reason:
         return reason
     if (

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from subscriptions.consent import consent_skip_reason, consent_states
 from subscriptions.models import Channel, ConsentRecord, MessageType, Subscription
 from subscriptions.signals import subscription_changed
 
@@ -98,30 +99,14 @@ def subscription_set(
     return SubscriptionChange(subscription, previous, changed=True)
 
 
-def consent_skip_reason(*, contact, message_type: MessageType) -> str | None:
+def contact_consent_skip_reason(*, contact, message_type: MessageType) -> str | None:
     """Why this contact may not receive this message type now, or None if it may.
 
-    One query. Reasons are messaging.models.Message.SkipReason values.
+    One query; the rule itself is subscriptions.consent.consent_skip_reason.
     """
-    channel = message_type.channel
-    if channel.is_transactional:
-        return None
-    rows = Subscription.objects.filter(contact=contact).filter(
-        channel=channel
-    ) | Subscription.objects.filter(contact=contact, message_type=message_type)
-    channel_status = type_status = None
-    for row in rows.only("channel_id", "message_type_id", "status"):
-        if row.channel_id:
-            channel_status = row.status
-        else:
-            type_status = row.status
-    if channel_status == Status.UNSUBSCRIBED:
-        return "channel_unsubscribed"
-    policy = message_type.policy
-    if type_status == Status.UNSUBSCRIBED:
-        return "message_type_unsubscribed"
-    if policy == MessageType.Policy.OPT_IN and type_status != Status.SUBSCRIBED:
-        return "not_opted_in"
-    if policy == MessageType.Policy.DOUBLE_OPT_IN and type_status != Status.SUBSCRIBED:
-        return "not_confirmed" if type_status == Status.PENDING else "not_opted_in"
-    return None
+    channel_status, type_status = consent_states(
+        contact_ids=[contact.pk], message_type=message_type
+    )[contact.pk]
+    return consent_skip_reason(
+        policy=message_type.policy, channel_status=channel_status, type_status=type_status
+    )
