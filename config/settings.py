@@ -119,6 +119,11 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Waymark <waymark@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
+# --- Delivery backends: one per medium (messaging.backends) -------------------
+WAYMARK_BACKENDS = {
+    "email": env("WAYMARK_EMAIL_BACKEND", default="messaging.backends.email.EmailBackend"),
+}
+
 # --- Journey engine -----------------------------------------------------------
 WAYMARK_ENGINE = {
     # Enrollments claimed per scheduler pass and advanced per rq job.

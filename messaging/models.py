@@ -106,6 +106,7 @@ class Message(models.Model):
     class SkipReason(models.TextChoices):
         BLOCKLISTED = "blocklisted", "Contact is blocklisted"
         NO_ADDRESS = "no_address", "No address for this channel"
+        INVALID_ADDRESS = "invalid_address", "The address for this channel is not valid"
         # Consent reasons are subscriptions' (subscriptions.consent.ConsentSkipReason).
         CHANNEL_UNSUBSCRIBED = (
             ConsentSkipReason.CHANNEL_UNSUBSCRIBED.value,

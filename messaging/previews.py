@@ -7,9 +7,10 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from contacts.models import Contact
+from messaging.backends import get_backend
 from messaging.backends.email import from_header
 from messaging.models import Template
-from messaging.rendering import RenderError, contact_context, render_email, render_string
+from messaging.rendering import RenderError, contact_context, render_string
 from subscriptions.models import Channel
 
 SAMPLE_EMAIL = "sample@example.com"
@@ -98,7 +99,7 @@ def template_preview(
     context = {**contact_context(contact), "event": event}
     try:
         if template.medium == Channel.Medium.EMAIL:
-            rendered = render_email(template, context)
+            rendered = get_backend(template.medium).preview(template, context)
             return Preview(
                 template=template,
                 contact=contact,

@@ -7,7 +7,6 @@ given, and nothing else: not settings, not the environment, not files.
 """
 
 import re
-from dataclasses import dataclass
 from html.parser import HTMLParser
 
 import bleach
@@ -66,35 +65,6 @@ def contact_context(contact) -> dict:
             "timezone": contact.timezone,
         },
     }
-
-
-@dataclass(frozen=True)
-class RenderedEmail:
-    subject: str
-    html: str
-    text: str
-
-
-def render_email(template, context: dict) -> RenderedEmail:
-    subject = " ".join(render_string(template.subject, context, html=False).split())
-    html = render_string(template.html_body, context, html=True)
-    text = render_string(template.text_body, context, html=False) or html_to_text(html)
-    if html and template.preheader:
-        preheader = render_string(template.preheader, context, html=True)
-        html = _insert_preheader(html, preheader)
-    if not subject:
-        raise RenderError("The subject rendered empty.")
-    return RenderedEmail(subject=subject, html=html, text=text)
-
-
-def _insert_preheader(html: str, preheader: str) -> str:
-    hidden = (
-        f'<div style="display:none;max-height:0;overflow:hidden;mso-hide:all">{preheader}</div>'
-    )
-    match = re.search(r"<body[^>]*>", html, flags=re.IGNORECASE)
-    if match:
-        return html[: match.end()] + hidden + html[match.end() :]
-    return hidden + html
 
 
 # --- HTML sanitizing -----------------------------------------------------------

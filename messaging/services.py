@@ -10,10 +10,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from messaging.backends import PermanentDeliveryError, TransientDeliveryError
-from messaging.backends.email import deliver_email
+from messaging.backends import PermanentDeliveryError, TransientDeliveryError, get_backend
 from messaging.models import Message, Suppression, Template
-from messaging.rendering import RenderError, contact_context, render_email
+from messaging.rendering import RenderError, contact_context
 from subscriptions.models import Channel, MessageType
 from subscriptions.services import contact_consent_skip_reason
 
@@ -169,7 +168,7 @@ def message_send(
     try:
         if medium != Channel.Medium.EMAIL:
             raise RenderError(f"No delivery backend for {medium} messages yet.")
-        rendered = render_email(template, render_context)
+        rendered = get_backend(medium).render(template, render_context)
     except RenderError as exc:
         if not _record_first(message, status=Status.FAILED, failed_at=now, error=str(exc)):
             return already_handled()
@@ -185,7 +184,7 @@ def message_send(
         return already_handled()
 
     try:
-        provider_id = deliver_email(message=message, template=template, rendered=rendered)
+        provider_id = get_backend(medium).deliver(message, rendered)
     except TransientDeliveryError as exc:
         if message.attempts >= settings.WAYMARK_SENDING["MAX_ATTEMPTS"]:
             _finish(message, status=Status.FAILED, failed_at=timezone.now(), error=str(exc))

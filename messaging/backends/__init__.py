@@ -11,7 +11,8 @@ A backend raises TransientDeliveryError when trying again later may work
 (server down, 4xx, rate limited) and PermanentDeliveryError when it will not
 (5xx, address refused). AddressRejected is a PermanentDeliveryError that
 also says the address itself is bad (a push token the provider no longer
-knows), so the pipeline can stop using it.
+knows), so the pipeline can stop using it. `address_for` raises
+InvalidAddress for an address that is malformed before anything is sent.
 """
 
 from functools import cache
@@ -31,6 +32,11 @@ class TransientDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     pass
+
+
+class InvalidAddress(Exception):
+    """The contact's address for this medium is malformed (say, a phone number
+    that is not a number): raised by `address_for`, recorded as a skip."""
 
 
 class AddressRejected(PermanentDeliveryError):

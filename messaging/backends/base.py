@@ -46,7 +46,8 @@ class Backend:
     def address_for(self, contact) -> str:
         """The contact's address on this medium, or "" when there is none.
 
-        Read at the instant of sending, so it is the current address.
+        Read at the instant of sending, so it is the current address. Raises
+        messaging.backends.InvalidAddress when the address is malformed.
         """
         raise NotImplementedError
 

@@ -18,8 +18,9 @@ from journeys.models import (
     Step,
 )
 from journeys.services.scheduling import scheduler_tick
+from messaging.backends import get_backend
 from messaging.models import Template
-from messaging.rendering import contact_context, render_email, sanitize_html
+from messaging.rendering import contact_context, sanitize_html
 from subscriptions.models import Channel, MessageType
 
 DEMO_MODELS = [
@@ -168,9 +169,10 @@ def test_welcome_email_greets_by_attribute_then_by_event_data_then_generically()
     ada = Contact.objects.get(email="ada@example.com")
     newcomer = Contact(email="newcomer@example.com")
 
-    by_attribute = render_email(template, {**contact_context(ada), "event": {}})
-    by_event = render_email(template, {**contact_context(newcomer), "event": {"firstName": "Nia"}})
-    generic = render_email(template, {**contact_context(newcomer), "event": {}})
+    email = get_backend("email")
+    by_attribute = email.render(template, {**contact_context(ada), "event": {}})
+    by_event = email.render(template, {**contact_context(newcomer), "event": {"firstName": "Nia"}})
+    generic = email.render(template, {**contact_context(newcomer), "event": {}})
 
     assert by_attribute.subject == "Welcome to Acme, Ada!"
     assert "Hi Ada, thanks for signing up" in by_attribute.text
