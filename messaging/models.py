@@ -1,3 +1,5 @@
+import re
+
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -58,9 +60,12 @@ class Template(models.Model):
     def medium(self):
         return self.message_type.channel.medium
 
-    def clean(self):
-        from messaging.rendering import TemplateSyntaxProblem, check_syntax, sanitize_html
+    # Fields written into mail headers: a line break there would start a new header.
+    SINGLE_LINE_FIELDS = ("from_name", "from_email", "reply_to", "subject")
+    # Fields written in the template language.
+    TEMPLATE_FIELDS = ("subject", "preheader", "html_body", "text_body", "title", "link_url")
 
+    def clean(self):
         if not self.message_type_id:
             return
         medium = self.medium
@@ -74,14 +79,51 @@ class Template(models.Model):
             errors["text_body"] = "This channel needs a text body."
         if medium == Channel.Medium.WEBHOOK and not self.link_url:
             errors["link_url"] = "A webhook needs a URL."
-        self.html_body = sanitize_html(self.html_body)
-        for field in ("subject", "preheader", "html_body", "text_body", "title", "link_url"):
+        for field, problem in self.content_problems().items():
+            errors.setdefault(field, problem)
+        if errors:
+            raise ValidationError(errors)
+
+    def content_problems(self) -> dict:
+        """Make what staff wrote safe to store ({field: problems} for what cannot be).
+
+        The HTML body is sanitized (what was taken out is left in
+        `sanitizer_removed`, for the admin to say), the preheader reduced to
+        its text, header fields kept to one line, and every template field
+        checked to compile.
+        """
+        from messaging.rendering import (
+            TemplateSyntaxProblem,
+            check_syntax,
+            plain_text,
+            sanitize_html_report,
+        )
+
+        errors = {}
+        for field in self.SINGLE_LINE_FIELDS:
+            if re.search(r"[\r\n]", getattr(self, field) or ""):
+                errors[field] = (
+                    f"The {self._label(field)} must be a single line: remove the line break."
+                )
+        self.preheader = plain_text(self.preheader)
+        sanitized = sanitize_html_report(self.html_body)
+        if sanitized.problems:
+            errors["html_body"] = list(sanitized.problems)
+        else:
+            self.html_body = sanitized.html
+            self.sanitizer_removed = sanitized.removed
+        for field in self.TEMPLATE_FIELDS:
+            if field in errors:
+                continue
             try:
                 check_syntax(getattr(self, field))
             except TemplateSyntaxProblem as exc:
-                errors.setdefault(field, str(exc))
-        if errors:
-            raise ValidationError(errors)
+                errors[field] = f"Template error in the {self._label(field)}: {exc.detail}"
+        return errors
+
+    @classmethod
+    def _label(cls, field):
+        return cls._meta.get_field(field).verbose_name
 
 
 class Message(models.Model):

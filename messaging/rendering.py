@@ -9,9 +9,21 @@ given, and nothing else: not settings, not the environment, not files.
 import re
 from html.parser import HTMLParser
 
-import bleach
-from bleach.css_sanitizer import CSSSanitizer
 from django.template import Context, Engine, TemplateSyntaxError
+
+from messaging.sanitizing import plain_text, sanitize_html, sanitize_html_report
+
+__all__ = [
+    "RenderError",
+    "TemplateSyntaxProblem",
+    "check_syntax",
+    "contact_context",
+    "html_to_text",
+    "plain_text",
+    "render_string",
+    "sanitize_html",
+    "sanitize_html_report",
+]
 
 
 class RestrictedEngine(Engine):
@@ -22,7 +34,12 @@ ENGINE = RestrictedEngine(loaders=[], libraries={}, string_if_invalid="", autoes
 
 
 class TemplateSyntaxProblem(ValueError):
-    pass
+    """A template that does not compile. `detail` is what is wrong, without the
+    "Template error:" the message starts with."""
+
+    def __init__(self, message, detail=""):
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class RenderError(ValueError):
@@ -33,7 +50,7 @@ def check_syntax(source: str) -> None:
     try:
         ENGINE.from_string(source or "")
     except TemplateSyntaxError as exc:
-        raise TemplateSyntaxProblem(f"Template error: {exc}") from exc
+        raise TemplateSyntaxProblem(f"Template error: {exc}", detail=str(exc)) from exc
 
 
 def render_string(source: str, context: dict, *, html: bool) -> str:
@@ -67,43 +84,7 @@ def contact_context(contact) -> dict:
     }
 
 
-# --- HTML sanitizing -----------------------------------------------------------
-
-ALLOWED_HTML_TAGS = {
-    "a", "abbr", "b", "blockquote", "body", "br", "center", "code", "div", "em", "font",
-    "h1", "h2", "h3", "h4", "h5", "h6", "head", "hr", "html", "i", "img", "li", "ol", "p",
-    "pre", "s", "small", "span", "strong", "sub", "sup", "table", "tbody", "td", "tfoot",
-    "th", "thead", "title", "tr", "u", "ul",
-}  # fmt: skip
-_COMMON_ATTRIBUTES = [
-    "align", "bgcolor", "border", "class", "dir", "height", "id", "lang", "role", "style",
-    "title", "valign", "width",
-]  # fmt: skip
-ALLOWED_HTML_ATTRIBUTES = {
-    "*": _COMMON_ATTRIBUTES,
-    "a": [*_COMMON_ATTRIBUTES, "href", "name", "target", "rel"],
-    "img": [*_COMMON_ATTRIBUTES, "src", "alt"],
-    "table": [*_COMMON_ATTRIBUTES, "cellpadding", "cellspacing"],
-    "td": [*_COMMON_ATTRIBUTES, "colspan", "rowspan"],
-    "th": [*_COMMON_ATTRIBUTES, "colspan", "rowspan"],
-    "font": [*_COMMON_ATTRIBUTES, "color", "face", "size"],
-}
-_CLEANER = bleach.Cleaner(
-    tags=ALLOWED_HTML_TAGS,
-    attributes=ALLOWED_HTML_ATTRIBUTES,
-    protocols={"http", "https", "mailto", "tel"},
-    strip=True,
-    strip_comments=True,
-    css_sanitizer=CSSSanitizer(),
-)
-_SCRIPT_RE = re.compile(r"<(script|style|iframe|object)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-
-
-def sanitize_html(html: str) -> str:
-    """Keep the markup email clients render; drop scripts, handlers and unsafe URLs."""
-    if not html:
-        return ""
-    return _CLEANER.clean(_SCRIPT_RE.sub("", html))
+# --- text parts ---------------------------------------------------------------------
 
 
 class _TextExtractor(HTMLParser):

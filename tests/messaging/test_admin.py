@@ -1,4 +1,5 @@
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from messaging.models import Message, Suppression, Template
@@ -180,3 +181,58 @@ def test_every_messaging_change_page_loads(admin_client):
         response = admin_client.get(reverse(f"{name}_change", args=[model.objects.first().pk]))
 
         assert (model, response.status_code) == (model, 200)
+
+
+def test_saving_a_template_strips_markup_from_the_preheader(admin_client):
+    message_type = MessageTypeFactory()
+
+    response = admin_client.post(
+        reverse("admin:messaging_template_add"),
+        template_form(
+            message_type,
+            preheader='Hi <script>steal()</script><img src=x onerror="steal()">{{ firstName }}, '
+            "<b>50%</b> off &amp; more",
+        ),
+    )
+
+    assert response.status_code == 302
+    preheader = Template.objects.get(name="Welcome").preheader
+    assert preheader == "Hi {{ firstName }}, 50% off & more"
+
+
+@pytest.mark.parametrize("field", ["from_name", "from_email", "reply_to", "subject"])
+@pytest.mark.parametrize("line_break", ["\n", "\r", "\r\n"])
+def test_a_header_field_with_a_line_break_is_refused_with_a_form_error(
+    admin_client, field, line_break
+):
+    message_type = MessageTypeFactory()
+    value = {
+        "from_name": f"Acme{line_break}Bcc: victim@example.com",
+        "from_email": f"news@acme.test{line_break}Bcc: victim@example.com",
+        "reply_to": f"help@acme.test{line_break}Bcc: victim@example.com",
+        "subject": f"Hello{line_break}Bcc: victim@example.com",
+    }[field]
+
+    response = admin_client.post(
+        reverse("admin:messaging_template_add"), template_form(message_type, **{field: value})
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert field in errors
+    assert not Template.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["from_name", "subject"])
+def test_the_line_break_error_names_the_field(db, field):
+    template = TemplateFactory.build(
+        message_type=MessageTypeFactory(), **{field: "Hello\nBcc: victim@example.com"}
+    )
+
+    with pytest.raises(ValidationError) as caught:
+        template.full_clean()
+
+    label = Template._meta.get_field(field).verbose_name
+    assert caught.value.message_dict[field] == [
+        f"The {label} must be a single line: remove the line break."
+    ]
