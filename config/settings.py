@@ -142,6 +142,14 @@ WAYMARK_SENDING = {
     "RETRY_BASE": timedelta(seconds=env.int("WAYMARK_SEND_RETRY_BASE_SECONDS", default=60)),
 }
 
+# --- Message templates (messaging.rendering) ------------------------------------
+WAYMARK_RENDERING = {
+    # The longest output one template field may render to, in characters.
+    "MAX_CHARS": env.int("WAYMARK_RENDER_MAX_CHARS", default=512 * 1024),
+    # Seconds one template field may take to render.
+    "TIMEOUT": env.float("WAYMARK_RENDER_TIMEOUT", default=2.0),
+}
+
 # --- API --------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["contacts.api.authentication.ApiKeyAuthentication"],
