@@ -140,7 +140,12 @@ WAYMARK_SENDING = {
     "MAX_ATTEMPTS": env.int("WAYMARK_SEND_MAX_ATTEMPTS", default=5),
     # Back-off before attempt n+1 is RETRY_BASE * 4**(n-1): 1, 4, 16, 64 minutes.
     "RETRY_BASE": timedelta(seconds=env.int("WAYMARK_SEND_RETRY_BASE_SECONDS", default=60)),
+    # Marketing messages per contact per channel per local day; 0: no limit.
+    # Stops a journey mistake (a loop back to a send step) from flooding anyone.
+    "DAILY_CAP": env.int("WAYMARK_DAILY_CAP", default=10),
 }
+# The mailto: target of List-Unsubscribe; empty: unsubscribe@<DEFAULT_FROM_EMAIL's domain>.
+WAYMARK_UNSUBSCRIBE_MAILTO = env("WAYMARK_UNSUBSCRIBE_MAILTO", default="")
 
 # --- API --------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -12,7 +12,7 @@ from django.db import transaction
 
 from contacts.models import ApiKey, Contact, ContactList, ListMembership
 from contacts.services import api_key_create
-from journeys.models import ConditionStep, DelayStep, ExitStep, Journey, SendEmailStep
+from journeys.models import ConditionStep, DelayStep, ExitStep, Journey, SendMessageStep
 from messaging.models import Template
 from subscriptions.models import Channel, MessageType
 
@@ -241,7 +241,7 @@ def _welcome_series(result, admin_user, templates):
     if not created:
         return  # its steps are whatever staff made of them since
     result.created.append(f"journey {journey.name}")
-    SendEmailStep.objects.create(
+    SendMessageStep.objects.create(
         journey=journey,
         position=1,
         key="welcome",
@@ -258,7 +258,7 @@ def _welcome_series(result, admin_user, templates):
         unit=DelayStep.Unit.MINUTES,
     )
     done = ExitStep.objects.create(journey=journey, position=5, key="done", name="Done")
-    nudge = SendEmailStep.objects.create(
+    nudge = SendMessageStep.objects.create(
         journey=journey,
         position=4,
         key="nudge",

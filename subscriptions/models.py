@@ -14,6 +14,8 @@ class ConsentSource(models.TextChoices):
     JOURNEY = "journey", "Journey step"
     ADMIN = "admin", "Admin"
     IMPORT = "import", "Import"
+    COMPLAINT = "complaint", "Spam complaint (reported by the mail provider)"
+    PROVIDER = "provider", "Mail provider (its own unsubscribe link)"
 
 
 class Channel(models.Model):
@@ -82,6 +84,12 @@ class MessageType(models.Model):
         help_text="At most this many messages of this type per contact per period. Empty: no cap.",
     )
     frequency_period = models.CharField(max_length=8, choices=Period.choices, default=Period.WEEK)
+    track_opens = models.BooleanField(
+        default=True, help_text="Count opens with a tracking pixel (email only)."
+    )
+    track_clicks = models.BooleanField(
+        default=True, help_text="Count clicks by sending links through a tracked redirect."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

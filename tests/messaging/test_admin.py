@@ -63,8 +63,9 @@ def test_message_changelist_shows_the_send_log(admin_client):
 
     (row,) = result_rows(admin_client.get(reverse("admin:messaging_message_changelist")))
 
-    for shown in ("ada@example.com", "Welcome", "Skipped", "Frequency cap reached"):
-        assert shown in row
+    shown = ("ada@example.com", "Welcome", "Skipped", "Frequency cap of the message type reached")
+    for text in shown:
+        assert text in row
 
 
 def test_message_search_by_a_contacts_email_lists_only_their_messages(admin_client):

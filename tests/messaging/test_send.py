@@ -1,10 +1,13 @@
 """message_send: render → check → deliver → record, against a real SMTP server."""
 
+from datetime import timedelta
+
 import pytest
+import time_machine
 from django.utils import timezone
 
 from messaging.models import Message, Suppression
-from messaging.services import message_send
+from messaging.services import message_send, messages_claim_due, messages_retry, retry_tick
 from subscriptions.models import Channel, MessageType
 from subscriptions.services import subscription_set
 from tests.factories import (
@@ -208,35 +211,79 @@ def test_frequency_cap_skips_past_the_limit(ada, smtp_server):
     assert len(smtp_server.messages) == 2
 
 
-def test_a_server_that_is_down_is_retried_with_back_off(ada, smtp_down, settings):
+def retry_due(at):
+    """One pass of messaging's retry pass at time `at`, run here instead of by a worker."""
+    with time_machine.travel(at):
+        claim = messages_claim_due(enqueue=False)
+        if claim is None:
+            return {}
+        return messages_retry(message_ids=claim.message_ids, token=claim.token)
+
+
+def test_a_server_that_is_down_is_retried_with_back_off_then_failed(ada, smtp_down, settings):
     settings.WAYMARK_SENDING = {**settings.WAYMARK_SENDING, "MAX_ATTEMPTS": 3}
     template = TemplateFactory()
 
     first = send(ada, template)
-    second = send(ada, template)
-    third = send(ada, template)
-
-    assert first.retry_at is not None and second.retry_at is not None
-    assert second.retry_at - timezone.now() > first.retry_at - timezone.now()
-    assert third.retry_at is None
     message = Message.objects.get()
+    first_delay = message.next_attempt_at - timezone.now()
+    assert retry_due(message.next_attempt_at - timedelta(seconds=1)) == {}  # not due yet
+    assert retry_due(message.next_attempt_at) == {"queued": 1}
+    message.refresh_from_db()
+    second_delay = message.next_attempt_at - timezone.now()
+    assert retry_due(message.next_attempt_at) == {"failed": 1}
+
+    assert first.retry_at is not None
+    assert second_delay > first_delay * 3
+    message.refresh_from_db()
     assert (message.status, message.attempts) == ("failed", 3)
     assert "Connection" in message.error or "refused" in message.error.lower()
 
 
-def test_a_temporary_refusal_is_retried_and_then_delivered_once(ada, smtp_server):
+def test_a_send_asked_for_again_while_a_retry_is_pending_does_not_send(ada, smtp_server):
+    smtp_server.refuse_with = "451 4.3.0 Try again later"
+    template = TemplateFactory()
+    first = send(ada, template)
+    smtp_server.refuse_with = None
+
+    again = send(ada, template)
+
+    assert again.retry_at == first.retry_at
+    assert smtp_server.messages == []
+
+
+def test_a_temporary_refusal_is_retried_by_a_worker_and_then_delivered_once(
+    ada, smtp_server, run_worker
+):
     template = TemplateFactory()
     smtp_server.refuse_with = "451 4.3.0 Try again later"
 
     first = send(ada, template)
     smtp_server.refuse_with = None
-    second = send(ada, template)
+    with time_machine.travel(first.retry_at):
+        assert retry_tick() == 1
+        run_worker()
 
-    assert first.retry_at is not None
+    message = Message.objects.get()
     assert "451" in first.message.error
-    assert second.message.status == "sent"
-    assert second.message.attempts == 2
+    assert (message.status, message.attempts, message.error) == ("sent", 2, "")
     assert len(smtp_server.messages) == 1
+
+
+def test_a_retry_checks_consent_again(ada, smtp_server):
+    template = TemplateFactory()
+    smtp_server.refuse_with = "451 4.3.0 Try again later"
+    first = send(ada, template)
+    smtp_server.refuse_with = None
+    subscription_set(
+        contact=ada, channel=template.message_type.channel, status="unsubscribed", source="api"
+    )
+
+    assert retry_due(first.retry_at) == {"skipped": 1}
+
+    message = Message.objects.get()
+    assert message.skip_reason == "channel_unsubscribed"
+    assert smtp_server.messages == []
 
 
 def test_a_permanent_refusal_is_not_retried(ada, smtp_server):
