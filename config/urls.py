@@ -8,4 +8,5 @@ admin.site.index_title = "Journeys, contacts and messages"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("contacts.api.urls")),
+    path("", include("messaging.urls")),
 ]

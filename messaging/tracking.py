@@ -96,12 +96,12 @@ def track_links(rendered_html: str, message_id: int, *, keep=()) -> tuple[str, l
     return _HREF_RE.sub(rewrite, rendered_html), links
 
 
-def links_in(rendered_html: str) -> list[str]:
-    """The http(s) URLs `rendered_html` links to, in order, once each."""
+def links_in(rendered_html: str, *, keep=()) -> list[str]:
+    """The http(s) URLs `rendered_html` links to, in order, once each, but those in `keep`."""
     seen = []
     for match in _HREF_RE.finditer(rendered_html):
         url = html.unescape(match.group(3))
-        if url not in seen:
+        if url not in seen and url not in keep:
             seen.append(url)
     return seen
 

@@ -83,7 +83,7 @@ class EmailBackend(Backend):
                 html, found = tracking.track_links(html, links.message_id, keep=links.untracked)
                 tracked_links = tuple(found)
             elif html:
-                tracked_links = tuple(tracking.links_in(html))
+                tracked_links = tuple(tracking.links_in(html, keep=links.untracked))
             if html and links.track_opens:
                 html = tracking.add_open_pixel(html, links.message_id)
             if links.one_click:

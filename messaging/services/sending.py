@@ -197,6 +197,23 @@ def message_send_test(*, template: Template, to_address: str, contact=None, even
     return result
 
 
+def message_render_again(*, message: Message):
+    """A sent message rendered again for its contact, as they would see it now:
+    the same template and trigger data, the contact's current attributes, its
+    real links without tracking. Raises RenderError."""
+    backend = get_backend(message.medium)
+    message_type = message.template.message_type
+    links = dataclasses.replace(
+        message_links(contact=message.contact, message_type=message_type, message_id=message.pk),
+        track_opens=False,
+        track_clicks=False,
+    )
+    context = message_context(
+        contact=message.contact, event=message.context.get("event"), links=links
+    )
+    return backend.preview(message.template, context)
+
+
 # --- rows -----------------------------------------------------------------------
 
 
@@ -364,17 +381,16 @@ def _mark_sending(item, backend):
         return SendResult(stored, detail=f"already {stored.status}")
     contact = item.contact if row.is_test else facts.contact
 
+    deferral = None
     if not row.is_test:
         answers = message_sending.send(sender=Message, message=row, hold=item.hold, now=now)
         for _, verdict in answers:
             if isinstance(verdict, Abandon):
                 return SendResult(row, detail=verdict.detail or "abandoned", abandoned=True)
-            if isinstance(verdict, Defer):
-                if verdict.until is not None:
-                    _write_now(row, next_attempt_at=verdict.until, locked_until=None)
-                return SendResult(row, detail=verdict.detail or "deferred", deferred=True)
             if isinstance(verdict, Skip):
                 return _skip(row, verdict.reason, verdict.detail)
+            if isinstance(verdict, Defer):
+                deferral = verdict
 
     if row.is_test:
         address = item.test_address
@@ -386,6 +402,13 @@ def _mark_sending(item, backend):
         reason = _skip_reason(facts, contact, address, message_type)
         if reason:
             return _skip(row, reason)
+
+    if deferral is not None:
+        # Only once nothing rules the send out for good: a contact who may
+        # never receive it is told so now, not when the journey resumes.
+        if deferral.until is not None:
+            _write_now(row, next_attempt_at=deferral.until, locked_until=None)
+        return SendResult(row, detail=deferral.detail or "deferred", deferred=True)
 
     if row.is_test:
         links = placeholder_links()

@@ -1,13 +1,24 @@
 """message_send: render → check → deliver → record, against a real SMTP server."""
 
+import contextlib
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.utils import timezone
 
-from messaging.models import Message, Suppression
-from messaging.services import message_send, messages_claim_due, messages_retry, retry_tick
+from messaging.backends import reset_backends
+from messaging.backends.email import EmailBackend
+from messaging.models import Message, Suppression, Template
+from messaging.services import (
+    SendingInTransaction,
+    SendRequest,
+    message_send,
+    messages_claim_due,
+    messages_retry,
+    messages_send,
+    retry_tick,
+)
 from subscriptions.models import Channel, MessageType
 from subscriptions.services import subscription_set
 from tests.factories import (
@@ -313,3 +324,73 @@ def test_rendered_text_is_not_marked_safe_for_pages():
 
     assert rendered == "Hi <b>x</b>"
     assert not isinstance(rendered, SafeData)
+
+
+def test_a_from_name_with_a_line_break_fails_the_message_instead_of_leaving_it_sending(
+    ada, smtp_server
+):
+    # Given a template whose from-name got a line break past the form's checks
+    template = TemplateFactory()
+    Template.objects.filter(pk=template.pk).update(from_name="Acme\nBcc: everyone@example.com")
+    template.refresh_from_db()
+
+    result = send(ada, template)
+
+    assert result.message.status == Message.Status.FAILED
+    assert "line break" in result.message.error
+    assert Message.objects.get().status == "failed"
+    assert smtp_server.messages == []
+
+
+class ExplodingBackend(EmailBackend):
+    """An email backend whose delivery fails in a way nobody planned for."""
+
+    def deliver(self, message, rendered):
+        raise RuntimeError("the provider's library fell over")
+
+    @contextlib.contextmanager
+    def session(self):
+        yield self
+
+
+def test_an_unexpected_error_in_a_backend_fails_the_message_with_the_reason(ada, settings):
+    settings.WAYMARK_BACKENDS = {
+        **settings.WAYMARK_BACKENDS,
+        "email": "tests.messaging.test_send.ExplodingBackend",
+    }
+    reset_backends()
+    try:
+        result = send(ada, TemplateFactory())
+    finally:
+        reset_backends()
+
+    message = Message.objects.get()
+    assert result.message.status == message.status == Message.Status.FAILED
+    assert "RuntimeError: the provider's library fell over" in message.error
+    assert message.failed_at is not None
+
+
+def test_sending_inside_a_transaction_is_refused(ada, smtp_server):
+    from django.db import transaction
+
+    template = TemplateFactory()
+    with pytest.raises(SendingInTransaction), transaction.atomic():
+        send(ada, template)
+
+    assert smtp_server.messages == []
+    assert not Message.objects.exists()
+
+
+def test_a_batch_of_emails_goes_over_one_smtp_connection(smtp_server):
+    contacts = ContactFactory.create_batch(3)
+    template = TemplateFactory()
+
+    results = messages_send(
+        [
+            SendRequest(contact=c, template=template, idempotency_key=f"k{c.pk}", origin="api")
+            for c in contacts
+        ]
+    )
+
+    assert [r.message.status for r in results] == ["sent"] * 3
+    assert len({m.peer for m in smtp_server.messages}) == 1
