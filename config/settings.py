@@ -4,6 +4,7 @@ Every variable is documented in README.md with its default. A `.env` file in
 the project root is read when present, so local overrides need no exports.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,6 +35,7 @@ INSTALLED_APPS = [
     "polymorphic",
     "rest_framework",
     "django_rq",
+    "anymail",
     "contacts",
     "subscriptions",
     "messaging",
@@ -143,6 +145,18 @@ WAYMARK_SENDING = {
     # Marketing messages per contact per channel per local day; 0: no limit.
     # Stops a journey mistake (a loop back to a send step) from flooding anyone.
     "DAILY_CAP": env.int("WAYMARK_DAILY_CAP", default=10),
+}
+# Double opt-in confirmations are sent with the template of this name
+# (created on first use when missing).
+WAYMARK_CONFIRMATION_TEMPLATE = env(
+    "WAYMARK_CONFIRMATION_TEMPLATE", default="Double opt-in confirmation"
+)
+# django-anymail: every ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"], e.g.
+# ANYMAIL_WEBHOOK_SECRET, ANYMAIL_MAILGUN_API_KEY, ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY.
+ANYMAIL = {
+    name.removeprefix("ANYMAIL_"): value
+    for name, value in os.environ.items()
+    if name.startswith("ANYMAIL_")
 }
 # The mailto: target of List-Unsubscribe; empty: unsubscribe@<DEFAULT_FROM_EMAIL's domain>.
 WAYMARK_UNSUBSCRIBE_MAILTO = env("WAYMARK_UNSUBSCRIBE_MAILTO", default="")

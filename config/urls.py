@@ -8,5 +8,7 @@ admin.site.index_title = "Journeys, contacts and messages"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("contacts.api.urls")),
+    # Delivery and engagement webhooks of email providers, verified by anymail.
+    path("webhooks/anymail/", include("anymail.urls")),
     path("", include("messaging.urls")),
 ]

@@ -137,6 +137,9 @@ class _EmailSession:
         )
         if rendered.html:
             email.attach_alternative(rendered.html, "text/html")
+        # django-anymail passes metadata to the ESP, whose tracking webhooks
+        # return it: the surest way back to this row. Other backends ignore it.
+        email.metadata = {"waymark_message_id": str(message.pk)}
         try:
             # Opens the connection if it is not open (first message, or after
             # a failure closed it); a no-op otherwise, so the batch reuses it.
