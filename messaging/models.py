@@ -60,27 +60,29 @@ class Template(models.Model):
         return self.message_type.channel.medium
 
     def clean(self):
+        from django.core.exceptions import ImproperlyConfigured
+
+        from messaging.backends import get_backend
         from messaging.rendering import TemplateSyntaxProblem, check_syntax, sanitize_html
 
         if not self.message_type_id:
             return
-        medium = self.medium
-        errors = {}
-        if medium == Channel.Medium.EMAIL:
-            if not self.subject:
-                errors["subject"] = "An email needs a subject."
-            if not self.html_body and not self.text_body:
-                errors["html_body"] = "An email needs an HTML or a text body."
-        elif not self.text_body and medium != Channel.Medium.WEBHOOK:
-            errors["text_body"] = "This channel needs a text body."
-        if medium == Channel.Medium.WEBHOOK and not self.link_url:
-            errors["link_url"] = "A webhook needs a URL."
         self.html_body = sanitize_html(self.html_body)
+        try:
+            backend = get_backend(self.medium)
+        except ImproperlyConfigured:
+            raise ValidationError(
+                {"message_type": f"No delivery backend is set up for {self.medium} messages."}
+            ) from None
+        errors = {}
         for field in ("subject", "preheader", "html_body", "text_body", "title", "link_url"):
             try:
                 check_syntax(getattr(self, field))
             except TemplateSyntaxProblem as exc:
-                errors.setdefault(field, str(exc))
+                errors[field] = str(exc)
+        # What each medium needs (an email's subject, an SMS's body, ...) is its backend's.
+        for field, problem in backend.check_template(self).items():
+            errors.setdefault(field, problem)
         if errors:
             raise ValidationError(errors)
 

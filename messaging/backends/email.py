@@ -17,6 +17,11 @@ from messaging.backends import PermanentDeliveryError, TransientDeliveryError
 from messaging.backends.base import Backend, Rendered
 from messaging.rendering import RenderError, html_to_text, render_string
 
+# A template variable that is one of the links a subscriber can leave by.
+_UNSUBSCRIBE_LINK = re.compile(
+    r"\{\{\s*(links\.unsubscribe|links\.preferences|unsubscribeUrl|hostedUnsubscribeUrl)\b"
+)
+
 # At-rules (media queries) cannot be inlined: they stay in a <style> block.
 _CSS_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
@@ -59,6 +64,17 @@ class EmailBackend(Backend):
             errors["subject"] = "An email needs a subject."
         if not template.html_body and not template.text_body:
             errors["html_body"] = "An email needs an HTML or a text body."
+        elif not template.message_type.channel.is_transactional and not any(
+            _UNSUBSCRIBE_LINK.search(body or "")
+            for body in (template.html_body, template.text_body)
+        ):
+            # Bulk-mail rules (CAN-SPAM, Gmail and Yahoo) want a visible way out too,
+            # besides the List-Unsubscribe header every marketing email carries.
+            errors["html_body"] = (
+                "A marketing email needs an unsubscribe link: add "
+                '<a href="{{ links.unsubscribe }}">Unsubscribe</a> (or '
+                "{{ links.preferences }} for the preference center)."
+            )
         return errors
 
     def render(self, template, context, *, links=None) -> Rendered:

@@ -2,8 +2,10 @@ import pytest
 from django.urls import reverse
 
 from messaging.models import Message, Suppression, Template
+from subscriptions.models import Channel
 from tests.admin_pages import result_rows
 from tests.factories import (
+    ChannelFactory,
     ContactFactory,
     MessageFactory,
     MessageTypeFactory,
@@ -105,7 +107,8 @@ def test_saving_a_template_strips_scripts_from_its_html(admin_client):
         reverse("admin:messaging_template_add"),
         template_form(
             message_type,
-            html_body='<p onclick="steal()">Hi</p><script>steal()</script><a href="https://x.test">go</a>',
+            html_body='<p onclick="steal()">Hi</p><script>steal()</script><a href="https://x.test">go</a>'
+            '<a href="{{ links.unsubscribe }}">Unsubscribe</a>',
         ),
     )
 
@@ -130,6 +133,34 @@ def test_a_template_with_a_syntax_error_shows_a_form_error(admin_client):
     assert "html_body" in errors
     assert "Template error" in errors["html_body"][0]
     assert not Template.objects.exists()
+
+
+def test_a_marketing_email_without_an_unsubscribe_link_is_refused(admin_client):
+    message_type = MessageTypeFactory()
+
+    response = admin_client.post(
+        reverse("admin:messaging_template_add"),
+        template_form(message_type, html_body="<p>Buy now!</p>"),
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "needs an unsubscribe link" in errors["html_body"][0]
+    assert not Template.objects.exists()
+
+
+def test_a_transactional_email_needs_no_unsubscribe_link(admin_client):
+    receipts = MessageTypeFactory(
+        channel=ChannelFactory(name="Receipts", kind=Channel.Kind.TRANSACTIONAL)
+    )
+
+    response = admin_client.post(
+        reverse("admin:messaging_template_add"),
+        template_form(receipts, html_body="<p>Your receipt</p>"),
+    )
+
+    assert response.status_code == 302
+    assert Template.objects.get().html_body == "<p>Your receipt</p>"
 
 
 def test_template_form_groups_fields_by_medium(admin_client):
