@@ -70,20 +70,3 @@ def consent_states(*, contact_ids, message_type: MessageType) -> dict:
             type_status = status
         states[contact_id] = (channel_status, type_status)
     return states
-
-
-def consent_status_subqueries(*, contact_ref, message_type: MessageType) -> dict:
-    """Annotations that read a contact's channel and type status inside a larger
-    query: {"channel_status": ..., "type_status": ...}. `contact_ref` is an
-    OuterRef to the contact's id."""
-    from django.db.models import Subquery
-
-    subscriptions = Subscription.objects.filter(contact_id=contact_ref).order_by()
-    return {
-        "channel_status": Subquery(
-            subscriptions.filter(channel_id=message_type.channel_id).values("status")[:1]
-        ),
-        "type_status": Subquery(
-            subscriptions.filter(message_type_id=message_type.pk).values("status")[:1]
-        ),
-    }

@@ -28,7 +28,6 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
 from contacts.models import Contact
@@ -43,8 +42,8 @@ from messaging.context import message_context, message_links, placeholder_links
 from messaging.models import Message, Suppression, Template
 from messaging.rendering import RenderError
 from messaging.signals import Abandon, Defer, Skip, message_sending
-from subscriptions.consent import consent_skip_reason, consent_status_subqueries
-from subscriptions.models import MessageType
+from subscriptions.consent import consent_skip_reason
+from subscriptions.models import MessageType, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -263,9 +262,25 @@ def _interrupted(row, now) -> SendResult:
 
 def _write_now(row, **fields):
     fields["updated_at"] = timezone.now()
-    Message.objects.filter(pk=row.pk).update(**fields)
+    _update_message(row.pk, fields)
     for name, value in fields.items():
         setattr(row, name, value)
+
+
+def _update_message(pk, fields):
+    """UPDATE one message row. Written as SQL: it runs twice per message sent,
+    and building the queryset costs more than running it."""
+    quote = connection.ops.quote_name
+    assignments, params = [], []
+    for name, value in fields.items():
+        field = Message._meta.get_field(name)
+        assignments.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(Message._meta.db_table)} SET {', '.join(assignments)} WHERE id = %s",
+            [*params, pk],
+        )
 
 
 # --- attempts ---------------------------------------------------------------------
@@ -291,7 +306,7 @@ class _Results:
     def write(self):
         pending, self.pending = self.pending, []
         for pk, fields in pending:
-            Message.objects.filter(pk=pk).update(**fields)
+            _update_message(pk, fields)
 
     def flush(self):
         if self.pending:
@@ -429,7 +444,7 @@ def _mark_sending(item, backend):
     _write_now(
         row,
         status=Status.SENDING,
-        attempts=F("attempts") + 1,
+        attempts=facts.attempts + 1,  # the row is locked: no one else counts meanwhile
         to_address=address[:254],
         subject=subject,
         links=list(rendered.links),
@@ -437,7 +452,6 @@ def _mark_sending(item, backend):
         locked_until=None,
         lease_token=None,
     )
-    row.attempts = facts.attempts + 1
     return rendered
 
 
@@ -465,41 +479,106 @@ def _local_day_start(contact, now, period=MessageType.Period.DAY):
     return local
 
 
-def _sent_count(**filters):
-    return Subquery(
-        Message.objects.filter(contact_id=OuterRef("contact_id"), is_test=False, **filters)
-        .exclude(pk=OuterRef("pk"))
-        .order_by()
-        .values("contact_id")
-        .annotate(n=Count("pk"))
-        .values("n")[:1]
-    )
+@dataclass
+class _Facts:
+    """What the final check reads, fresh, in the transaction that marks `sending`."""
+
+    status: str
+    lease_token: uuid.UUID | None
+    attempts: int
+    contact: Contact | None
+    channel_status: str | None = None
+    type_status: str | None = None
+    suppressed: bool = False
+    type_sent: int = 0
+    channel_sent: int | None = None
 
 
-def _locked_facts(item, message_type, backend, now):
+# The contact fields backends and checks read.
+_CONTACT_FIELDS = (
+    "id", "email", "user_id", "phone", "timezone", "locale", "attributes", "blocklisted",
+)  # fmt: skip
+
+
+def _locked_facts(item, message_type, backend, now) -> _Facts | None:
     """The message row, locked, with everything the checks need read fresh in one query:
     the contact, its consent statuses, whether its address is suppressed, and
-    its recent sends for the frequency caps."""
-    query = Message.objects.select_for_update(of=("self",)).filter(pk=item.row.pk)
-    if item.row.is_test:
-        return query.only("pk", "status", "lease_token", "attempts", "contact_id").first()
-    annotations = consent_status_subqueries(
-        contact_ref=OuterRef("contact_id"), message_type=message_type
+    its recent sends for the frequency caps.
+
+    Written as SQL rather than through the ORM: this runs once per message
+    sent, and building the equivalent queryset costs more than running it.
+    """
+    m = Message._meta.db_table
+    c = Contact._meta.db_table
+    s = Subscription._meta.db_table
+    columns = ["m.status", "m.lease_token", "m.attempts"] + [f"c.{f}" for f in _CONTACT_FIELDS]
+    params: list = []
+    if not item.row.is_test:
+        columns += [
+            f"(SELECT status FROM {s} WHERE contact_id = c.id AND channel_id = %s)",
+            f"(SELECT status FROM {s} WHERE contact_id = c.id AND message_type_id = %s)",
+        ]
+        params += [message_type.channel_id, message_type.pk]
+        suppressions = Suppression._meta.db_table
+        columns.append(
+            f"EXISTS (SELECT 1 FROM {suppressions} WHERE address = c.email)"
+            if backend.uses_suppressions
+            else "false"
+        )
+        sent = (
+            f"(SELECT count(*) FROM {m} AS sent WHERE sent.contact_id = c.id AND "
+            "NOT sent.is_test AND sent.id <> m.id AND sent.sent_at >= %s AND sent.{} = %s)"
+        )
+        if message_type.frequency_limit:
+            columns.append(sent.format("message_type_id"))
+            since = _local_day_start(item.contact, now, message_type.frequency_period)
+            params += [since, message_type.pk]
+        else:
+            columns.append("0")
+        if settings.WAYMARK_SENDING["DAILY_CAP"] and not message_type.channel.is_transactional:
+            columns.append(sent.format("channel_id"))
+            params += [_local_day_start(item.contact, now), message_type.channel_id]
+        else:
+            columns.append("NULL")
+    lock = " FOR UPDATE OF m" if connection.features.has_select_for_update_of else ""
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {m} AS m LEFT JOIN {c} AS c ON c.id = m.contact_id "
+        f"WHERE m.id = %s{lock}"
     )
-    if backend.uses_suppressions:
-        annotations["suppressed"] = Exists(
-            Suppression.objects.filter(address=OuterRef("contact__email"))
-        )
-    if message_type.frequency_limit:
-        since = _local_day_start(item.contact, now, message_type.frequency_period)
-        annotations["type_sent"] = _sent_count(message_type_id=message_type.pk, sent_at__gte=since)
-    daily_cap = settings.WAYMARK_SENDING["DAILY_CAP"]
-    if daily_cap and not message_type.channel.is_transactional:
-        since = _local_day_start(item.contact, now)
-        annotations["channel_sent"] = _sent_count(
-            channel_id=message_type.channel_id, sent_at__gte=since
-        )
-    return query.select_related("contact").annotate(**annotations).first()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, item.row.pk])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    status, lease_token, attempts = row[:3]
+    contact_values = row[3 : 3 + len(_CONTACT_FIELDS)]
+    facts = _Facts(
+        status=status,
+        lease_token=_LEASE_TOKEN.to_python(lease_token) if lease_token else None,
+        attempts=attempts,
+        contact=_contact_from(contact_values) if contact_values[0] is not None else None,
+    )
+    if not item.row.is_test:
+        rest = row[3 + len(_CONTACT_FIELDS) :]
+        facts.channel_status, facts.type_status, suppressed, type_sent, channel_sent = rest
+        facts.suppressed = bool(suppressed)
+        facts.type_sent = type_sent or 0
+        facts.channel_sent = channel_sent
+    return facts
+
+
+_LEASE_TOKEN = Message._meta.get_field("lease_token")
+_ATTRIBUTES = Contact._meta.get_field("attributes")
+
+
+def _contact_from(values) -> Contact:
+    fields = dict(zip(_CONTACT_FIELDS, values, strict=True))
+    fields["attributes"] = _ATTRIBUTES.from_db_value(fields["attributes"], None, connection)
+    fields["blocklisted"] = bool(fields["blocklisted"])
+    contact = Contact(**fields)
+    contact._state.adding = False
+    contact._state.db = connection.alias
+    return contact
 
 
 def _skip_reason(facts, contact, address, message_type) -> str | None:
@@ -514,11 +593,11 @@ def _skip_reason(facts, contact, address, message_type) -> str | None:
     )
     if reason:
         return reason
-    if getattr(facts, "suppressed", False):
+    if facts.suppressed:
         return SkipReason.SUPPRESSED
-    if message_type.frequency_limit and (facts.type_sent or 0) >= message_type.frequency_limit:
+    if message_type.frequency_limit and facts.type_sent >= message_type.frequency_limit:
         return SkipReason.FREQUENCY_CAP
     daily_cap = settings.WAYMARK_SENDING["DAILY_CAP"]
-    if hasattr(facts, "channel_sent") and (facts.channel_sent or 0) >= daily_cap:
+    if facts.channel_sent is not None and facts.channel_sent >= daily_cap:
         return SkipReason.DAILY_CAP
     return None
