@@ -117,6 +117,9 @@ RQ_SHOW_ADMIN_LINK = True
 # EMAIL_URL picks the backend and relay in one variable, e.g.
 # smtp://user:pass@relay:587/?tls=True or consolemail:// .
 vars().update(env.email_url("EMAIL_URL", default="smtp://127.0.0.1:1025"))
+# An ESP through django-anymail, e.g. anymail.backends.mailgun.EmailBackend
+# (configured by ANYMAIL_* variables below); EMAIL_URL is then unused.
+EMAIL_BACKEND = env("EMAIL_BACKEND", default=EMAIL_BACKEND)  # noqa: F821 (set just above)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Waymark <waymark@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL

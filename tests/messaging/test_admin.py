@@ -212,3 +212,25 @@ def test_every_messaging_change_page_loads(admin_client):
         response = admin_client.get(reverse(f"{name}_change", args=[model.objects.first().pk]))
 
         assert (model, response.status_code) == (model, 200)
+
+
+def test_a_messages_page_lists_what_happened_to_it(admin_client):
+    from django.utils import timezone
+
+    from messaging.models import Engagement
+
+    message = MessageFactory(status=Message.Status.SENT)
+    for kind in ("opened", "complained"):
+        Engagement.objects.create(
+            message=message,
+            contact=message.contact,
+            kind=kind,
+            source="provider",
+            occurred_at=timezone.now(),
+        )
+
+    response = admin_client.get(reverse("admin:messaging_message_change", args=[message.pk]))
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert page.index("Opened") < page.index("Complained")
