@@ -6,6 +6,7 @@ can read the contact's fields, the triggering event and the links it is
 given, and nothing else: not settings, not the environment, not files.
 """
 
+import functools
 import re
 from html.parser import HTMLParser
 
@@ -36,11 +37,18 @@ def check_syntax(source: str) -> None:
         raise TemplateSyntaxProblem(f"Template error: {exc}") from exc
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str):
+    # A batch renders the same few templates thousands of times; compiling is
+    # most of the cost. Compiled templates hold no per-render state.
+    return ENGINE.from_string(source)
+
+
 def render_string(source: str, context: dict, *, html: bool) -> str:
     if not source:
         return ""
     try:
-        rendered = ENGINE.from_string(source).render(Context(context, autoescape=html))
+        rendered = _compiled(source).render(Context(context, autoescape=html))
     except Exception as exc:  # any failure to render is the template's, not the sender's
         raise RenderError(f"{type(exc).__name__}: {exc}") from exc
     # A plain str, not the engine's SafeString: whoever shows a rendered
