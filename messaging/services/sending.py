@@ -287,12 +287,21 @@ def _update_message(pk, fields):
 
 
 class _Results:
-    """Outcomes of delivered messages, written with the next transaction.
+    """Outcomes of delivered messages, written together.
 
-    Each message's `sending` mark commits before its hand-off; its result
-    rides along with the next message's mark (or the batch's end), so a
-    batch costs one commit per message.
+    Each message's `sending` mark commits before its hand-off; the outcomes
+    of the handed-over messages are written in one statement every
+    `CHUNK` messages, inside the transaction of the next message's mark (and
+    at the batch's end). Should the worker die with outcomes unwritten, those
+    messages stay `sending` and are recorded as "outcome unknown", never sent
+    again.
     """
+
+    CHUNK = 25
+    FIELDS = (
+        "status", "sent_at", "failed_at", "provider_message_id", "next_attempt_at", "error",
+        "updated_at",
+    )  # fmt: skip
 
     def __init__(self):
         self.pending = []
@@ -301,17 +310,18 @@ class _Results:
         fields["updated_at"] = timezone.now()
         for name, value in fields.items():
             setattr(row, name, value)
-        self.pending.append((row.pk, fields))
+        self.pending.append(row)
 
-    def write(self):
+    def write(self, *, force=False):
+        if not self.pending or (len(self.pending) < self.CHUNK and not force):
+            return
         pending, self.pending = self.pending, []
-        for pk, fields in pending:
-            _update_message(pk, fields)
+        Message.objects.bulk_update(pending, self.FIELDS)
 
     def flush(self):
         if self.pending:
             with transaction.atomic():
-                self.write()
+                self.write(force=True)
 
 
 def _attempt(items):
