@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from journeys.models import Enrollment, Step, StepRun
@@ -148,14 +148,35 @@ def _transition(enrollment, token, *, run_fields, enrollment_fields, group):
     group.join()
     # No savepoint needed: when the lease is gone the UPDATE changed nothing
     # and nothing else has been written yet.
-    updated = Enrollment.objects.filter(pk=enrollment.pk, lease_token=token).update(
-        **enrollment_fields
-    )
-    if not updated:
+    if not _update_leased(enrollment.pk, token, enrollment_fields):
         raise LeaseLost(enrollment.pk)
     group.add_step_run(StepRun(enrollment=enrollment, **run_fields))
     for name, value in enrollment_fields.items():
         setattr(enrollment, name, value)
+
+
+def _update_leased(enrollment_id, token, fields) -> bool:
+    """UPDATE the enrollment if `token` still holds it; whether it did.
+
+    Written as SQL: every step taken runs it, and building the queryset costs
+    more than running it.
+    """
+    quote = connection.ops.quote_name
+    assignments, params = [], []
+    for name, value in fields.items():
+        field = Enrollment._meta.get_field(name)
+        if field.is_relation and value is not None and not isinstance(value, int):
+            value = value.pk
+        assignments.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    token_field = Enrollment._meta.get_field("lease_token")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(Enrollment._meta.db_table)} SET {', '.join(assignments)} "
+            "WHERE id = %s AND lease_token = %s",
+            [*params, enrollment_id, token_field.get_db_prep_value(token, connection)],
+        )
+        return cursor.rowcount == 1
 
 
 def _released(**fields):
