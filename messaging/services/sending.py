@@ -424,6 +424,9 @@ def _mark_sending(item, backend):
             address = backend.address_for(contact)
         except InvalidAddress as exc:
             return _skip(row, SkipReason.INVALID_ADDRESS, str(exc))
+        except Exception as exc:
+            logger.exception("message %s: finding the address raised", row.pk)
+            return _fail(row, now, f"Could not read the address: {type(exc).__name__}: {exc}")
         reason = _skip_reason(facts, contact, address, message_type)
         if reason:
             return _skip(row, reason)

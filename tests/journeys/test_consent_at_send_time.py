@@ -159,3 +159,66 @@ def test_a_send_whose_enrollment_another_worker_took_over_is_left_to_that_worker
     assert [m["To"] for m in smtp_server.messages] == [first.email]
     assert Message.objects.get(contact=second).status == "queued"
     assert not Enrollment.objects.get(contact=second).step_runs.exists()
+
+
+def test_a_journey_that_loops_back_to_a_send_step_is_stopped_by_the_daily_cap(
+    run_worker, smtp_server, settings
+):
+    from messaging.services import retry_tick
+    from tests.factories import (
+        ConditionStepFactory,
+        ContactFactory,
+        JourneyFactory,
+        SendMessageStepFactory,
+    )
+
+    # Given a journey whose condition leads back to its send step either way
+    settings.WAYMARK_SENDING = {**settings.WAYMARK_SENDING, "DAILY_CAP": 10}
+    journey = JourneyFactory()
+    send = SendMessageStepFactory(journey=journey, key="send", position=1)
+    ConditionStepFactory(
+        journey=journey, key="loop", position=2, kind="attribute", attribute="plan",
+        operator="eq", value="pro", yes_step=send, no_step=send,
+    )  # fmt: skip
+    contact = ContactFactory()
+    journeys_enroll_contact(journey=journey, contact=contact)
+
+    # When the workers run it for a while
+    for _ in range(3):
+        scheduler_tick()
+        retry_tick()
+        run_worker()
+
+    # Then the contact got ten emails, and every later send was skipped for the cap
+    assert len(smtp_server.messages) == 10
+    skipped = Message.objects.filter(contact=contact, status="skipped")
+    assert skipped.exists()
+    assert set(skipped.values_list("skip_reason", flat=True)) == {"daily_cap"}
+
+
+def test_transactional_messages_are_not_held_by_the_daily_cap(smtp_server, settings):
+    from messaging.services import message_send
+    from subscriptions.models import Channel
+    from tests.factories import (
+        ChannelFactory,
+        ContactFactory,
+        MessageTypeFactory,
+        TemplateFactory,
+    )
+
+    settings.WAYMARK_SENDING = {**settings.WAYMARK_SENDING, "DAILY_CAP": 2}
+    receipts = TemplateFactory(
+        message_type=MessageTypeFactory(
+            channel=ChannelFactory(name="Receipts", kind=Channel.Kind.TRANSACTIONAL)
+        )
+    )
+    news = TemplateFactory()
+    contact = ContactFactory()
+
+    sends = [
+        message_send(contact=contact, template=template, idempotency_key=f"{n}", origin="api")
+        for n, template in enumerate([news, news, news, receipts, receipts, receipts])
+    ]
+
+    assert [s.message.status for s in sends] == ["sent", "sent", "skipped"] + ["sent"] * 3
+    assert sends[2].message.skip_reason == "daily_cap"
