@@ -233,6 +233,10 @@ class Oracle:
         before, self.kind[channel] = self.kind[channel], kind
         return UNCHANGED if before == kind else CHANGED
 
+    def choices(self) -> dict:
+        """{(contact, channel or message type): status}, as stored_choices() reads them."""
+        return {**self.channel_status, **self.type_status}
+
     def outcome(self, contact, message_type) -> str:
         """ "sent", or the skip reason: blocklist, then consent, then suppression."""
         channel = MESSAGE_TYPES[message_type][0]
@@ -274,6 +278,17 @@ def rows_left():
             cursor.execute(f"SELECT count(*) FROM {connection.ops.quote_name(table)}")
             counts[table] = cursor.fetchone()[0]
     return {table: count for table, count in counts.items() if count}
+
+
+def stored_choices() -> dict:
+    """{(contact, channel or message type): status} as stored in Subscription rows."""
+    rows = Subscription.objects.values_list(
+        "contact__email", "channel__name", "message_type__name", "status"
+    )
+    return {
+        (email.split("@")[0], channel or message_type): status
+        for email, channel, message_type, status in rows
+    }
 
 
 class ConsentHistoryTests(TransactionTestCase):
@@ -391,6 +406,8 @@ class ConsentHistoryTests(TransactionTestCase):
             assert written == (1 if subscription_change and happened == CHANGED else 0), (
                 f"step {step}: {event} wrote {written} consent records"
             )
+            # ...and what is stored is what the oracle holds (so a refusal changed nothing)
+            assert stored_choices() == oracle.choices(), f"step {step}: {event}"
         assert {c.name: c.kind for c in Channel.objects.all()} == oracle.kind
         assert {t.name: t.policy for t in MessageType.objects.all()} == oracle.policy
 
