@@ -111,6 +111,14 @@ class MessageTypeAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("channel", "name", "description", "policy")}),
         ("Frequency cap", {"fields": (("frequency_limit", "frequency_period"),)}),
+        (
+            "Tracking",
+            {
+                "fields": ("track_opens", "track_clicks"),
+                "description": "Whether emails of this type count opens (a tracking pixel) "
+                "and clicks (links through a tracked redirect).",
+            },
+        ),
         (None, {"fields": ("created_at",)}),
     )
 

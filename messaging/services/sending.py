@@ -43,7 +43,7 @@ from messaging.models import Message, Suppression, Template
 from messaging.rendering import RenderError
 from messaging.signals import Abandon, Defer, Skip, message_sending
 from subscriptions.consent import consent_skip_reason
-from subscriptions.models import MessageType, Subscription
+from subscriptions.models import Channel, MessageType, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -500,6 +500,10 @@ class _Facts:
     lease_token: uuid.UUID | None
     attempts: int
     contact: Contact | None
+    # The message type's policy and its channel's kind as stored now: staff
+    # may have changed them since the sender loaded the template.
+    policy: str = ""
+    transactional: bool = False
     channel_status: str | None = None
     type_status: str | None = None
     suppressed: bool = False
@@ -528,6 +532,8 @@ def _locked_facts(item, message_type, backend, now) -> _Facts | None:
     params: list = []
     if not item.row.is_test:
         columns += [
+            f"(SELECT policy FROM {MessageType._meta.db_table} WHERE id = m.message_type_id)",
+            f"(SELECT kind FROM {Channel._meta.db_table} WHERE id = m.channel_id)",
             f"(SELECT status FROM {s} WHERE contact_id = c.id AND channel_id = %s)",
             f"(SELECT status FROM {s} WHERE contact_id = c.id AND message_type_id = %s)",
         ]
@@ -548,7 +554,8 @@ def _locked_facts(item, message_type, backend, now) -> _Facts | None:
             params += [since, message_type.pk]
         else:
             columns.append("0")
-        if settings.WAYMARK_SENDING["DAILY_CAP"] and not message_type.channel.is_transactional:
+        if settings.WAYMARK_SENDING["DAILY_CAP"]:
+            # Counted whatever the kind the caller saw: the kind is read fresh above.
             columns.append(sent.format("channel_id"))
             params += [_local_day_start(item.contact, now), message_type.channel_id]
         else:
@@ -573,7 +580,9 @@ def _locked_facts(item, message_type, backend, now) -> _Facts | None:
     )
     if not item.row.is_test:
         rest = row[3 + len(_CONTACT_FIELDS) :]
-        facts.channel_status, facts.type_status, suppressed, type_sent, channel_sent = rest
+        facts.policy, kind = rest[:2]
+        facts.transactional = kind == Channel.Kind.TRANSACTIONAL
+        facts.channel_status, facts.type_status, suppressed, type_sent, channel_sent = rest[2:]
         facts.suppressed = bool(suppressed)
         facts.type_sent = type_sent or 0
         facts.channel_sent = channel_sent
@@ -600,7 +609,7 @@ def _skip_reason(facts, contact, address, message_type) -> str | None:
     if not address:
         return SkipReason.NO_ADDRESS
     reason = consent_skip_reason(
-        policy=message_type.policy,
+        policy=facts.policy,
         channel_status=facts.channel_status,
         type_status=facts.type_status,
     )
@@ -611,6 +620,10 @@ def _skip_reason(facts, contact, address, message_type) -> str | None:
     if message_type.frequency_limit and facts.type_sent >= message_type.frequency_limit:
         return SkipReason.FREQUENCY_CAP
     daily_cap = settings.WAYMARK_SENDING["DAILY_CAP"]
-    if facts.channel_sent is not None and facts.channel_sent >= daily_cap:
+    if (
+        not facts.transactional
+        and facts.channel_sent is not None
+        and facts.channel_sent >= daily_cap
+    ):
         return SkipReason.DAILY_CAP
     return None

@@ -345,11 +345,6 @@ def test_the_admin_explains_what_kinds_and_policies_mean_for_sending(admin_clien
         assert text in body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="messaging's final check reads the policy from the caller's Template instance "
-    "(item.template.message_type in messaging/services/sending.py), not from the database",
-)
 @pytest.mark.django_db(transaction=True)
 def test_a_policy_tightened_after_the_template_was_loaded_holds_at_send_time(smtp_server):
     # Given a sender (a journey batch, say) that loaded an opt-out type's template
