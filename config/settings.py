@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -124,6 +125,22 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Waymark <waymark@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
+
+def _time_window(value):
+    """Parse a time window such as 21:00-08:00; empty means none."""
+    from datetime import time
+
+    if not value.strip():
+        return None
+    start, _, end = value.partition("-")
+    try:
+        return (time.fromisoformat(start.strip()), time.fromisoformat(end.strip()))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"WAYMARK_QUIET_HOURS must look like 21:00-08:00, not {value!r}."
+        ) from None
+
+
 # --- Delivery backends: one per medium (messaging.backends) -------------------
 WAYMARK_BACKENDS = {
     "email": env("WAYMARK_EMAIL_BACKEND", default="messaging.backends.email.EmailBackend"),
@@ -148,6 +165,9 @@ WAYMARK_SENDING = {
     # Marketing messages per contact per channel per local day; 0: no limit.
     # Stops a journey mistake (a loop back to a send step) from flooding anyone.
     "DAILY_CAP": env.int("WAYMARK_DAILY_CAP", default=10),
+    # Marketing messages due between these local times (the contact's time
+    # zone) wait for the end of the window; empty: no quiet hours.
+    "QUIET_HOURS": _time_window(env("WAYMARK_QUIET_HOURS", default="")),
 }
 # Double opt-in confirmations are sent with the template of this name
 # (created on first use when missing).

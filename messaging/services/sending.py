@@ -438,6 +438,13 @@ def _mark_sending(item, backend):
             _write_now(row, next_attempt_at=deferral.until, locked_until=None)
         return SendResult(row, detail=deferral.detail or "deferred", deferred=True)
 
+    if not row.is_test and not facts.transactional:
+        quiet_until = quiet_hours_end(contact, now)
+        if quiet_until is not None:
+            # Not dropped: messaging's retry pass sends it when the night is over.
+            _write_now(row, next_attempt_at=quiet_until, locked_until=None)
+            return SendResult(row, retry_at=quiet_until, detail="quiet hours")
+
     if row.is_test:
         links = placeholder_links()
     else:
@@ -478,15 +485,38 @@ def _fail(row, now, error) -> SendResult:
     return SendResult(row, detail="render failed")
 
 
+def _contact_zone(contact):
+    try:
+        return ZoneInfo(contact.timezone) if contact.timezone else timezone.get_default_timezone()
+    except (KeyError, ValueError):
+        return timezone.get_default_timezone()
+
+
+def quiet_hours_end(contact, now) -> datetime | None:
+    """When the quiet hours (WAYMARK_QUIET_HOURS, in the contact's time zone) that
+    `now` falls in end, or None when `now` is not in them."""
+    window = settings.WAYMARK_SENDING["QUIET_HOURS"]
+    if window is None:
+        return None
+    start, end = window
+    local = now.astimezone(_contact_zone(contact))
+    at = local.time()
+    # A window may run across midnight, e.g. 21:00-08:00.
+    inside = (start <= at < end) if start <= end else (at >= start or at < end)
+    if not inside:
+        return None
+    ends = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+    if ends <= local:
+        ends += timedelta(days=1)
+    return ends
+
+
 # --- the final check ----------------------------------------------------------------
 
 
 def _local_day_start(contact, now, period=MessageType.Period.DAY):
-    try:
-        tz = ZoneInfo(contact.timezone) if contact.timezone else timezone.get_default_timezone()
-    except (KeyError, ValueError):
-        tz = timezone.get_default_timezone()
-    local = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    local = now.astimezone(_contact_zone(contact))
+    local = local.replace(hour=0, minute=0, second=0, microsecond=0)
     if period == MessageType.Period.WEEK:
         local -= timedelta(days=local.weekday())
     return local

@@ -394,3 +394,53 @@ def test_a_batch_of_emails_goes_over_one_smtp_connection(smtp_server):
 
     assert [r.message.status for r in results] == ["sent"] * 3
     assert len({m.peer for m in smtp_server.messages}) == 1
+
+
+def test_quiet_hours_hold_a_marketing_message_until_morning_in_the_contacts_time_zone(
+    smtp_server, settings
+):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    settings.WAYMARK_SENDING = {**settings.WAYMARK_SENDING, "QUIET_HOURS": _window("21:00-08:00")}
+    tokyo = ZoneInfo("Asia/Tokyo")
+    contact = ContactFactory(timezone="Asia/Tokyo")
+    late_evening = datetime(2026, 3, 2, 23, 30, tzinfo=tokyo)
+
+    with time_machine.travel(late_evening, tick=False):
+        held = send(contact, TemplateFactory())
+
+    assert held.message.status == "queued"
+    assert held.retry_at == datetime(2026, 3, 3, 8, 0, tzinfo=tokyo)
+    assert smtp_server.messages == []
+    # Then in the morning messaging's retry pass sends it
+    assert retry_due(held.retry_at) == {"sent": 1}
+    assert len(smtp_server.messages) == 1
+
+
+def test_quiet_hours_do_not_hold_transactional_messages_or_daytime_ones(smtp_server, settings):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    settings.WAYMARK_SENDING = {**settings.WAYMARK_SENDING, "QUIET_HOURS": _window("21:00-08:00")}
+    receipts = TemplateFactory(
+        message_type=MessageTypeFactory(
+            channel=ChannelFactory(name="Receipts", kind=Channel.Kind.TRANSACTIONAL)
+        )
+    )
+    in_paris = ContactFactory(timezone="Europe/Paris")
+    night = datetime(2026, 3, 2, 23, 30, tzinfo=ZoneInfo("Europe/Paris"))
+    noon = datetime(2026, 3, 2, 12, 0, tzinfo=ZoneInfo("Europe/Paris"))
+
+    with time_machine.travel(night, tick=False):
+        receipt = send(in_paris, receipts, key="receipt")
+    with time_machine.travel(noon, tick=False):
+        news = send(in_paris, TemplateFactory(), key="news")
+
+    assert (receipt.message.status, news.message.status) == ("sent", "sent")
+
+
+def _window(value):
+    from config.settings import _time_window
+
+    return _time_window(value)
