@@ -51,6 +51,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "contacts.api.middleware.ApiErrorMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -187,11 +188,32 @@ WAYMARK_UNSUBSCRIBE_MAILTO = env("WAYMARK_UNSUBSCRIBE_MAILTO", default="")
 # --- API --------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["contacts.api.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PERMISSION_CLASSES": ["contacts.api.permissions.ApiKeyScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["contacts.api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["contacts.api.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "contacts.api.errors.iterable_exception_handler",
     "UNAUTHENTICATED_USER": None,
+}
+
+WAYMARK_API = {
+    # Requests per minute per API key, by the key's scope; 0: no limit.
+    "RATE_PER_MINUTE": {
+        "server": env.int("WAYMARK_API_RATE_SERVER", default=60_000),
+        "client": env.int("WAYMARK_API_RATE_CLIENT", default=6_000),
+    },
+    # Larger request bodies get a 413; bulk requests with more items a BatchTooLarge.
+    "MAX_BODY_BYTES": env.int("WAYMARK_API_MAX_BODY_BYTES", default=16 * 1024 * 1024),
+    "MAX_BATCH": env.int("WAYMARK_API_MAX_BATCH", default=1000),
+}
+
+# Rate limits and other short-lived counters live in Redis.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "waymark",
+    }
 }
 
 # --- Security -----------------------------------------------------------------
@@ -208,7 +230,18 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_secrets": {"()": "config.logging.RedactSecretsFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # runserver's request lines, through the filter that hides api_key values.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }

@@ -116,11 +116,17 @@ def _digest(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
-def api_key_create(*, name: str, created_by=None) -> tuple[ApiKey, str]:
+def api_key_create(
+    *, name: str, created_by=None, scope: str = ApiKey.Scope.SERVER
+) -> tuple[ApiKey, str]:
     """Create an API key; the raw key is returned once and never stored."""
     raw_key = "wm_" + secrets.token_urlsafe(32)
     api_key = ApiKey.objects.create(
-        name=name, prefix=raw_key[:10], key_hash=_digest(raw_key), created_by=created_by
+        name=name,
+        scope=scope,
+        prefix=raw_key[:10],
+        key_hash=_digest(raw_key),
+        created_by=created_by,
     )
     return api_key, raw_key
 
