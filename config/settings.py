@@ -17,8 +17,17 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-# The default key is only fit for a laptop; `manage.py check --deploy` flags it.
-SECRET_KEY = env("SECRET_KEY", default="django-insecure-waymark-local-development-key")
+# The default key is only fit for a laptop: it signs unsubscribe and tracking
+# links and sessions, and it is public. Without DEBUG, Waymark refuses it.
+DEVELOPMENT_SECRET_KEY = "django-insecure-waymark-local-development-key"
+SECRET_KEY = env("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
+if SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set, and the development default signs links anyone could forge. "
+        "Set SECRET_KEY to a long random value, e.g. the output of "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))', "
+        "or DEBUG=true on a development machine."
+    )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
