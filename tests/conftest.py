@@ -15,6 +15,15 @@ from contacts.services import api_key_create
 
 
 @pytest.fixture(autouse=True)
+def empty_cache():
+    """Rate-limit and login-failure counters live in the cache (Redis): each test
+    starts without another's."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def cheap_password_hashing(settings):
     # The production hasher costs most of a second per hash on a small
     # machine; logins and users work the same with a cheap one.

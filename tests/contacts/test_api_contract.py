@@ -4,7 +4,6 @@ import logging
 from unittest import mock
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from contacts.models import ApiKey, Contact, Event
@@ -13,12 +12,6 @@ from contacts.services import api_key_create, api_key_revoke
 pytestmark = pytest.mark.django_db
 
 TRACK = "/api/events/track"
-
-
-@pytest.fixture(autouse=True)
-def empty_rate_counters(rq_queue):
-    # The rate counters live in the Redis database the tests empty.
-    cache.clear()
 
 
 def envelope(response):
