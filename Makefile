@@ -9,6 +9,11 @@ STAMP := $(VENV)/.installed
 # default). It empties the Redis database it is given, hence /15.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/waymark
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+# Waymark refuses its public development key unless DEBUG is on: the targets
+# below are for a development machine, so they turn DEBUG on (a DEBUG or
+# SECRET_KEY of your own wins); tests and benchmarks get a key of their own.
+DEV := DEBUG=$${DEBUG:-true}
+TEST_ENV := SECRET_KEY=$${SECRET_KEY:-waymark-tests-only-secret-key-not-for-production}
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint format check migrate demo worker scheduler web bench clean
@@ -26,10 +31,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create the virtualenv and install Waymark with its dev tools
 
 run: $(STAMP) ## Run Waymark locally: SQLite, web + worker + scheduler, demo data, mail sink
-	$(BIN)/python manage.py waymark_run
+	$(DEV) $(BIN)/python manage.py waymark_run
 
 test: $(STAMP) lint chromium ## Lint, then run the whole test suite against PostgreSQL and Redis
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 # Playwright cannot download its own browsers everywhere; the browser tests
 # drive Debian's Chromium instead.
@@ -50,23 +55,23 @@ format: $(STAMP) ## ruff: fix what can be fixed and format
 	$(BIN)/ruff format .
 
 check: $(STAMP) ## Django's system checks, and a check that no migration is missing
-	$(BIN)/python manage.py check
-	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(DEV) $(BIN)/python manage.py check
+	$(DEV) $(BIN)/python manage.py makemigrations --check --dry-run
 
 migrate: $(STAMP) ## Apply migrations to the configured database
-	$(BIN)/python manage.py migrate
+	$(DEV) $(BIN)/python manage.py migrate
 
 web: $(STAMP) ## Run only the development web server
-	$(BIN)/python manage.py runserver
+	$(DEV) $(BIN)/python manage.py runserver
 
 worker: $(STAMP) ## Run one rq worker (no fork per job)
-	$(BIN)/python manage.py rqworker default --worker-class rq.worker.SimpleWorker
+	$(DEV) $(BIN)/python manage.py rqworker default --worker-class rq.worker.SimpleWorker
 
 scheduler: $(STAMP) ## Run the journey scheduler
-	$(BIN)/python manage.py run_scheduler
+	$(DEV) $(BIN)/python manage.py run_scheduler
 
 bench: $(STAMP) ## Run the benchmarks in bench/ (PostgreSQL; prints figures)
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m bench
+	$(TEST_ENV) DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m bench $(BENCH)
 
 clean: ## Remove the virtualenv and local data (var/)
 	rm -rf $(VENV) var

@@ -14,9 +14,9 @@ def main(argv):
     from django.db import connection
     from django.test.utils import setup_test_environment
 
-    from bench import engine
+    from bench import engine, sending
 
-    benchmarks = {"engine": engine.run}
+    benchmarks = {"engine": engine.run, "sending": sending.run}
     chosen = argv or list(benchmarks)
     settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = "waymark_bench"
     setup_test_environment()

@@ -4,10 +4,12 @@ Every variable is documented in README.md with its default. A `.env` file in
 the project root is read when present, so local overrides need no exports.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -15,8 +17,17 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-# The default key is only fit for a laptop; `manage.py check --deploy` flags it.
-SECRET_KEY = env("SECRET_KEY", default="django-insecure-waymark-local-development-key")
+# The default key is only fit for a laptop: it signs unsubscribe and tracking
+# links and sessions, and it is public. Without DEBUG, Waymark refuses it.
+DEVELOPMENT_SECRET_KEY = "django-insecure-waymark-local-development-key"
+SECRET_KEY = env("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
+if SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set, and the development default signs links anyone could forge. "
+        "Set SECRET_KEY to a long random value, e.g. the output of "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))', "
+        "or DEBUG=true on a development machine."
+    )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -34,6 +45,8 @@ INSTALLED_APPS = [
     "polymorphic",
     "rest_framework",
     "django_rq",
+    "anymail",
+    "axes",
     "contacts",
     "subscriptions",
     "messaging",
@@ -48,7 +61,25 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "contacts.api.middleware.ApiErrorMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login attempt.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # Refuses logins locked out after repeated failures, before checking passwords.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed admin logins: after AXES_FAILURE_LIMIT failures for one username from
+# one address, that pair is refused for the cool-off time. Counted in Redis.
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = env.int("WAYMARK_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("WAYMARK_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -115,9 +146,28 @@ RQ_SHOW_ADMIN_LINK = True
 # EMAIL_URL picks the backend and relay in one variable, e.g.
 # smtp://user:pass@relay:587/?tls=True or consolemail:// .
 vars().update(env.email_url("EMAIL_URL", default="smtp://127.0.0.1:1025"))
+# An ESP through django-anymail, e.g. anymail.backends.mailgun.EmailBackend
+# (configured by ANYMAIL_* variables below); EMAIL_URL is then unused.
+EMAIL_BACKEND = env("EMAIL_BACKEND", default=EMAIL_BACKEND)  # noqa: F821 (set just above)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Waymark <waymark@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+
+def _time_window(value):
+    """Parse a time window such as 21:00-08:00; empty means none."""
+    from datetime import time
+
+    if not value.strip():
+        return None
+    start, _, end = value.partition("-")
+    try:
+        return (time.fromisoformat(start.strip()), time.fromisoformat(end.strip()))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"WAYMARK_QUIET_HOURS must look like 21:00-08:00, not {value!r}."
+        ) from None
+
 
 # --- Delivery backends: one per medium (messaging.backends) -------------------
 WAYMARK_BACKENDS = {
@@ -140,7 +190,27 @@ WAYMARK_SENDING = {
     "MAX_ATTEMPTS": env.int("WAYMARK_SEND_MAX_ATTEMPTS", default=5),
     # Back-off before attempt n+1 is RETRY_BASE * 4**(n-1): 1, 4, 16, 64 minutes.
     "RETRY_BASE": timedelta(seconds=env.int("WAYMARK_SEND_RETRY_BASE_SECONDS", default=60)),
+    # Marketing messages per contact per channel per local day; 0: no limit.
+    # Stops a journey mistake (a loop back to a send step) from flooding anyone.
+    "DAILY_CAP": env.int("WAYMARK_DAILY_CAP", default=10),
+    # Marketing messages due between these local times (the contact's time
+    # zone) wait for the end of the window; empty: no quiet hours.
+    "QUIET_HOURS": _time_window(env("WAYMARK_QUIET_HOURS", default="")),
 }
+# Double opt-in confirmations are sent with the template of this name
+# (created on first use when missing).
+WAYMARK_CONFIRMATION_TEMPLATE = env(
+    "WAYMARK_CONFIRMATION_TEMPLATE", default="Double opt-in confirmation"
+)
+# django-anymail: every ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"], e.g.
+# ANYMAIL_WEBHOOK_SECRET, ANYMAIL_MAILGUN_API_KEY, ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY.
+ANYMAIL = {
+    name.removeprefix("ANYMAIL_"): value
+    for name, value in os.environ.items()
+    if name.startswith("ANYMAIL_")
+}
+# The mailto: target of List-Unsubscribe; empty: unsubscribe@<DEFAULT_FROM_EMAIL's domain>.
+WAYMARK_UNSUBSCRIBE_MAILTO = env("WAYMARK_UNSUBSCRIBE_MAILTO", default="")
 
 # --- Message templates (messaging.rendering) ------------------------------------
 WAYMARK_RENDERING = {
@@ -153,11 +223,32 @@ WAYMARK_RENDERING = {
 # --- API --------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["contacts.api.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PERMISSION_CLASSES": ["contacts.api.permissions.ApiKeyScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["contacts.api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["contacts.api.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "contacts.api.errors.iterable_exception_handler",
     "UNAUTHENTICATED_USER": None,
+}
+
+WAYMARK_API = {
+    # Requests per minute per API key, by the key's scope; 0: no limit.
+    "RATE_PER_MINUTE": {
+        "server": env.int("WAYMARK_API_RATE_SERVER", default=60_000),
+        "client": env.int("WAYMARK_API_RATE_CLIENT", default=6_000),
+    },
+    # Larger request bodies get a 413; bulk requests with more items a BatchTooLarge.
+    "MAX_BODY_BYTES": env.int("WAYMARK_API_MAX_BODY_BYTES", default=16 * 1024 * 1024),
+    "MAX_BATCH": env.int("WAYMARK_API_MAX_BATCH", default=1000),
+}
+
+# Rate limits and other short-lived counters live in Redis.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "waymark",
+    }
 }
 
 # --- Security -----------------------------------------------------------------
@@ -174,7 +265,18 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_secrets": {"()": "config.logging.RedactSecretsFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # runserver's request lines, through the filter that hides api_key values.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }

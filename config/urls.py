@@ -1,5 +1,7 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+
+from contacts.api.views import NotFoundView
 
 admin.site.site_header = "Waymark"
 admin.site.site_title = "Waymark"
@@ -8,4 +10,9 @@ admin.site.index_title = "Journeys, contacts and messages"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("contacts.api.urls")),
+    # Last under /api/: whatever no app serves gets Iterable's JSON 404 (or 401).
+    re_path(r"^api/", NotFoundView.as_view()),
+    # Delivery and engagement webhooks of email providers, verified by anymail.
+    path("webhooks/anymail/", include("anymail.urls")),
+    path("", include("messaging.urls")),
 ]

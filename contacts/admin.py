@@ -3,6 +3,7 @@ from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
@@ -255,16 +256,31 @@ class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are made by the service, which returns the raw key once; only its
     digest is stored, so the key is shown in a message right after it is added."""
 
-    list_display = ("name", "prefix", "active", "created_by", "created_at", "last_used_at")
-    list_filter = (ApiKeyStatusFilter,)
+    list_display = (
+        "name", "scope", "prefix", "active", "created_by", "created_at", "last_used_at",
+    )  # fmt: skip
+    list_filter = (ApiKeyStatusFilter, "scope")
     list_select_related = ("created_by",)
     search_fields = ("name", "prefix")
     actions = ("revoke_keys",)
     readonly_fields = ("prefix", "active", "created_by", "created_at", "last_used_at", "revoked_at")
 
     def get_fields(self, request, obj=None):
-        # Adding asks only for a name: the service makes the key.
-        return ("name",) if obj is None else ("name", *self.readonly_fields)
+        # Adding asks only for a name and a scope: the service makes the key.
+        if obj is None:
+            return ("name", "scope")
+        return ("name", "scope", *self.readonly_fields)
+
+    def get_readonly_fields(self, request, obj=None):
+        # A key's scope is part of what it was handed out for: make a new key instead.
+        return self.readonly_fields if obj is None else ("scope", *self.readonly_fields)
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # The admin would otherwise filter on any field given in the URL, and
+        # ?key_hash__startswith=… would reveal the hash one character at a time.
+        if lookup.split("__")[0] == "key_hash":
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     @admin.display(description="Active", boolean=True)
     def active(self, obj):
@@ -274,13 +290,26 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             obj.save(update_fields=["name"])
             return
-        api_key, raw_key = api_key_create(name=obj.name, created_by=request.user)
+        api_key, raw_key = api_key_create(name=obj.name, scope=obj.scope, created_by=request.user)
         become(obj, api_key)
-        messages.success(
+        request.waymark_raw_api_key = raw_key
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # The raw key goes on this one page, never into a message (kept in a
+        # cookie until shown) or a log: only its hash is stored.
+        response = TemplateResponse(
             request,
-            f"The API key for “{api_key.name}” is {raw_key} — copy it now: "
-            "Waymark stores only its hash and cannot show it again.",
+            "admin/contacts/apikey/created.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"API key for “{obj.name}”",
+                "opts": self.model._meta,
+                "original": obj,
+                "raw_key": request.waymark_raw_api_key,
+            },
         )
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_keys(self, request, queryset):

@@ -174,7 +174,18 @@ class ApiKey(models.Model):
     fast hash is enough, and lookups stay one indexed query.
     """
 
+    class Scope(models.TextChoices):
+        SERVER = "server", "Server-side: every endpoint"
+        CLIENT = "client", "Client-side: track events, update a user, register devices"
+
     name = models.CharField(max_length=200)
+    scope = models.CharField(
+        max_length=8,
+        choices=Scope.choices,
+        default=Scope.SERVER,
+        help_text="A client-side key ships inside apps and web pages, where anyone can read "
+        "it: it may only do what an app does for its own user.",
+    )
     prefix = models.CharField(max_length=12, editable=False)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_by = models.ForeignKey(

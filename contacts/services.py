@@ -68,11 +68,35 @@ def event_track(
     re-deliver safely; listeners only react to new events. Everything,
     listeners' writes included, is one transaction.
     """
+    with transaction.atomic():
+        contact, _ = contact_get_or_create(email=email, user_id=user_id)
+        return event_record(
+            contact=contact,
+            name=name,
+            data=data,
+            occurred_at=occurred_at,
+            client_event_id=client_event_id,
+            campaign_id=campaign_id,
+            template_id=template_id,
+        )
+
+
+def event_record(
+    *,
+    contact: Contact,
+    name: str,
+    data: dict | None = None,
+    occurred_at: datetime | None = None,
+    client_event_id: str | None = None,
+    campaign_id: int | None = None,
+    template_id: int | None = None,
+) -> TrackedEvent:
+    """Record an event for a known contact and tell listeners; see event_track."""
     data = data or {}
     occurred_at = occurred_at or timezone.now()
     client_event_id = client_event_id or uuid.uuid4().hex
-    with transaction.atomic():
-        contact, _ = contact_get_or_create(email=email, user_id=user_id)
+    # No savepoint: nothing here is worth keeping apart from the caller's transaction.
+    with transaction.atomic(savepoint=False):
         fields = {
             "contact": contact,
             "name": name,
@@ -92,11 +116,17 @@ def _digest(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
-def api_key_create(*, name: str, created_by=None) -> tuple[ApiKey, str]:
+def api_key_create(
+    *, name: str, created_by=None, scope: str = ApiKey.Scope.SERVER
+) -> tuple[ApiKey, str]:
     """Create an API key; the raw key is returned once and never stored."""
     raw_key = "wm_" + secrets.token_urlsafe(32)
     api_key = ApiKey.objects.create(
-        name=name, prefix=raw_key[:10], key_hash=_digest(raw_key), created_by=created_by
+        name=name,
+        scope=scope,
+        prefix=raw_key[:10],
+        key_hash=_digest(raw_key),
+        created_by=created_by,
     )
     return api_key, raw_key
 

@@ -19,7 +19,7 @@ from journeys.models import (
     Enrollment,
     ExitStep,
     Journey,
-    SendEmailStep,
+    SendMessageStep,
     Step,
     StepRun,
 )
@@ -118,8 +118,8 @@ class StepInline(StackedPolymorphicInline):
         # child inline's media when its CSS matches the parent's.
         js = ("journeys/admin/condition_step.js",)
 
-    class SendEmailStepInline(StepChildInline):
-        model = SendEmailStep
+    class SendMessageStepInline(StepChildInline):
+        model = SendMessageStep
         fields = (*COMMON_STEP_FIELDS, "template", "next_step")
 
     class DelayStepInline(StepChildInline):
@@ -140,7 +140,7 @@ class StepInline(StackedPolymorphicInline):
         model = ExitStep
         fields = COMMON_STEP_FIELDS
 
-    child_inlines = (SendEmailStepInline, DelayStepInline, ConditionStepInline, ExitStepInline)
+    child_inlines = (SendMessageStepInline, DelayStepInline, ConditionStepInline, ExitStepInline)
 
     def get_queryset(self, request):
         return super().get_queryset(request).order_by("position", "id")

@@ -12,7 +12,7 @@ from django.db import transaction
 
 from contacts.models import ApiKey, Contact, ContactList, ListMembership
 from contacts.services import api_key_create
-from journeys.models import ConditionStep, DelayStep, ExitStep, Journey, SendEmailStep
+from journeys.models import ConditionStep, DelayStep, ExitStep, Journey, SendMessageStep
 from messaging.models import Template
 from subscriptions.models import Channel, MessageType
 
@@ -67,6 +67,12 @@ _WRAPPER = (
     '<div style="font-family: Helvetica, Arial, sans-serif; color: #1f2933; line-height: 1.5;">'
 )
 _ACCENT = 'style="color: #0b6e4f;"'
+# Every marketing email says why it came and how to stop it.
+_FOOTER = """\
+<p style="color: #6b7280; font-size: 12px;">You get this email because you signed up for Acme.
+<a href="{{ links.preferences }}" style="color: #6b7280;">Choose what you receive</a> ·
+<a href="{{ links.unsubscribe }}" style="color: #6b7280;">Unsubscribe</a></p>
+"""
 
 WELCOME_HTML = f"""\
 {_WRAPPER}
@@ -77,7 +83,7 @@ it takes about two minutes.</p>
 <p><a href="https://acme.example/projects/new" {_ACCENT}>Create a project</a></p>
 <p>If you get stuck, just reply to this email: a real person will answer.</p>
 <p>Cheers,<br>The Acme team</p>
-</div>
+{_FOOTER}</div>
 """
 
 NUDGE_HTML = f"""\
@@ -89,7 +95,7 @@ template: pick one, rename it, and you're done.</p>
 a template</a></p>
 <p>Need a hand? Reply to this email and tell us what you're working on.</p>
 <p>The Acme team</p>
-</div>
+{_FOOTER}</div>
 """
 
 TEMPLATES = [
@@ -241,7 +247,7 @@ def _welcome_series(result, admin_user, templates):
     if not created:
         return  # its steps are whatever staff made of them since
     result.created.append(f"journey {journey.name}")
-    SendEmailStep.objects.create(
+    SendMessageStep.objects.create(
         journey=journey,
         position=1,
         key="welcome",
@@ -258,7 +264,7 @@ def _welcome_series(result, admin_user, templates):
         unit=DelayStep.Unit.MINUTES,
     )
     done = ExitStep.objects.create(journey=journey, position=5, key="done", name="Done")
-    nudge = SendEmailStep.objects.create(
+    nudge = SendMessageStep.objects.create(
         journey=journey,
         position=4,
         key="nudge",

@@ -42,4 +42,11 @@ class Exit:
     extra: dict = field(default_factory=dict)
 
 
-Outcome = Continue | WaitUntil | RetryAt | Exit
+@dataclass(frozen=True)
+class Abandoned:
+    """Another worker holds this enrollment now: leave it alone."""
+
+    detail: str = ""
+
+
+Outcome = Continue | WaitUntil | RetryAt | Exit | Abandoned

@@ -5,7 +5,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from contacts.admin import BigTableAdmin, ContactAdmin, ReadOnlyAdminMixin
-from messaging.models import Message, Suppression, Template
+from messaging.models import Engagement, Message, Suppression, Template
 from messaging.previews import SAMPLE_EMAIL, template_preview
 from subscriptions.models import MessageType
 
@@ -94,6 +94,17 @@ class TemplateAdmin(admin.ModelAdmin):
         )
 
 
+class EngagementInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """What happened to the message after it was sent, in order."""
+
+    model = Engagement
+    fields = ("occurred_at", "kind", "source", "url", "hard_bounce", "details")
+    readonly_fields = fields
+    ordering = ("occurred_at", "id")
+    extra = 0
+    can_delete = False
+
+
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
     """The send log. Read-only, and never deleted here: a message's row is what
@@ -108,8 +119,9 @@ class MessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
         "sent_at",
         "attempts",
     )
-    list_filter = ("status", "skip_reason", "medium", "origin")
+    list_filter = ("status", "skip_reason", "medium", "origin", "is_test")
     list_select_related = ("contact", "template")
+    inlines = (EngagementInline,)
     # Newest first by id: created_at is indexed only after contact or status,
     # and sorting the whole send log by it would be a full scan.
     ordering = ("-pk",)
@@ -124,10 +136,14 @@ class MessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
                     "contact",
                     "template",
                     "message_type",
+                    "channel",
                     "medium",
-                    "origin",
+                    ("origin", "origin_id"),
+                    "is_test",
                     "to_address",
                     "subject",
+                    "context",
+                    "links",
                 )
             },
         ),
@@ -140,6 +156,7 @@ class MessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
                     "error",
                     "attempts",
                     "next_attempt_at",
+                    "locked_until",
                     "idempotency_key",
                     "provider_message_id",
                 )
@@ -151,12 +168,12 @@ class MessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
                 "fields": (
                     "created_at",
                     "sent_at",
+                    "failed_at",
                     "delivered_at",
                     "opened_at",
                     "clicked_at",
                     "bounced_at",
                     "complained_at",
-                    "failed_at",
                     "updated_at",
                 )
             },

@@ -2,6 +2,7 @@ import re
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 
 from contacts.models import Contact, LowercaseEmailField
 from subscriptions.consent import ConsentSkipReason
@@ -66,20 +67,21 @@ class Template(models.Model):
     TEMPLATE_FIELDS = ("subject", "preheader", "html_body", "text_body", "title", "link_url")
 
     def clean(self):
+        from django.core.exceptions import ImproperlyConfigured
+
+        from messaging.backends import get_backend
+
         if not self.message_type_id:
             return
-        medium = self.medium
-        errors = {}
-        if medium == Channel.Medium.EMAIL:
-            if not self.subject:
-                errors["subject"] = "An email needs a subject."
-            if not self.html_body and not self.text_body:
-                errors["html_body"] = "An email needs an HTML or a text body."
-        elif not self.text_body and medium != Channel.Medium.WEBHOOK:
-            errors["text_body"] = "This channel needs a text body."
-        if medium == Channel.Medium.WEBHOOK and not self.link_url:
-            errors["link_url"] = "A webhook needs a URL."
-        for field, problem in self.content_problems().items():
+        errors = self.content_problems()
+        try:
+            backend = get_backend(self.medium)
+        except ImproperlyConfigured:
+            raise ValidationError(
+                {"message_type": f"No delivery backend is set up for {self.medium} messages."}
+            ) from None
+        # What each medium needs (an email's subject, an SMS's body, ...) is its backend's.
+        for field, problem in backend.check_template(self).items():
             errors.setdefault(field, problem)
         if errors:
             raise ValidationError(errors)
@@ -130,18 +132,15 @@ class Message(models.Model):
     """One intended send to one contact: the send log and the metrics source.
 
     The idempotency key makes a send happen at most once whatever retries
-    and re-runs occur; status moves forward, each step stamped.
+    and re-runs occur. `status` is the send's own outcome; what happened
+    afterwards (delivered, opened, clicked, bounced, complained) is kept in
+    Engagement, with the first time of each stamped here for metrics.
     """
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
-        DELIVERED = "delivered", "Delivered"
-        OPENED = "opened", "Opened"
-        CLICKED = "clicked", "Clicked"
-        BOUNCED = "bounced", "Bounced"
-        COMPLAINED = "complained", "Complained"
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
 
@@ -152,67 +151,152 @@ class Message(models.Model):
         # Consent reasons are subscriptions' (subscriptions.consent.ConsentSkipReason).
         CHANNEL_UNSUBSCRIBED = (
             ConsentSkipReason.CHANNEL_UNSUBSCRIBED.value,
-            (ConsentSkipReason.CHANNEL_UNSUBSCRIBED.label),
+            ConsentSkipReason.CHANNEL_UNSUBSCRIBED.label,
         )
         MESSAGE_TYPE_UNSUBSCRIBED = (
             ConsentSkipReason.MESSAGE_TYPE_UNSUBSCRIBED.value,
-            (ConsentSkipReason.MESSAGE_TYPE_UNSUBSCRIBED.label),
+            ConsentSkipReason.MESSAGE_TYPE_UNSUBSCRIBED.label,
         )
         NOT_OPTED_IN = ConsentSkipReason.NOT_OPTED_IN.value, ConsentSkipReason.NOT_OPTED_IN.label
         NOT_CONFIRMED = ConsentSkipReason.NOT_CONFIRMED.value, ConsentSkipReason.NOT_CONFIRMED.label
         SUPPRESSED = "suppressed", "Address suppressed (bounce or complaint)"
-        FREQUENCY_CAP = "frequency_cap", "Frequency cap reached"
+        FREQUENCY_CAP = "frequency_cap", "Frequency cap of the message type reached"
+        DAILY_CAP = "daily_cap", "Daily limit per channel reached"
+        # Set by whoever asked for the send (messaging.signals.message_sending):
+        # a journey's message is stopped when the contact left the journey
+        # or the journey stopped running since the send was decided.
+        LEFT_JOURNEY = "left_journey", "Contact left the journey before it was sent"
+        JOURNEY_NOT_LIVE = "journey_not_live", "The journey was no longer live"
 
     class Origin(models.TextChoices):
         JOURNEY = "journey", "Journey"
         API = "api", "API"
+        SYSTEM = "system", "Waymark (e.g. a double opt-in confirmation)"
+        TEST = "test", "Test send from the admin"
 
-    # Statuses after which the message must never be handed to a backend again.
-    ATTEMPTED = {
-        Status.SENDING,
-        Status.SENT,
-        Status.DELIVERED,
-        Status.OPENED,
-        Status.CLICKED,
-        Status.BOUNCED,
-        Status.COMPLAINED,
-    }
-    FINAL = ATTEMPTED | {Status.FAILED, Status.SKIPPED}
+    # The send's own outcome is recorded: never hand the message over again.
+    FINAL = {Status.SENT, Status.FAILED, Status.SKIPPED}
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="messages")
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
+    )
     template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="messages")
     message_type = models.ForeignKey(MessageType, on_delete=models.PROTECT, related_name="+")
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="+")
     medium = models.CharField(max_length=16, choices=Channel.Medium.choices)
     origin = models.CharField(max_length=16, choices=Origin.choices)
+    # What asked for the send, within its origin (a journey's enrollment id).
+    origin_id = models.BigIntegerField(null=True, blank=True)
+    is_test = models.BooleanField(
+        default=False, help_text="Sent by staff to try a template; counted in no metric."
+    )
     idempotency_key = models.CharField(max_length=200, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     skip_reason = models.CharField(max_length=32, choices=SkipReason.choices, blank=True)
-    error = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="Why it failed, or more on why it was skipped.")
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A claim by messaging's retry pass (messaging.services.retries).
+    locked_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+    # Template data besides the contact's own (the triggering event): kept so
+    # a retry, and the view-in-browser page, render what the first try did.
+    context = models.JSONField(default=dict, blank=True)
     to_address = models.CharField(max_length=254, blank=True)
     subject = models.CharField(max_length=500, blank=True)
+    # The URLs the rendered message links to; click tracking redirects only to these.
+    links = models.JSONField(default=list, blank=True)
     provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
     bounced_at = models.DateTimeField(null=True, blank=True)
     complained_at = models.DateTimeField(null=True, blank=True)
-    failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(contact__isnull=False) | Q(is_test=True),
+                name="message_has_contact_unless_test",
+            ),
+        ]
         indexes = [
             models.Index(fields=["contact", "created_at"], name="message_contact_time"),
+            # Frequency caps count a contact's recent sends.
+            models.Index(fields=["contact", "sent_at"], name="message_contact_sent"),
             models.Index(fields=["status", "created_at"], name="message_status_time"),
             models.Index(fields=["template", "status"], name="message_template_status"),
+            # Messaging's retry pass: queued rows whose next attempt is due.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="queued", next_attempt_at__isnull=False),
+                name="message_retry_due",
+            ),
         ]
 
     def __str__(self):
-        return f"{self.template} to {self.contact} ({self.status})"
+        return f"{self.template} to {self.to_address or self.contact} ({self.status})"
+
+
+class Engagement(models.Model):
+    """Something that happened to a sent message: one row per delivery, open,
+    click, bounce or complaint, in the order they came.
+
+    Append-only: a message can be opened, then bounce or draw a complaint,
+    and each stays on record. The first time of each kind is also stamped on
+    the Message (`opened_at`, ...) so metrics count messages with plain
+    aggregates.
+    """
+
+    class Kind(models.TextChoices):
+        DELIVERED = "delivered", "Delivered"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained"
+
+    # Message.<field> holding the first time of each kind.
+    FIRST_TIME_FIELDS = {
+        Kind.DELIVERED: "delivered_at",
+        Kind.OPENED: "opened_at",
+        Kind.CLICKED: "clicked_at",
+        Kind.BOUNCED: "bounced_at",
+        Kind.COMPLAINED: "complained_at",
+    }
+
+    class Source(models.TextChoices):
+        TRACKING = "tracking", "Waymark's tracking links"
+        PROVIDER = "provider", "Provider webhook"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="engagements")
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.CASCADE, related_name="engagements"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    occurred_at = models.DateTimeField()
+    url = models.CharField(max_length=2000, blank=True, help_text="The link clicked.")
+    # A hard (permanent) bounce suppresses the address; a soft one does not.
+    hard_bounce = models.BooleanField(default=False)
+    details = models.JSONField(default=dict, blank=True)
+    # The provider's event id, so a webhook delivered twice is recorded once.
+    provider_event_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [
+            models.Index(fields=["message", "kind"], name="engagement_message_kind"),
+            models.Index(fields=["contact", "occurred_at"], name="engagement_contact_time"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.message_id} at {self.occurred_at:%Y-%m-%d %H:%M}"
 
 
 class Suppression(models.Model):

@@ -179,31 +179,30 @@ def contact_context(contact) -> dict:
 # --- the data a template sees -------------------------------------------------------
 
 
-def _read_only(*names):
-    def refuse(self, *args, **kwargs):
-        raise TypeError("Template data cannot be changed.")
-
-    # The template engine renders a method marked alters_data as nothing
-    # instead of calling it.
-    refuse.alters_data = True
-    return dict.fromkeys(names, refuse)
+def _refuse(self, *args, **kwargs):
+    raise TypeError("Template data cannot be changed.")
 
 
-_ReadOnlyDict = type(
-    "ReadOnlyDict",
-    (dict,),
-    _read_only(
-        "__setitem__", "__delitem__", "__ior__", "clear", "pop", "popitem", "setdefault", "update"
-    ),
-)
-_ReadOnlyList = type(
-    "ReadOnlyList",
-    (list,),
-    _read_only(
-        *("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "clear", "extend"),
-        *("insert", "pop", "remove", "reverse", "sort"),
-    ),
-)
+# The template engine renders a method marked alters_data as nothing instead of calling it.
+_refuse.alters_data = True
+
+
+class _ReadOnlyDict(dict):
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):  # copy, deepcopy and pickle make it whole, not key by key
+        return (type(self), (dict(self),))
+
+
+class _ReadOnlyList(list):
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = clear = extend = insert = pop = remove = reverse = sort = _refuse
+
+    def __reduce__(self):
+        return (type(self), (list(self),))
+
+
 _SCALARS = (bool, int, float, Decimal, datetime.date, datetime.time, datetime.timedelta)
 
 
@@ -320,8 +319,12 @@ def _bounded_class(cls):
 
 @lru_cache(maxsize=256)
 def _compile(source: str):
-    """The compiled template for `source`, made safe and bounded. Compiled
-    templates hold no render state, so one serves every render of it."""
+    """The compiled template for `source`, made safe and bounded.
+
+    A batch renders the same few templates thousands of times and compiling
+    is most of the cost; compiled templates hold no render state, so one
+    serves every render of it.
+    """
     template = ENGINE.from_string(source)
     for node in _nodes(template.nodelist):
         if isinstance(node, TextNode):

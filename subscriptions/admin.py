@@ -1,21 +1,108 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.template.defaultfilters import pluralize
 
 from contacts.admin import BigTableAdmin, ContactAdmin, ReadOnlyAdminMixin, become
 from subscriptions.models import Channel, ConsentRecord, ConsentSource, MessageType, Subscription
-from subscriptions.services import subscription_set
+from subscriptions.services import (
+    channel_check,
+    channel_save,
+    message_type_check,
+    message_type_save,
+    subscription_set,
+)
+
+
+class ConsentRulesForm(forms.ModelForm):
+    """Checks the consent rules with the service check that saving goes
+    through too, so that they show as form errors. The check locks the rows it
+    reads until the admin's transaction ends, so they still hold at save."""
+
+    def check_consent_rules(self):
+        raise NotImplementedError
+
+    def _post_clean(self):
+        super()._post_clean()
+        if not self.errors:
+            try:
+                self.check_consent_rules()
+            except ValidationError as exc:
+                self._update_errors(exc)
+
+
+class ChannelForm(ConsentRulesForm):
+    class Meta:
+        model = Channel
+        fields = ("name", "medium", "kind", "description")
+        help_texts = {
+            "kind": (
+                "Marketing: contacts may unsubscribe from the whole channel, and its message "
+                "types may be opt-out, opt-in or double opt-in. Transactional (receipts, "
+                "password resets): no unsubscribe is offered and every message type is "
+                "opt-out, so its messages go to every contact with an address. A channel can "
+                "become transactional only once none of its message types needs a "
+                "subscription; contacts who unsubscribed while it was marketing still get "
+                "nothing they unsubscribed from."
+            ),
+        }
+
+    def check_consent_rules(self):
+        channel_check(channel=self.instance)
 
 
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
+    form = ChannelForm
     list_display = ("name", "medium", "kind", "created_at")
     list_filter = ("medium", "kind")
     search_fields = ("name",)
     readonly_fields = ("created_at",)
 
+    def save_model(self, request, obj, form, change):
+        result = channel_save(channel=obj)
+        if result.unsubscribed_contacts:
+            count = result.unsubscribed_contacts
+            messages.warning(
+                request,
+                f"{count} contact{pluralize(count)} unsubscribed from {obj} or its message "
+                "types while it was marketing. Their unsubscribes still count: they get "
+                "nothing they unsubscribed from.",
+            )
+
+
+class MessageTypeForm(ConsentRulesForm):
+    class Meta:
+        model = MessageType
+        fields = (
+            "channel",
+            "name",
+            "description",
+            "policy",
+            "frequency_limit",
+            "frequency_period",
+        )
+        help_texts = {
+            "policy": (
+                "Who may be sent messages of this type. Opt-out: every contact, unless they "
+                "unsubscribed from this type or its channel. Opt-in: only contacts who "
+                "subscribed (on the preference center, through the API or by staff). Double "
+                "opt-in: only contacts who subscribed and then confirmed by the link in the "
+                "confirmation email; nothing is sent while they have not. Whatever the policy, "
+                "an unsubscribe always wins, and blocklisted contacts and suppressed addresses "
+                "get nothing. Transactional channels take opt-out types only. An opt-in or "
+                "double-opt-in type cannot become opt-out (it would reach everyone who never "
+                "subscribed): make a new message type instead."
+            ),
+        }
+
+    def check_consent_rules(self):
+        message_type_check(message_type=self.instance)
+
 
 @admin.register(MessageType)
 class MessageTypeAdmin(admin.ModelAdmin):
+    form = MessageTypeForm
     list_display = ("name", "channel", "policy", "frequency", "created_at")
     list_filter = ("channel", "policy")
     list_select_related = ("channel",)
@@ -24,6 +111,14 @@ class MessageTypeAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("channel", "name", "description", "policy")}),
         ("Frequency cap", {"fields": (("frequency_limit", "frequency_period"),)}),
+        (
+            "Tracking",
+            {
+                "fields": ("track_opens", "track_clicks"),
+                "description": "Whether emails of this type count opens (a tracking pixel) "
+                "and clicks (links through a tracked redirect).",
+            },
+        ),
         (None, {"fields": ("created_at",)}),
     )
 
@@ -32,6 +127,9 @@ class MessageTypeAdmin(admin.ModelAdmin):
         if obj.frequency_limit is None:
             return "—"
         return f"{obj.frequency_limit} {obj.get_frequency_period_display()}"
+
+    def save_model(self, request, obj, form, change):
+        message_type_save(message_type=obj)
 
 
 class SubscriptionForm(forms.ModelForm):

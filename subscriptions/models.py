@@ -14,6 +14,8 @@ class ConsentSource(models.TextChoices):
     JOURNEY = "journey", "Journey step"
     ADMIN = "admin", "Admin"
     IMPORT = "import", "Import"
+    COMPLAINT = "complaint", "Spam complaint (reported by the mail provider)"
+    PROVIDER = "provider", "Mail provider (its own unsubscribe link)"
 
 
 class Channel(models.Model):
@@ -52,6 +54,26 @@ class Channel(models.Model):
     def is_transactional(self):
         return self.kind == self.Kind.TRANSACTIONAL
 
+    def clean(self):
+        # Run under a lock on this row by subscriptions.services.channel_save,
+        # which message_type_save takes too: no type turns opt-in meanwhile.
+        if not self.pk or not self.is_transactional:
+            return
+        needing_consent = [
+            f"{message_type.name} ({message_type.policy_name})"
+            for message_type in MessageType.objects.filter(channel_id=self.pk)
+            .exclude(policy=MessageType.Policy.OPT_OUT)
+            .order_by("name")
+        ]
+        if needing_consent:
+            raise ValidationError(
+                {
+                    "kind": f"{self.name} cannot be transactional while it has message types "
+                    f"that need a subscription: {', '.join(needing_consent)}. Make them "
+                    "opt-out or move them to a marketing channel first."
+                }
+            )
+
 
 class MessageType(models.Model):
     """What a message is about (newsletter, onboarding tips, receipts).
@@ -82,6 +104,12 @@ class MessageType(models.Model):
         help_text="At most this many messages of this type per contact per period. Empty: no cap.",
     )
     frequency_period = models.CharField(max_length=8, choices=Period.choices, default=Period.WEEK)
+    track_opens = models.BooleanField(
+        default=True, help_text="Count opens with a tracking pixel (email only)."
+    )
+    track_clicks = models.BooleanField(
+        default=True, help_text="Count clicks by sending links through a tracked redirect."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -95,11 +123,55 @@ class MessageType(models.Model):
     def __str__(self):
         return f"{self.channel.name} / {self.name}"
 
+    @property
+    def policy_name(self):
+        """The policy in a few words, for messages: "opt-in", "double opt-in"."""
+        return self.policy.replace("_", "-").replace("double-", "double ")
+
     def clean(self):
+        # Run under locks on the channels involved by
+        # subscriptions.services.message_type_save; see Channel.clean.
+        errors = {}
+        stored = None
+        if self.pk:
+            stored = MessageType.objects.filter(pk=self.pk).values("policy", "channel_id").first()
         if self.channel_id and self.channel.is_transactional and self.policy != self.Policy.OPT_OUT:
-            raise ValidationError(
-                {"policy": "Transactional message types are always sent: use the opt-out policy."}
+            errors["policy"] = (
+                f"{self.channel.name} is transactional: its message types go to every contact "
+                "and must be opt-out. Choose opt-out, or a marketing channel."
             )
+        elif (
+            stored
+            and stored["policy"] != self.Policy.OPT_OUT
+            and self.policy == self.Policy.OPT_OUT
+        ):
+            was = MessageType(policy=stored["policy"]).policy_name
+            errors["policy"] = (
+                f"{self.name} is {was}: made opt-out, it would go to every contact who never "
+                "subscribed. Create a new opt-out message type instead."
+            )
+        if stored and self.channel_id and stored["channel_id"] != self.channel_id:
+            lifted = (
+                Subscription.objects.filter(
+                    channel_id=stored["channel_id"], status=Subscription.Status.UNSUBSCRIBED
+                )
+                .exclude(
+                    contact_id__in=Subscription.objects.filter(
+                        channel_id=self.channel_id, status=Subscription.Status.UNSUBSCRIBED
+                    ).values("contact_id")
+                )
+                .count()
+            )
+            if lifted:
+                old_channel = Channel.objects.get(pk=stored["channel_id"])
+                errors["channel"] = (
+                    f"{lifted} contact{'s' if lifted != 1 else ''} unsubscribed from "
+                    f"{old_channel.name} but not from {self.channel.name}: moved there, "
+                    f"{self.name} would reach them. Create the message type on "
+                    f"{self.channel.name} instead."
+                )
+        if errors:
+            raise ValidationError(errors)
 
 
 class Subscription(models.Model):

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from subscriptions.consent import consent_skip_reason, consent_states
@@ -97,6 +98,108 @@ def subscription_set(
             sender=Subscription, subscription=subscription, previous_status=previous
         )
     return SubscriptionChange(subscription, previous, changed=True)
+
+
+@dataclass(frozen=True)
+class ChannelSaved:
+    channel: Channel
+    # Set when the channel just became transactional: how many contacts
+    # unsubscribed from it or one of its message types while it was marketing.
+    # Their unsubscribes still count (subscriptions.consent), so they get
+    # nothing they unsubscribed from.
+    unsubscribed_contacts: int = 0
+
+
+def _lock_channels(*channel_ids):
+    """Lock channel rows in id order (no deadlocks): channel_save and
+    message_type_save both do, so the rules between a channel's kind and its
+    message types' policies are checked against rows that cannot change."""
+    ids = sorted({pk for pk in channel_ids if pk})
+    if ids:
+        list(Channel.objects.select_for_update().filter(pk__in=ids).order_by("pk").values("pk"))
+
+
+def channel_check(*, channel: Channel) -> None:
+    """Raise ValidationError (by field) unless `channel` may be saved as it is.
+
+    Locks the channel's row for the rest of the caller's transaction, so the
+    check still holds when the caller saves. The admin's form calls this;
+    channel_save calls it again (harmless: the lock is already held).
+    """
+    with transaction.atomic():
+        _lock_channels(channel.pk)
+        channel.full_clean()
+
+
+def channel_save(*, channel: Channel) -> ChannelSaved:
+    """Create or change a channel, refusing what breaks a consent rule.
+
+    A channel cannot become transactional while one of its message types is
+    opt-in or double opt-in: sent regardless of consent, they would reach
+    contacts who never subscribed. Raises ValidationError naming those types.
+    A channel may become transactional while contacts are unsubscribed from
+    it or its types: the unsubscribes stay and go on counting.
+    """
+    with transaction.atomic():
+        was_transactional = (
+            Channel.objects.filter(pk=channel.pk, kind=Channel.Kind.TRANSACTIONAL).exists()
+            if channel.pk
+            else False
+        )
+        channel_check(channel=channel)
+        channel.save()
+        unsubscribed = 0
+        if channel.is_transactional and not was_transactional:
+            unsubscribed = (
+                Subscription.objects.filter(
+                    Q(channel=channel) | Q(message_type__channel=channel),
+                    status=Status.UNSUBSCRIBED,
+                )
+                .values("contact_id")
+                .distinct()
+                .count()
+            )
+    return ChannelSaved(channel, unsubscribed_contacts=unsubscribed)
+
+
+def message_type_check(*, message_type: MessageType) -> None:
+    """Raise ValidationError (by field) unless `message_type` may be saved as it is.
+
+    Locks its row and those of its channel and of the channel it had, for the
+    rest of the caller's transaction; see channel_check.
+    """
+    with transaction.atomic():
+        stored_channel_id = (
+            MessageType.objects.select_for_update()
+            .filter(pk=message_type.pk)
+            .values_list("channel_id", flat=True)
+            .first()
+            if message_type.pk
+            else None
+        )
+        _lock_channels(message_type.channel_id, stored_channel_id)
+        if message_type.channel_id:
+            # Judge by the channel as stored now, not as the caller last read it.
+            message_type.channel = Channel.objects.get(pk=message_type.channel_id)
+        message_type.full_clean()
+
+
+def message_type_save(*, message_type: MessageType) -> MessageType:
+    """Create or change a message type, refusing what breaks a consent rule.
+
+    Raises ValidationError when a transactional channel would get an opt-in
+    or double-opt-in type; when an opt-in or double-opt-in type would become
+    opt-out (everyone who never subscribed would get it: make a new type);
+    or when a move to another channel would lift contacts' unsubscribes from
+    the channel it leaves. Tightening is allowed: opt-out to opt-in or double
+    opt-in (only those who subscribe get it from then on), and opt-in to
+    double opt-in (those who subscribed gave consent: they stay subscribed,
+    and new subscriptions need confirming).
+    """
+    with transaction.atomic():
+        message_type_check(message_type=message_type)
+        message_type.save()
+    return message_type
 
 
 def contact_consent_skip_reason(*, contact, message_type: MessageType) -> str | None:

@@ -1,5 +1,6 @@
 """Shared fixtures: a real SMTP server, real Redis queues, an API client."""
 
+import asyncio
 import email
 import socket
 from email import policy
@@ -11,6 +12,15 @@ from rest_framework.test import APIClient
 from rq import SimpleWorker
 
 from contacts.services import api_key_create
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Rate-limit and login-failure counters live in the cache (Redis): each test
+    starts without another's."""
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -26,14 +36,32 @@ class SmtpRecorder:
     def __init__(self):
         self.messages = []
         self.refuse_with = None  # e.g. "451 4.3.0 Try again later"
+        # Called with each message as it arrives, before the server answers:
+        # what a test does there happens while the sender waits mid-delivery.
+        self.while_receiving = None
 
     async def handle_DATA(self, server, session, envelope):
         if self.refuse_with:
             return self.refuse_with
         message = email.message_from_bytes(envelope.content, policy=policy.default)
         message.envelope_recipients = list(envelope.rcpt_tos)
+        message.peer = session.peer  # the client's (address, port): one per connection
         self.messages.append(message)
+        if self.while_receiving is not None:
+            # In a thread of its own: the database may not be used from the event loop.
+            await asyncio.get_running_loop().run_in_executor(
+                None, _in_thread, self.while_receiving, message
+            )
         return "250 Message accepted for delivery"
+
+
+def _in_thread(callback, message):
+    from django.db import connection
+
+    try:
+        callback(message)
+    finally:
+        connection.close()
 
 
 def free_port():

@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from contacts.models import Contact, ContactList, Event, ListMembership, Segment
-from journeys.models import ConditionStep, DelayStep, Enrollment, ExitStep, Journey, SendEmailStep
+from journeys.models import ConditionStep, DelayStep, Enrollment, ExitStep, Journey, SendMessageStep
 from messaging.models import Message, Suppression, Template
 from subscriptions.models import (
     Channel,
@@ -102,6 +102,7 @@ class MessageFactory(factory.django.DjangoModelFactory):
     contact = factory.SubFactory(ContactFactory)
     template = factory.SubFactory(TemplateFactory)
     message_type = factory.SelfAttribute("template.message_type")
+    channel = factory.SelfAttribute("template.message_type.channel")
     medium = Channel.Medium.EMAIL
     origin = Message.Origin.API
     idempotency_key = factory.Sequence(lambda n: f"test:{n}")
@@ -118,9 +119,9 @@ class JourneyFactory(factory.django.DjangoModelFactory):
     trigger_event_name = "signed_up"
 
 
-class SendEmailStepFactory(factory.django.DjangoModelFactory):
+class SendMessageStepFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = SendEmailStep
+        model = SendMessageStep
 
     journey = factory.SubFactory(JourneyFactory)
     key = factory.Sequence(lambda n: f"email-{n}")

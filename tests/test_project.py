@@ -28,3 +28,24 @@ def test_lower_apps_never_import_higher_ones():
                 if f"from {higher}" in text or f"import {higher}" in text:
                     offences.append(f"{path.relative_to(root)} imports {higher}")
     assert offences == []
+
+
+def test_waymark_refuses_the_development_secret_key_without_debug():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    refused = subprocess.run(
+        [sys.executable, "manage.py", "check"], env=env, capture_output=True, text=True
+    )
+    allowed = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={**env, "DEBUG": "true"},
+        capture_output=True,
+        text=True,
+    )
+
+    assert refused.returncode != 0
+    assert "SECRET_KEY is not set" in refused.stderr
+    assert allowed.returncode == 0, allowed.stderr

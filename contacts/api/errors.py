@@ -1,5 +1,6 @@
 """Iterable's response envelope: {"msg", "code", "params"} with its codes."""
 
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -35,10 +36,16 @@ def _first_message(detail):
 
 
 def iterable_exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        return iterable_response("The request body is too large.", "GenericError", None, 413)
     if isinstance(exc, IterableError):
         return iterable_response(str(exc.detail), exc.iterable_code, exc.params, exc.status_code)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        return iterable_response("Invalid API key", "BadApiKey", None, status.HTTP_401_UNAUTHORIZED)
+        response = iterable_response(
+            "Invalid API key", "BadApiKey", None, status.HTTP_401_UNAUTHORIZED
+        )
+        response["WWW-Authenticate"] = "Api-Key"
+        return response
     if isinstance(exc, exceptions.PermissionDenied):
         return iterable_response(str(exc.detail), "Forbidden", None, status.HTTP_403_FORBIDDEN)
     if isinstance(exc, exceptions.ParseError):
@@ -62,7 +69,15 @@ def iterable_exception_handler(exc, context):
     if isinstance(exc, exceptions.MethodNotAllowed):
         return iterable_response(str(exc.detail), "GenericError", None, exc.status_code)
     if isinstance(exc, exceptions.Throttled):
-        return iterable_response(str(exc.detail), "RateLimitExceeded", None, exc.status_code)
+        response = iterable_response(
+            "Too many requests for this API key; try again shortly.",
+            "RateLimitExceeded",
+            None,
+            exc.status_code,
+        )
+        if exc.wait is not None:
+            response["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+        return response
     if isinstance(exc, exceptions.APIException):
         return iterable_response(str(exc.detail), "GenericError", None, exc.status_code)
     return None

@@ -2,6 +2,9 @@ from datetime import UTC, datetime
 
 from rest_framework import serializers
 
+# Ids are stored in PostgreSQL bigint columns.
+BIGINT_MAX = 2**63 - 1
+
 
 class UserIdentitySerializer(serializers.Serializer):
     """Iterable names a user by `email` or `userId`."""
@@ -20,8 +23,8 @@ class TrackRequestSerializer(UserIdentitySerializer):
     id = serializers.CharField(required=False, max_length=512)
     createdAt = serializers.IntegerField(required=False, min_value=0)
     dataFields = serializers.DictField(required=False, default=dict)
-    campaignId = serializers.IntegerField(required=False)
-    templateId = serializers.IntegerField(required=False)
+    campaignId = serializers.IntegerField(required=False, min_value=0, max_value=BIGINT_MAX)
+    templateId = serializers.IntegerField(required=False, min_value=0, max_value=BIGINT_MAX)
     createNewFields = serializers.BooleanField(required=False)
 
     def validate_createdAt(self, value):

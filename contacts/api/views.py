@@ -1,3 +1,4 @@
+from rest_framework.exceptions import NotFound
 from rest_framework.views import APIView
 
 from contacts.api.errors import IterableError, iterable_response
@@ -7,6 +8,8 @@ from contacts.services import ContactLookupError, event_track
 
 class TrackEventView(APIView):
     """POST /api/events/track — record one event; matching live journeys start."""
+
+    client_key_allowed = True
 
     def post(self, request):
         serializer = TrackRequestSerializer(data=request.data)
@@ -27,3 +30,17 @@ class TrackEventView(APIView):
             raise IterableError(str(exc), "BadParams") from exc
         event_id = tracked.event.client_event_id
         return iterable_response(f"Event with id: {event_id} tracked.", params={"id": event_id})
+
+
+class NotFoundView(APIView):
+    """Every path under /api/ that no view serves: Iterable's 404 envelope.
+
+    Authentication runs first, so a wrong key gets its 401 here too.
+    """
+
+    client_key_allowed = True
+
+    def _not_found(self, request, *args, **kwargs):
+        raise NotFound(f"No such endpoint: {request.method} {request.path}")
+
+    get = post = put = patch = delete = head = options = _not_found

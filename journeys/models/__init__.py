@@ -1,6 +1,6 @@
 from journeys.models.enrollment import Enrollment, StepRun
 from journeys.models.journey import Journey
-from journeys.models.steps import ConditionStep, DelayStep, ExitStep, SendEmailStep, Step
+from journeys.models.steps import ConditionStep, DelayStep, ExitStep, SendMessageStep, Step
 
 __all__ = [
     "ConditionStep",
@@ -8,7 +8,7 @@ __all__ = [
     "Enrollment",
     "ExitStep",
     "Journey",
-    "SendEmailStep",
+    "SendMessageStep",
     "Step",
     "StepRun",
 ]

@@ -22,10 +22,9 @@ from contacts.conditions import (
 )
 from contacts.models import Event
 from journeys.models.journey import Journey
-from journeys.outcomes import Continue, Exit, RetryAt, WaitUntil
-from messaging.models import Template
-from messaging.services import message_send
-from subscriptions.models import Channel
+from journeys.outcomes import Abandoned, Continue, Exit, RetryAt, WaitUntil
+from messaging.models import Message, Template
+from messaging.services import SendRequest, messages_send
 
 
 class Step(PolymorphicModel):
@@ -83,38 +82,54 @@ class Step(PolymorphicModel):
         ]
 
 
-class SendEmailStep(Step):
-    """Send an email template to the contact.
+class SendMessageStep(Step):
+    """Send a template to the contact, on whatever channel its message type is on.
 
-    Consent is checked when the message goes out, not at entry. A failed
-    delivery that may recover (mail server down) retries this step later
-    with the same idempotency key; anything else continues the journey with
-    the outcome recorded on the Message.
+    Consent is checked when the message goes out, not at entry, and a
+    journey paused in the meantime holds the contact here until it goes live
+    again. Whatever the send's outcome (sent, skipped, failed, or left to
+    messaging's own retries), the contact goes on; the outcome is on the
+    Message. Contacts at this step in one batch are sent to together.
     """
 
     performs_io = True
 
-    template = models.ForeignKey(
-        Template,
-        on_delete=models.PROTECT,
-        related_name="+",
-        limit_choices_to={"message_type__channel__medium": Channel.Medium.EMAIL},
-    )
+    template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="+")
 
     class Meta:
-        verbose_name = "send email step"
+        verbose_name = "send message step"
 
     def execute(self, run):
-        result = message_send(
-            contact=run.contact,
-            template=self.template,
-            idempotency_key=run.idempotency_key,
-            context=run.template_context(),
-            origin="journey",
+        (outcome,) = self.execute_many([run])
+        return outcome
+
+    def execute_many(self, runs):
+        results = messages_send(
+            [
+                SendRequest(
+                    contact=run.contact,
+                    template=self.template,
+                    idempotency_key=run.idempotency_key,
+                    origin=Message.Origin.JOURNEY,
+                    origin_id=run.enrollment.pk,
+                    context=run.template_context(),
+                    hold=run.send_hold,
+                )
+                for run in runs
+            ]
         )
-        if result.retry_at is not None:
-            return RetryAt(at=result.retry_at, message=result.message, detail=result.detail)
-        return Continue(run.following(self), message=result.message, detail=result.detail)
+        outcomes = []
+        for run, result in zip(runs, results, strict=True):
+            if result.abandoned:
+                outcomes.append(Abandoned(detail=result.detail))
+            elif result.deferred:
+                # Same step, same counter: the send happens when the journey runs again.
+                outcomes.append(RetryAt(at=run.now, message=result.message, detail=result.detail))
+            else:
+                outcomes.append(
+                    Continue(run.following(self), message=result.message, detail=result.detail)
+                )
+        return outcomes
 
 
 class DelayStep(Step):

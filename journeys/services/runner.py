@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from journeys.models import Enrollment, Step, StepRun
-from journeys.outcomes import Continue, Exit, RetryAt, WaitUntil
+from journeys.outcomes import Abandoned, Continue, Exit, RetryAt, WaitUntil
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +62,20 @@ class StepContext:
     contact: object
     steps: JourneySteps
     now: object
+    token: object = None
 
     @property
     def idempotency_key(self):
         e = self.enrollment
         return f"journey:{e.journey_id}:enrollment:{e.pk}:step:{e.current_step_id}:seq:{e.sequence}"
+
+    @property
+    def send_hold(self):
+        """What a send step hands messaging, so that at the instant of sending
+        journeys can tell whether this passage still stands
+        (journeys.services.sending)."""
+        e = self.enrollment
+        return (self.token, e.current_step_id, e.sequence)
 
     def step(self, step_id):
         return self.steps.by_id.get(step_id) if step_id else None
@@ -139,14 +148,35 @@ def _transition(enrollment, token, *, run_fields, enrollment_fields, group):
     group.join()
     # No savepoint needed: when the lease is gone the UPDATE changed nothing
     # and nothing else has been written yet.
-    updated = Enrollment.objects.filter(pk=enrollment.pk, lease_token=token).update(
-        **enrollment_fields
-    )
-    if not updated:
+    if not _update_leased(enrollment.pk, token, enrollment_fields):
         raise LeaseLost(enrollment.pk)
     group.add_step_run(StepRun(enrollment=enrollment, **run_fields))
     for name, value in enrollment_fields.items():
         setattr(enrollment, name, value)
+
+
+def _update_leased(enrollment_id, token, fields) -> bool:
+    """UPDATE the enrollment if `token` still holds it; whether it did.
+
+    Written as SQL: every step taken runs it, and building the queryset costs
+    more than running it.
+    """
+    quote = connection.ops.quote_name
+    assignments, params = [], []
+    for name, value in fields.items():
+        field = Enrollment._meta.get_field(name)
+        if field.is_relation and value is not None and not isinstance(value, int):
+            value = value.pk
+        assignments.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    token_field = Enrollment._meta.get_field("lease_token")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(Enrollment._meta.db_table)} SET {', '.join(assignments)} "
+            "WHERE id = %s AND lease_token = %s",
+            [*params, enrollment_id, token_field.get_db_prep_value(token, connection)],
+        )
+        return cursor.rowcount == 1
 
 
 def _released(**fields):
@@ -158,61 +188,171 @@ def enrollment_advance(
 ) -> str:
     """Run steps for one claimed enrollment until it waits, ends or fails.
 
-    Returns the enrollment's final state. Safe to call twice with the same
-    token: a finished enrollment has no lease, and a retried send finds its
-    Message row. Without a `group`, every transition commits before return.
+    Returns the enrollment's final state ("lease_lost" when another worker
+    holds it now). Safe to call twice with the same token: a finished
+    enrollment has no lease, and a retried send finds its Message row.
+    Without a `group`, every transition commits before return.
     """
     if group is None:
         with CommitGroup() as own_group:
             return enrollment_advance(
                 enrollment=enrollment, token=token, steps=steps, group=own_group
             )
+    counts = _advance([enrollment], token=token, steps_for=lambda journey_id: steps, group=group)
+    (state,) = counts
+    return state
+
+
+def _advance(enrollments, *, token, steps_for, group, renew=None) -> dict:
+    """Advance `enrollments` (all claimed with `token`) until each waits, ends or fails.
+
+    Steps that only touch the database run enrollment by enrollment, their
+    transitions sharing `group`'s commit. A step that talks to the outside
+    world waits until every enrollment of the batch has reached its own wait,
+    end or such a step; then the commit is flushed and each such step runs
+    once for all the enrollments at it (`execute_many`: one SMTP connection
+    for a batch of emails), and those enrollments go on. Returns a count per
+    final state.
+    """
+    taken = dict.fromkeys((e.pk for e in enrollments), 0)
+    counts: dict = {}
+
+    def done(state):
+        counts[state] = counts.get(state, 0) + 1
+
+    ready = list(enrollments)
+    while ready:
+        at_io: dict = {}
+        for enrollment in ready:
+            if renew is not None:
+                renew()
+            try:
+                state = _run_database_steps(
+                    enrollment, token, steps_for(enrollment.journey_id), group, taken, at_io
+                )
+            except LeaseLost:
+                state = "lease_lost"
+            if state is not None:
+                done(state)
+        ready = []
+        if at_io:
+            group.flush()
+        for step, runs in at_io.values():
+            if renew is not None:
+                renew()
+            for enrollment, state in _run_io_step(step, runs, token, group, taken):
+                if state is None:
+                    ready.append(enrollment)
+                else:
+                    done(state)
+    return counts
+
+
+def _context(enrollment, token, steps, now):
+    return StepContext(
+        enrollment=enrollment, contact=enrollment.contact, steps=steps, now=now, token=token
+    )
+
+
+def _run_database_steps(enrollment, token, steps, group, taken, at_io):
+    """Run the enrollment's steps while they only touch the database.
+
+    Returns its final state, or None when it reached a step that performs
+    I/O (then queued in `at_io`, keyed by step).
+    """
     max_steps = settings.WAYMARK_ENGINE["MAX_STEPS_PER_RUN"]
-    for _ in range(max_steps):
+    while taken[enrollment.pk] < max_steps:
         now = timezone.now()
         step = steps.by_id.get(enrollment.current_step_id)
         base = {"step": step, "sequence": enrollment.sequence, "started_at": now}
         if step is None:  # walked off the end of the journey
             outcome = Continue(next_step=None)
-        else:
-            context = StepContext(
-                enrollment=enrollment, contact=enrollment.contact, steps=steps, now=now
+        elif step.performs_io:
+            at_io.setdefault(step.pk, (step, []))[1].append(
+                (enrollment, base, _context(enrollment, token, steps, now))
             )
+            return None
+        else:
+            group.join()
             try:
-                if step.performs_io:
-                    group.flush()
-                    outcome = step.execute(context)
-                else:
-                    group.join()
-                    with transaction.atomic():  # a failing step's writes roll back alone
-                        outcome = step.execute(context)
+                with transaction.atomic():  # a failing step's writes roll back alone
+                    outcome = step.execute(_context(enrollment, token, steps, now))
             except Exception as exc:
                 _record_step_error(enrollment, token, step, base, exc, group)
                 return enrollment.state
-        done = timezone.now()
-        run_outcome, changes, keep_going = _next_state(outcome, enrollment, done, step)
-        _transition(
-            enrollment,
-            token,
-            group=group,
-            run_fields={
-                **base,
-                "finished_at": done,
-                "outcome": run_outcome,
-                "branch": getattr(outcome, "branch", ""),
-                "message": getattr(outcome, "message", None),
-                "detail": outcome.detail[:500],
-            },
-            enrollment_fields=changes,
-        )
-        if not keep_going:
+        taken[enrollment.pk] += 1
+        if not _apply(outcome, enrollment, token, step, base, group):
             return enrollment.state
+    _yield_worker(enrollment, token, group)
+    return enrollment.state
+
+
+def _run_io_step(step, runs, token, group, taken):
+    """Run one I/O step for every enrollment waiting at it, outside any transaction.
+
+    Yields (enrollment, final state or None to keep going).
+    """
+    contexts = [context for _, _, context in runs]
+    try:
+        if hasattr(step, "execute_many"):
+            outcomes = step.execute_many(contexts)
+        else:
+            outcomes = [step.execute(context) for context in contexts]
+    except Exception as exc:
+        for enrollment, base, _ in runs:
+            try:
+                _record_step_error(enrollment, token, step, base, exc, group)
+                yield enrollment, enrollment.state
+            except LeaseLost:
+                yield enrollment, "lease_lost"
+        return
+    max_steps = settings.WAYMARK_ENGINE["MAX_STEPS_PER_RUN"]
+    for (enrollment, base, _), outcome in zip(runs, outcomes, strict=True):
+        if isinstance(outcome, Abandoned):
+            yield enrollment, "lease_lost"
+            continue
+        taken[enrollment.pk] += 1
+        try:
+            keep_going = _apply(outcome, enrollment, token, step, base, group)
+        except LeaseLost:
+            yield enrollment, "lease_lost"
+            continue
+        if not keep_going:
+            yield enrollment, enrollment.state
+        elif taken[enrollment.pk] >= max_steps:
+            _yield_worker(enrollment, token, group)
+            yield enrollment, enrollment.state
+        else:
+            yield enrollment, None
+
+
+def _apply(outcome, enrollment, token, step, base, group) -> bool:
+    """Record the step run and move the enrollment on; True if it runs on now."""
+    done = timezone.now()
+    run_outcome, changes, keep_going = _next_state(outcome, enrollment, done, step)
+    _transition(
+        enrollment,
+        token,
+        group=group,
+        run_fields={
+            **base,
+            "finished_at": done,
+            "outcome": run_outcome,
+            "branch": getattr(outcome, "branch", ""),
+            "message": getattr(outcome, "message", None),
+            "detail": outcome.detail[:500],
+        },
+        enrollment_fields=changes,
+    )
+    return keep_going
+
+
+def _yield_worker(enrollment, token, group):
     # A journey that loops without waiting: yield the worker, continue on the next pass.
     group.join()
     Enrollment.objects.filter(pk=enrollment.pk, lease_token=token).update(
         **_released(next_run_at=timezone.now())
     )
-    return enrollment.state
 
 
 def _next_state(outcome, enrollment, at, step):
@@ -283,34 +423,31 @@ def enrollments_advance(*, enrollment_ids, token) -> dict:
         .order_by("pk")
     )
     steps_by_journey = {}
-    counts = {}
+
+    def steps_for(journey_id):
+        if journey_id not in steps_by_journey:
+            steps_by_journey[journey_id] = JourneySteps.load(journey_id)
+        return steps_by_journey[journey_id]
+
     lease = settings.WAYMARK_ENGINE["LEASE"]
     renew_at = now + lease / 2
+    ids = [e.pk for e in enrollments]
+
+    def renew():
+        # A slow batch (a sluggish mail server) keeps its leases, so no
+        # scheduler hands the rest of it to a second worker meanwhile.
+        nonlocal renew_at
+        if timezone.now() >= renew_at:
+            renew_at = _renew_leases(ids, token, lease, group)
+
     with CommitGroup() as group:
-        for index, enrollment in enumerate(enrollments):
-            if timezone.now() >= renew_at:
-                # A slow batch (a sluggish mail server) keeps its leases, so no
-                # scheduler hands the rest of it to a second worker meanwhile.
-                renew_at = _renew_leases(enrollments[index:], token, lease, group)
-            steps = steps_by_journey.get(enrollment.journey_id)
-            if steps is None:
-                steps = steps_by_journey[enrollment.journey_id] = JourneySteps.load(
-                    enrollment.journey_id
-                )
-            try:
-                state = enrollment_advance(
-                    enrollment=enrollment, token=token, steps=steps, group=group
-                )
-            except LeaseLost:
-                state = "lease_lost"
-            counts[state] = counts.get(state, 0) + 1
-    return counts
+        return _advance(enrollments, token=token, steps_for=steps_for, group=group, renew=renew)
 
 
-def _renew_leases(enrollments, token, lease, group):
+def _renew_leases(enrollment_ids, token, lease, group):
     now = timezone.now()
     group.flush()  # commit what is done, so the renewal is not held back by it
-    Enrollment.objects.filter(pk__in=[e.pk for e in enrollments], lease_token=token).update(
+    Enrollment.objects.filter(pk__in=enrollment_ids, lease_token=token).update(
         locked_until=now + lease
     )
     return now + lease / 2

@@ -42,6 +42,12 @@ class Backend:
     medium = ""
     # Template fields this medium reads; the admin and checks use it.
     template_fields = ("text_body",)
+    # Whether messaging.models.Suppression (bounced and complaining email
+    # addresses) applies to this medium's addresses.
+    uses_suppressions = False
+    # Whether deliver() needs nothing but message.to_address, so a test can
+    # be sent to any address typed in the admin.
+    sends_to_address = False
 
     def address_for(self, contact) -> str:
         """The contact's address on this medium, or "" when there is none.

@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from journeys.models import ConditionStep, DelayStep, ExitStep, Journey, SendEmailStep, Step
+from journeys.models import ConditionStep, DelayStep, ExitStep, Journey, SendMessageStep, Step
 from tests.factories import TemplateFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,10 +40,10 @@ def test_change_page_shows_the_steps_in_position_order(admin_page, live_server, 
     saved_rows = admin_page.locator("#steps-group .inline-related.has_original")
     expect(saved_rows.locator("h3 b")).to_have_text(
         [
-            "Send email step:",
+            "Send message step:",
             "Delay step:",
             "Yes/no condition step:",
-            "Send email step:",
+            "Send message step:",
             "Exit step:",
         ]
     )
@@ -76,7 +76,7 @@ def test_creating_a_journey_with_an_email_and_an_exit(admin_page, live_server):
 
     admin_page.locator("#id_name").fill("Trial ending")
     admin_page.locator("#id_trigger_event_name").fill("trial_ending")
-    email = add_step(admin_page, "Send email step")
+    email = add_step(admin_page, "Send message step")
     email.get_by_label("Position").fill("1")
     email.get_by_label("Key").fill("reminder")
     email.get_by_label("Template").select_option(label="Trial ending")
@@ -90,7 +90,7 @@ def test_creating_a_journey_with_an_email_and_an_exit(admin_page, live_server):
     assert journey.trigger_event_name == "trial_ending"
     steps = list(journey.steps.order_by("position"))
     assert [(type(step), step.key) for step in steps] == [
-        (SendEmailStep, "reminder"),
+        (SendMessageStep, "reminder"),
         (ExitStep, "done"),
     ]
     assert steps[0].template.name == "Trial ending"

@@ -1,6 +1,7 @@
 import re
 
 import pytest
+from django.contrib.messages import get_messages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -238,16 +239,17 @@ def test_events_cannot_be_rewritten_in_the_admin(admin_client):
 def test_adding_an_api_key_shows_the_raw_key_once_and_stores_only_its_hash(
     admin_client, admin_user
 ):
-    # When staff add a key, giving only its name
+    # When staff add a key, giving its name and scope
     response = admin_client.post(
-        reverse("admin:contacts_apikey_add"), {"name": "Shop backend"}, follow=True
+        reverse("admin:contacts_apikey_add"), {"name": "Shop backend", "scope": "server"}
     )
 
-    # Then the page they land on shows the raw key
+    # Then the page they get shows the raw key, uncached, and no message carries it
     assert response.status_code == 200
-    shown = [str(m) for m in response.context["messages"]]
-    raw_key = next(re.search(r"\b(wm_\S+)", m)[1] for m in shown if "wm_" in m)
-    assert raw_key in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
+    page = response.content.decode()
+    raw_key = re.search(r'<code id="raw-api-key"[^>]*>(wm_[^<]+)</code>', page)[1]
+    assert not [m for m in get_messages(response.wsgi_request) if "wm_" in str(m)]
     # and only a hash of it is stored
     api_key = ApiKey.objects.get()
     assert (api_key.name, api_key.created_by) == ("Shop backend", admin_user)
@@ -261,10 +263,30 @@ def test_adding_an_api_key_shows_the_raw_key_once_and_stores_only_its_hash(
     assert api_key.prefix in again.content.decode()
 
 
-def test_api_key_add_form_asks_only_for_a_name(admin_client):
+def test_api_key_add_form_asks_only_for_a_name_and_a_scope(admin_client):
     response = admin_client.get(reverse("admin:contacts_apikey_add"))
 
-    assert list(response.context["adminform"].form.fields) == ["name"]
+    assert list(response.context["adminform"].form.fields) == ["name", "scope"]
+
+
+def test_a_client_side_key_can_be_made_in_the_admin(admin_client):
+    admin_client.post(reverse("admin:contacts_apikey_add"), {"name": "iOS", "scope": "client"})
+
+    assert ApiKey.objects.get().scope == ApiKey.Scope.CLIENT
+
+
+@pytest.mark.parametrize(
+    "lookup", ["key_hash__startswith", "key_hash", "key_hash__regex", "key_hash__gt"]
+)
+def test_the_api_key_list_cannot_be_filtered_by_the_hash(admin_client, lookup):
+    api_key, _ = api_key_create(name="Shop backend")
+
+    response = admin_client.get(
+        reverse("admin:contacts_apikey_changelist"), {lookup: api_key.key_hash[:1]}
+    )
+
+    assert response.status_code == 400
+    assert api_key.key_hash not in response.content.decode()
 
 
 def test_api_key_change_page_edits_only_the_name(admin_client):

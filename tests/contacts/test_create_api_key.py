@@ -34,3 +34,17 @@ def test_create_api_key_refuses_a_name_too_long_to_store(db):
         call_command("create_api_key", "x" * 201)
 
     assert not ApiKey.objects.exists()
+
+
+def test_the_command_makes_a_client_side_key_when_asked(db):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from contacts.models import ApiKey
+
+    out, err = StringIO(), StringIO()
+    call_command("create_api_key", "--client", "iOS app", stdout=out, stderr=err)
+
+    assert ApiKey.objects.get().scope == ApiKey.Scope.CLIENT
+    assert "Client-side API key" in err.getvalue()

@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 from contacts.models import Contact, Event
 from contacts.services import api_key_create, api_key_revoke
 from journeys.models import Enrollment
-from tests.factories import ContactFactory, JourneyFactory, SendEmailStepFactory
+from tests.factories import ContactFactory, JourneyFactory, SendMessageStepFactory
 
 URL = "/api/events/track"
 
@@ -14,7 +14,7 @@ URL = "/api/events/track"
 @pytest.fixture
 def signup_journey(db):
     journey = JourneyFactory(trigger_event_name="signed_up")
-    SendEmailStepFactory(journey=journey, position=1)
+    SendMessageStepFactory(journey=journey, position=1)
     return journey
 
 

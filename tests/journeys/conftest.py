@@ -6,7 +6,7 @@ from tests.factories import (
     DelayStepFactory,
     ExitStepFactory,
     JourneyFactory,
-    SendEmailStepFactory,
+    SendMessageStepFactory,
     TemplateFactory,
 )
 
@@ -15,7 +15,7 @@ from tests.factories import (
 def welcome_series(db):
     """The welcome journey: email, wait two days, "created a project?" → exit, else nudge."""
     journey = JourneyFactory(name="Welcome series", trigger_event_name="signed_up")
-    welcome = SendEmailStepFactory(
+    welcome = SendMessageStepFactory(
         journey=journey,
         position=1,
         key="welcome",
@@ -27,7 +27,7 @@ def welcome_series(db):
     )
     delay = DelayStepFactory(journey=journey, position=2, key="wait", amount=2, unit="days")
     done = ExitStepFactory(journey=journey, position=5, key="done")
-    nudge = SendEmailStepFactory(
+    nudge = SendMessageStepFactory(
         journey=journey,
         position=4,
         key="nudge",

@@ -37,7 +37,7 @@ def test_journey_change_page_shows_every_step_type(staff_client, welcome_series)
 
     assert response.status_code == 200
     body = response.content.decode()
-    for verbose in ("Send email step", "Delay step", "Yes/no condition step", "Exit step"):
+    for verbose in ("Send message step", "Delay step", "Yes/no condition step", "Exit step"):
         assert verbose in body
 
 

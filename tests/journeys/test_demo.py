@@ -14,7 +14,7 @@ from journeys.models import (
     Enrollment,
     ExitStep,
     Journey,
-    SendEmailStep,
+    SendMessageStep,
     Step,
 )
 from journeys.services.scheduling import scheduler_tick
@@ -108,10 +108,10 @@ def test_welcome_series_is_live_with_its_five_steps_in_order():
     assert journey.goal_event_name == "project_created"
     steps = list(journey.steps.order_by("position"))
     assert [(s.position, s.key, type(s)) for s in steps] == [
-        (1, "welcome", SendEmailStep),
+        (1, "welcome", SendMessageStep),
         (2, "wait", DelayStep),
         (3, "created-project", ConditionStep),
-        (4, "nudge", SendEmailStep),
+        (4, "nudge", SendMessageStep),
         (5, "done", ExitStep),
     ]
     welcome, wait, condition, nudge, done = steps

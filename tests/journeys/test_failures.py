@@ -12,6 +12,7 @@ from journeys.models import ConditionStep, Enrollment, StepRun
 from journeys.services.entry import journeys_enroll_contact
 from journeys.services.scheduling import scheduler_tick
 from messaging.models import Message, Template
+from messaging.services import retry_tick
 from tests.conftest import SmtpRecorder
 from tests.factories import ContactFactory
 
@@ -19,24 +20,27 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def advance(run_worker):
+    # What the scheduler does each pass: due enrollments, then due retries.
     scheduler_tick()
+    retry_tick()
     run_worker()
 
 
-def test_mail_server_down_retries_the_step_then_delivers(
+def test_mail_server_down_messaging_retries_the_message_while_the_journey_goes_on(
     welcome_series, nia, run_worker, smtp_down, settings
 ):
     # Given the mail server is down when Nia enters
     journeys_enroll_contact(journey=welcome_series, contact=nia)
     advance(run_worker)
 
-    # Then the enrollment waits on the same step for a retry
-    enrollment = Enrollment.objects.get()
-    assert enrollment.state == Enrollment.State.WAITING
-    assert enrollment.current_step_id == welcome_series.step_map["welcome"].pk
+    # Then the message waits for messaging's retry, and Nia goes on to the delay
     message = Message.objects.get()
     assert (message.status, message.attempts) == ("queued", 1)
+    assert message.next_attempt_at > timezone.now()
     assert message.error
+    enrollment = Enrollment.objects.get()
+    assert enrollment.state == Enrollment.State.WAITING
+    assert enrollment.current_step_id == welcome_series.step_map["condition"].pk
 
     # When the server comes back on that port and the retry is due
     handler = SmtpRecorder()
@@ -48,12 +52,13 @@ def test_mail_server_down_retries_the_step_then_delivers(
     finally:
         controller.stop()
 
-    # Then the email is delivered once, under the same Message, and the journey goes on
+    # Then the email is delivered once, under the same Message; Nia is still waiting
     assert [m["Subject"] for m in handler.messages] == ["Welcome, Nia!"]
     message.refresh_from_db()
     assert (message.status, message.attempts) == ("sent", 2)
     enrollment.refresh_from_db()
     assert enrollment.current_step_id == welcome_series.step_map["condition"].pk
+    assert enrollment.state == Enrollment.State.WAITING
 
 
 def test_mail_server_down_for_good_fails_the_message_and_moves_on(

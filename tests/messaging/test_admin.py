@@ -3,8 +3,10 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from messaging.models import Message, Suppression, Template
+from subscriptions.models import Channel
 from tests.admin_pages import result_rows
 from tests.factories import (
+    ChannelFactory,
     ContactFactory,
     MessageFactory,
     MessageTypeFactory,
@@ -64,8 +66,9 @@ def test_message_changelist_shows_the_send_log(admin_client):
 
     (row,) = result_rows(admin_client.get(reverse("admin:messaging_message_changelist")))
 
-    for shown in ("ada@example.com", "Welcome", "Skipped", "Frequency cap reached"):
-        assert shown in row
+    shown = ("ada@example.com", "Welcome", "Skipped", "Frequency cap of the message type reached")
+    for text in shown:
+        assert text in row
 
 
 def test_message_search_by_a_contacts_email_lists_only_their_messages(admin_client):
@@ -105,7 +108,8 @@ def test_saving_a_template_strips_scripts_from_its_html(admin_client):
         reverse("admin:messaging_template_add"),
         template_form(
             message_type,
-            html_body='<p onclick="steal()">Hi</p><script>steal()</script><a href="https://x.test">go</a>',
+            html_body='<p onclick="steal()">Hi</p><script>steal()</script><a href="https://x.test">go</a>'
+            '<a href="{{ links.unsubscribe }}">Unsubscribe</a>',
         ),
     )
 
@@ -130,6 +134,34 @@ def test_a_template_with_a_syntax_error_shows_a_form_error(admin_client):
     assert "html_body" in errors
     assert "Template error" in errors["html_body"][0]
     assert not Template.objects.exists()
+
+
+def test_a_marketing_email_without_an_unsubscribe_link_is_refused(admin_client):
+    message_type = MessageTypeFactory()
+
+    response = admin_client.post(
+        reverse("admin:messaging_template_add"),
+        template_form(message_type, html_body="<p>Buy now!</p>"),
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "needs an unsubscribe link" in errors["html_body"][0]
+    assert not Template.objects.exists()
+
+
+def test_a_transactional_email_needs_no_unsubscribe_link(admin_client):
+    receipts = MessageTypeFactory(
+        channel=ChannelFactory(name="Receipts", kind=Channel.Kind.TRANSACTIONAL)
+    )
+
+    response = admin_client.post(
+        reverse("admin:messaging_template_add"),
+        template_form(receipts, html_body="<p>Your receipt</p>"),
+    )
+
+    assert response.status_code == 302
+    assert Template.objects.get().html_body == "<p>Your receipt</p>"
 
 
 def test_template_form_groups_fields_by_medium(admin_client):
@@ -192,6 +224,7 @@ def test_saving_a_template_strips_markup_from_the_preheader(admin_client):
             message_type,
             preheader='Hi <script>steal()</script><img src=x onerror="steal()">{{ firstName }}, '
             "<b>50%</b> off &amp; more",
+            html_body='<p>Hi</p><a href="{{ links.unsubscribe }}">Unsubscribe</a>',
         ),
     )
 
@@ -236,3 +269,25 @@ def test_the_line_break_error_names_the_field(db, field):
     assert caught.value.message_dict[field] == [
         f"The {label} must be a single line: remove the line break."
     ]
+
+
+def test_a_messages_page_lists_what_happened_to_it(admin_client):
+    from django.utils import timezone
+
+    from messaging.models import Engagement
+
+    message = MessageFactory(status=Message.Status.SENT)
+    for kind in ("opened", "complained"):
+        Engagement.objects.create(
+            message=message,
+            contact=message.contact,
+            kind=kind,
+            source="provider",
+            occurred_at=timezone.now(),
+        )
+
+    response = admin_client.get(reverse("admin:messaging_message_change", args=[message.pk]))
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert page.index("Opened") < page.index("Complained")

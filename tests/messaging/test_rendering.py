@@ -58,6 +58,17 @@ def test_tags_that_name_a_value_work_at_the_top_of_a_template():
     assert rendered == "aAda 4 a xy"
 
 
+def test_template_data_can_be_copied_and_pickled():
+    import copy
+    import pickle
+
+    data = contact_context(Contact(email="ada@example.com", attributes={"tags": ["a", {"b": 1}]}))
+
+    for copied in (copy.copy(data), copy.deepcopy(data), pickle.loads(pickle.dumps(data))):
+        assert copied == data
+        assert render_string("{{ contact.tags.1.b }}{{ tags.pop }}", copied, html=False) == "1"
+
+
 def test_a_template_sees_plain_data_not_objects():
     class Secretive:
         password = "hunter2"

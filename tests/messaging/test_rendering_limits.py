@@ -10,7 +10,7 @@ from tests.factories import (
     ContactFactory,
     DelayStepFactory,
     JourneyFactory,
-    SendEmailStepFactory,
+    SendMessageStepFactory,
     TemplateFactory,
 )
 
@@ -116,7 +116,7 @@ def test_a_worker_fails_the_heavy_message_and_sends_the_others(
 ):
     # Given a welcome journey whose email loops over a list in the contact's data
     journey = JourneyFactory(trigger_event_name="signed_up")
-    SendEmailStepFactory(
+    SendMessageStepFactory(
         journey=journey,
         position=1,
         template=TemplateFactory(

@@ -1,10 +1,24 @@
 """message_send: render → check → deliver → record, against a real SMTP server."""
 
+import contextlib
+from datetime import timedelta
+
 import pytest
+import time_machine
 from django.utils import timezone
 
-from messaging.models import Message, Suppression
-from messaging.services import message_send
+from messaging.backends import reset_backends
+from messaging.backends.email import EmailBackend
+from messaging.models import Message, Suppression, Template
+from messaging.services import (
+    SendingInTransaction,
+    SendRequest,
+    message_send,
+    messages_claim_due,
+    messages_retry,
+    messages_send,
+    retry_tick,
+)
 from subscriptions.models import Channel, MessageType
 from subscriptions.services import subscription_set
 from tests.factories import (
@@ -208,35 +222,79 @@ def test_frequency_cap_skips_past_the_limit(ada, smtp_server):
     assert len(smtp_server.messages) == 2
 
 
-def test_a_server_that_is_down_is_retried_with_back_off(ada, smtp_down, settings):
+def retry_due(at):
+    """One pass of messaging's retry pass at time `at`, run here instead of by a worker."""
+    with time_machine.travel(at):
+        claim = messages_claim_due(enqueue=False)
+        if claim is None:
+            return {}
+        return messages_retry(message_ids=claim.message_ids, token=claim.token)
+
+
+def test_a_server_that_is_down_is_retried_with_back_off_then_failed(ada, smtp_down, settings):
     settings.WAYMARK_SENDING = {**settings.WAYMARK_SENDING, "MAX_ATTEMPTS": 3}
     template = TemplateFactory()
 
     first = send(ada, template)
-    second = send(ada, template)
-    third = send(ada, template)
-
-    assert first.retry_at is not None and second.retry_at is not None
-    assert second.retry_at - timezone.now() > first.retry_at - timezone.now()
-    assert third.retry_at is None
     message = Message.objects.get()
+    first_delay = message.next_attempt_at - timezone.now()
+    assert retry_due(message.next_attempt_at - timedelta(seconds=1)) == {}  # not due yet
+    assert retry_due(message.next_attempt_at) == {"queued": 1}
+    message.refresh_from_db()
+    second_delay = message.next_attempt_at - timezone.now()
+    assert retry_due(message.next_attempt_at) == {"failed": 1}
+
+    assert first.retry_at is not None
+    assert second_delay > first_delay * 3
+    message.refresh_from_db()
     assert (message.status, message.attempts) == ("failed", 3)
     assert "Connection" in message.error or "refused" in message.error.lower()
 
 
-def test_a_temporary_refusal_is_retried_and_then_delivered_once(ada, smtp_server):
+def test_a_send_asked_for_again_while_a_retry_is_pending_does_not_send(ada, smtp_server):
+    smtp_server.refuse_with = "451 4.3.0 Try again later"
+    template = TemplateFactory()
+    first = send(ada, template)
+    smtp_server.refuse_with = None
+
+    again = send(ada, template)
+
+    assert again.retry_at == first.retry_at
+    assert smtp_server.messages == []
+
+
+def test_a_temporary_refusal_is_retried_by_a_worker_and_then_delivered_once(
+    ada, smtp_server, run_worker
+):
     template = TemplateFactory()
     smtp_server.refuse_with = "451 4.3.0 Try again later"
 
     first = send(ada, template)
     smtp_server.refuse_with = None
-    second = send(ada, template)
+    with time_machine.travel(first.retry_at):
+        assert retry_tick() == 1
+        run_worker()
 
-    assert first.retry_at is not None
+    message = Message.objects.get()
     assert "451" in first.message.error
-    assert second.message.status == "sent"
-    assert second.message.attempts == 2
+    assert (message.status, message.attempts, message.error) == ("sent", 2, "")
     assert len(smtp_server.messages) == 1
+
+
+def test_a_retry_checks_consent_again(ada, smtp_server):
+    template = TemplateFactory()
+    smtp_server.refuse_with = "451 4.3.0 Try again later"
+    first = send(ada, template)
+    smtp_server.refuse_with = None
+    subscription_set(
+        contact=ada, channel=template.message_type.channel, status="unsubscribed", source="api"
+    )
+
+    assert retry_due(first.retry_at) == {"skipped": 1}
+
+    message = Message.objects.get()
+    assert message.skip_reason == "channel_unsubscribed"
+    assert smtp_server.messages == []
 
 
 def test_a_permanent_refusal_is_not_retried(ada, smtp_server):
@@ -266,3 +324,123 @@ def test_rendered_text_is_not_marked_safe_for_pages():
 
     assert rendered == "Hi <b>x</b>"
     assert not isinstance(rendered, SafeData)
+
+
+def test_a_from_name_with_a_line_break_fails_the_message_instead_of_leaving_it_sending(
+    ada, smtp_server
+):
+    # Given a template whose from-name got a line break past the form's checks
+    template = TemplateFactory()
+    Template.objects.filter(pk=template.pk).update(from_name="Acme\nBcc: everyone@example.com")
+    template.refresh_from_db()
+
+    result = send(ada, template)
+
+    assert result.message.status == Message.Status.FAILED
+    assert "line break" in result.message.error
+    assert Message.objects.get().status == "failed"
+    assert smtp_server.messages == []
+
+
+class ExplodingBackend(EmailBackend):
+    """An email backend whose delivery fails in a way nobody planned for."""
+
+    def deliver(self, message, rendered):
+        raise RuntimeError("the provider's library fell over")
+
+    @contextlib.contextmanager
+    def session(self):
+        yield self
+
+
+def test_an_unexpected_error_in_a_backend_fails_the_message_with_the_reason(ada, settings):
+    settings.WAYMARK_BACKENDS = {
+        **settings.WAYMARK_BACKENDS,
+        "email": "tests.messaging.test_send.ExplodingBackend",
+    }
+    reset_backends()
+    try:
+        result = send(ada, TemplateFactory())
+    finally:
+        reset_backends()
+
+    message = Message.objects.get()
+    assert result.message.status == message.status == Message.Status.FAILED
+    assert "RuntimeError: the provider's library fell over" in message.error
+    assert message.failed_at is not None
+
+
+def test_sending_inside_a_transaction_is_refused(ada, smtp_server):
+    from django.db import transaction
+
+    template = TemplateFactory()
+    with pytest.raises(SendingInTransaction), transaction.atomic():
+        send(ada, template)
+
+    assert smtp_server.messages == []
+    assert not Message.objects.exists()
+
+
+def test_a_batch_of_emails_goes_over_one_smtp_connection(smtp_server):
+    contacts = ContactFactory.create_batch(3)
+    template = TemplateFactory()
+
+    results = messages_send(
+        [
+            SendRequest(contact=c, template=template, idempotency_key=f"k{c.pk}", origin="api")
+            for c in contacts
+        ]
+    )
+
+    assert [r.message.status for r in results] == ["sent"] * 3
+    assert len({m.peer for m in smtp_server.messages}) == 1
+
+
+def test_quiet_hours_hold_a_marketing_message_until_morning_in_the_contacts_time_zone(
+    smtp_server, settings
+):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    settings.WAYMARK_SENDING = {**settings.WAYMARK_SENDING, "QUIET_HOURS": _window("21:00-08:00")}
+    tokyo = ZoneInfo("Asia/Tokyo")
+    contact = ContactFactory(timezone="Asia/Tokyo")
+    late_evening = datetime(2026, 3, 2, 23, 30, tzinfo=tokyo)
+
+    with time_machine.travel(late_evening, tick=False):
+        held = send(contact, TemplateFactory())
+
+    assert held.message.status == "queued"
+    assert held.retry_at == datetime(2026, 3, 3, 8, 0, tzinfo=tokyo)
+    assert smtp_server.messages == []
+    # Then in the morning messaging's retry pass sends it
+    assert retry_due(held.retry_at) == {"sent": 1}
+    assert len(smtp_server.messages) == 1
+
+
+def test_quiet_hours_do_not_hold_transactional_messages_or_daytime_ones(smtp_server, settings):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    settings.WAYMARK_SENDING = {**settings.WAYMARK_SENDING, "QUIET_HOURS": _window("21:00-08:00")}
+    receipts = TemplateFactory(
+        message_type=MessageTypeFactory(
+            channel=ChannelFactory(name="Receipts", kind=Channel.Kind.TRANSACTIONAL)
+        )
+    )
+    in_paris = ContactFactory(timezone="Europe/Paris")
+    night = datetime(2026, 3, 2, 23, 30, tzinfo=ZoneInfo("Europe/Paris"))
+    noon = datetime(2026, 3, 2, 12, 0, tzinfo=ZoneInfo("Europe/Paris"))
+
+    with time_machine.travel(night, tick=False):
+        receipt = send(in_paris, receipts, key="receipt")
+    with time_machine.travel(noon, tick=False):
+        news = send(in_paris, TemplateFactory(), key="news")
+
+    assert (receipt.message.status, news.message.status) == ("sent", "sent")
+
+
+def _window(value):
+    from config.settings import _time_window
+
+    return _time_window(value)

@@ -170,3 +170,25 @@ def test_every_subscriptions_change_page_loads(admin_client, admin_user):
         response = admin_client.get(reverse(f"{name}_change", args=[model.objects.first().pk]))
 
         assert (model, response.status_code) == (model, 200)
+
+
+def test_staff_can_turn_click_tracking_off_for_a_message_type(admin_client):
+    from django.urls import reverse
+
+    from subscriptions.models import MessageType
+    from tests.factories import ChannelFactory
+
+    response = admin_client.post(
+        reverse("admin:subscriptions_messagetype_add"),
+        {
+            "channel": ChannelFactory().pk,
+            "name": "Receipts-like news",
+            "policy": "opt_out",
+            "frequency_period": "week",
+            "track_opens": "on",
+        },
+    )
+
+    assert response.status_code == 302
+    message_type = MessageType.objects.get(name="Receipts-like news")
+    assert (message_type.track_opens, message_type.track_clicks) == (True, False)

@@ -6,12 +6,14 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from journeys.services.scheduling import scheduler_tick
+from messaging.services import retry_tick
 
 
 class Command(BaseCommand):
     help = (
-        "Hand due journey work to rq workers, forever. Claims due enrollments in "
-        "batches with a lease; safe to run more than one."
+        "Hand due work to rq workers, forever: enrollments whose next step is due, and "
+        "messages whose delivery is to be tried again. Claims in batches with a lease; "
+        "safe to run more than one."
     )
 
     def add_arguments(self, parser):
@@ -36,9 +38,13 @@ class Command(BaseCommand):
             self.stdout.write(f"Scheduler started; polling every {interval:g}s when idle.")
         while not self.stopping:
             close_old_connections()
-            handed = scheduler_tick()
-            if handed:
-                self.stdout.write(f"Handed {handed} enrollment(s) to workers.")
+            enrollments = scheduler_tick()
+            retries = retry_tick()
+            if enrollments:
+                self.stdout.write(f"Handed {enrollments} enrollment(s) to workers.")
+            if retries:
+                self.stdout.write(f"Handed {retries} message(s) to retry to workers.")
+            handed = enrollments + retries
             if once:
                 break
             if not handed:

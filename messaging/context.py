@@ -1,0 +1,102 @@
+"""The data a message template sees, built in one place for sends, previews and tests.
+
+A template sees the contact's attributes (at top level, Iterable style, and
+under `contact` with the standard fields), the triggering event under
+`event`, and its links under `links` (with Iterable's names as aliases).
+Every call builds fresh dicts from JSON-like data, so whatever a template
+does to what it sees reaches neither the contact nor a later message.
+"""
+
+import copy
+from dataclasses import dataclass
+from email.utils import parseaddr
+from urllib.parse import quote
+
+from django.conf import settings
+
+from messaging import tracking
+from messaging.rendering import contact_context
+from subscriptions.tokens import preferences_url, unsubscribe_token, unsubscribe_url
+
+
+@dataclass(frozen=True)
+class MessageLinks:
+    """The links one message carries.
+
+    `one_click` and `mailto` are the List-Unsubscribe targets; a
+    transactional message has neither (it offers the preference center only).
+    """
+
+    unsubscribe: str
+    preferences: str
+    view_in_browser: str
+    one_click: str = ""
+    mailto: str = ""
+    # Tracking: the message the links belong to, and what its type tracks.
+    message_id: int | None = None
+    track_opens: bool = False
+    track_clicks: bool = False
+
+    def as_context(self) -> dict:
+        return {
+            "unsubscribe": self.unsubscribe,
+            "preferences": self.preferences,
+            "view_in_browser": self.view_in_browser,
+        }
+
+    @property
+    def untracked(self) -> tuple:
+        """Links click tracking leaves alone: they must work wherever the mail is read."""
+        return (self.unsubscribe, self.preferences, self.view_in_browser)
+
+
+def unsubscribe_mailto(token: str) -> str:
+    address = settings.WAYMARK_UNSUBSCRIBE_MAILTO
+    if not address:
+        domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "localhost"
+        address = f"unsubscribe@{domain}"
+    return f"mailto:{address}?subject={quote('unsubscribe ' + token)}"
+
+
+def message_links(*, contact, message_type, message_id) -> MessageLinks:
+    """The real links of a message to a saved contact."""
+    preferences = preferences_url(contact)
+    tracked = {
+        "view_in_browser": tracking.view_url(message_id),
+        "message_id": message_id,
+        "track_opens": message_type.track_opens,
+        "track_clicks": message_type.track_clicks,
+    }
+    if message_type.channel.is_transactional:
+        return MessageLinks(unsubscribe=preferences, preferences=preferences, **tracked)
+    one_click = unsubscribe_url(contact, message_type)
+    return MessageLinks(
+        unsubscribe=one_click,
+        preferences=preferences,
+        one_click=one_click,
+        mailto=unsubscribe_mailto(unsubscribe_token(contact, message_type)),
+        **tracked,
+    )
+
+
+def placeholder_links() -> MessageLinks:
+    """Links for previews and test sends: they show where the links go, and act on no one."""
+    base = f"{settings.SITE_URL}/example"
+    return MessageLinks(
+        unsubscribe=f"{base}/unsubscribe/",
+        preferences=f"{base}/preferences/",
+        view_in_browser=f"{base}/view/",
+    )
+
+
+def message_context(*, contact, event=None, links: MessageLinks | None = None) -> dict:
+    """The context to render a template with for `contact`."""
+    links = links or placeholder_links()
+    context = copy.deepcopy(contact_context(contact))
+    context["event"] = copy.deepcopy(dict(event or {}))
+    context["links"] = links.as_context()
+    # Iterable's names for the same links, so imported templates keep working.
+    context["unsubscribeUrl"] = links.unsubscribe
+    context["hostedUnsubscribeUrl"] = links.preferences
+    context["viewInBrowserUrl"] = links.view_in_browser
+    return context

@@ -1,0 +1,27 @@
+"""Write paths of the messaging app; see each module."""
+
+from messaging.services.engagement import engagement_record
+from messaging.services.retries import messages_claim_due, messages_retry, retry_tick
+from messaging.services.sending import (
+    SendingInTransaction,
+    SendRequest,
+    SendResult,
+    message_render_again,
+    message_send,
+    message_send_test,
+    messages_send,
+)
+
+__all__ = [
+    "SendRequest",
+    "SendResult",
+    "SendingInTransaction",
+    "engagement_record",
+    "message_render_again",
+    "message_send",
+    "message_send_test",
+    "messages_claim_due",
+    "messages_retry",
+    "messages_send",
+    "retry_tick",
+]
