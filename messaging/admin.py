@@ -1,4 +1,5 @@
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -7,13 +8,16 @@ from django.urls import path
 from contacts.admin import BigTableAdmin, ContactAdmin, ReadOnlyAdminMixin
 from messaging.models import Engagement, Message, Suppression, Template
 from messaging.previews import SAMPLE_EMAIL, template_preview
+from messaging.rendering import VARIABLE_REFERENCE
+from messaging.template_library import MAX_WIDTH
 from subscriptions.models import MessageType
 
 
 @admin.register(Template)
 class TemplateAdmin(admin.ModelAdmin):
     """Template.clean() sanitizes the HTML and checks the template syntax of
-    every field, so the form shows both as errors on the field concerned."""
+    every field, so the form shows both as errors on the field concerned, and
+    the page says what sanitizing took out when the template is saved."""
 
     list_display = ("name", "message_type", "medium", "subject", "updated_at")
     list_filter = ("message_type__channel__medium", "message_type__channel")
@@ -57,6 +61,25 @@ class TemplateAdmin(admin.ModelAdmin):
     def medium(self, obj):
         return obj.message_type.channel.get_medium_display()
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = {
+            "variable_reference": VARIABLE_REFERENCE,
+            "render_limits": settings.WAYMARK_RENDERING,
+            "max_width": MAX_WIDTH,
+            **(extra_context or {}),
+        }
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        removed = getattr(obj, "sanitizer_removed", ())
+        if removed:
+            messages.warning(
+                request,
+                "Taken out of the HTML body, as email clients could run it or Waymark does "
+                f"not keep it: {'; '.join(removed)}.",
+            )
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "message_type":
             kwargs["queryset"] = MessageType.objects.select_related("channel")
@@ -76,8 +99,15 @@ class TemplateAdmin(admin.ModelAdmin):
         )
         if not self.has_view_permission(request, template):
             raise PermissionDenied
-        email = request.GET.get("email", "")
+        may_choose_contact = request.user.has_perm("contacts.view_contact")
+        email = request.GET.get("email", "") if may_choose_contact else ""
         event_json = request.GET.get("event", "")
+        preview = template_preview(
+            template=template,
+            email=email,
+            event_json=event_json,
+            may_choose_contact=may_choose_contact,
+        )
         return TemplateResponse(
             request,
             "admin/messaging/template/preview.html",
@@ -89,7 +119,7 @@ class TemplateAdmin(admin.ModelAdmin):
                 "email": email,
                 "event_json": event_json,
                 "sample_email": SAMPLE_EMAIL,
-                "preview": template_preview(template=template, email=email, event_json=event_json),
+                "preview": preview,
             },
         )
 

@@ -1,4 +1,9 @@
-"""What a template looks like when sent: rendered for one contact and sample event data."""
+"""What a template looks like when sent: rendered for one contact and sample event data.
+
+A preview shows a contact's data, so only staff who may view contacts choose
+whose: everyone else gets the sample contact, whatever address they give,
+and the same page whether or not that address belongs to a contact.
+"""
 
 import json
 from dataclasses import dataclass
@@ -9,8 +14,14 @@ from django.core.validators import validate_email
 from contacts.models import Contact
 from messaging.backends import get_backend
 from messaging.backends.email import from_header
+from messaging.context import message_context
 from messaging.models import Template
-from messaging.rendering import RenderError, contact_context, render_string
+from messaging.rendering import (
+    RenderError,
+    missing_variables,
+    render_string,
+    template_variables,
+)
 from subscriptions.models import Channel
 
 SAMPLE_EMAIL = "sample@example.com"
@@ -29,16 +40,23 @@ class Preview:
     template: Template
     contact: Contact | None
     is_sample: bool
+    # The viewer may not choose a contact (no permission to view contacts).
+    sample_only: bool = False
     # Problems with what the marketer typed: no preview is rendered then.
     email_error: str = ""
     event_error: str = ""
     # The template itself failed to render.
     render_error: str = ""
     subject: str = ""
+    preheader: str = ""
     from_header: str = ""
     reply_to: str = ""
     html: str = ""
     text: str = ""
+    # The context variables the template reads, and those this contact and
+    # event data lack (they render blank).
+    variables: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
 
     @property
     def is_email(self) -> bool:
@@ -67,6 +85,8 @@ def _parse_event(event_json: str) -> tuple[dict, str]:
         return {}, ""
     try:
         event = json.loads(event_json)
+    except RecursionError:
+        return {}, "The event data is nested too deeply."
     except ValueError as exc:
         return {}, f"The event data is not valid JSON: {exc}."
     if not isinstance(event, dict):
@@ -75,36 +95,41 @@ def _parse_event(event_json: str) -> tuple[dict, str]:
 
 
 def template_preview(
-    *, template: Template, email: str | None = None, event_json: str = ""
+    *,
+    template: Template,
+    email: str | None = None,
+    event_json: str = "",
+    may_choose_contact: bool = True,
 ) -> Preview:
-    """Render the saved `template` as `message_send` would for the contact with
-    exactly `email` (the sample contact when empty), with `event_json` as the
-    journey's trigger data.
+    """Render the saved `template` as a send would for the contact with exactly
+    `email` (the sample contact when empty, or when not `may_choose_contact`),
+    with `event_json` as the journey's trigger data and placeholder links.
 
     Nothing is sent or stored. Render failures come back in `render_error`
     rather than raised: a broken template is what the marketer needs to see.
     """
     email = (email or "").strip()
-    contact, is_sample, email_error = _pick_contact(email)
+    if may_choose_contact:
+        contact, is_sample, email_error = _pick_contact(email)
+    else:  # never looked up: the page must not tell whether the address is a contact's
+        contact, is_sample, email_error = sample_contact(), True, ""
     event, event_error = _parse_event(event_json or "")
+    shown = {"template": template, "contact": contact, "is_sample": is_sample}
+    shown["sample_only"] = not may_choose_contact
     if email_error or event_error:
-        return Preview(
-            template=template,
-            contact=contact,
-            is_sample=is_sample,
-            email_error=email_error,
-            event_error=event_error,
-        )
+        return Preview(**shown, email_error=email_error, event_error=event_error)
 
-    context = {**contact_context(contact), "event": event}
+    context = message_context(contact=contact, event=event)
+    variables = template_variables(*(getattr(template, f) for f in Template.TEMPLATE_FIELDS))
+    shown["variables"] = tuple(variables)
+    shown["missing"] = tuple(missing_variables(variables, context))
     try:
         if template.medium == Channel.Medium.EMAIL:
             rendered = get_backend(template.medium).preview(template, context)
             return Preview(
-                template=template,
-                contact=contact,
-                is_sample=is_sample,
+                **shown,
                 subject=rendered.subject,
+                preheader=render_string(template.preheader, context, html=False),
                 from_header=from_header(template),
                 reply_to=template.reply_to,
                 html=rendered.html,
@@ -112,7 +137,5 @@ def template_preview(
             )
         text = render_string(template.text_body, context, html=False)
     except RenderError as exc:
-        return Preview(
-            template=template, contact=contact, is_sample=is_sample, render_error=str(exc)
-        )
-    return Preview(template=template, contact=contact, is_sample=is_sample, text=text)
+        return Preview(**shown, render_error=str(exc))
+    return Preview(**shown, text=text)

@@ -432,7 +432,8 @@ def template_variables(*sources: str) -> list[str]:
 
 
 def missing_variables(names, context: dict) -> list[str]:
-    """The `names` that render as nothing with `context`: absent, None or empty."""
+    """The `names` that render as nothing with `context`: absent, None or empty
+    (an empty list, too: a loop over it writes nothing)."""
     data = Context(template_data(context))
     missing = []
     for name in names:
@@ -441,7 +442,7 @@ def missing_variables(names, context: dict) -> list[str]:
         except Exception:  # absent, or a method that cannot be called: renders blank
             missing.append(name)
             continue
-        if value is None or value == "":
+        if value is None or value == "" or (hasattr(value, "__len__") and not len(value)):
             missing.append(name)
     return missing
 

@@ -1,10 +1,12 @@
+from pathlib import Path
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from messaging.models import Message, Suppression, Template
 from subscriptions.models import Channel
-from tests.admin_pages import result_rows
+from tests.admin_pages import form_data, result_rows
 from tests.factories import (
     ChannelFactory,
     ContactFactory,
@@ -291,3 +293,137 @@ def test_a_messages_page_lists_what_happened_to_it(admin_client):
     page = response.content.decode()
     assert response.status_code == 200
     assert page.index("Opened") < page.index("Complained")
+
+
+DESIGNED = (Path(__file__).parent / "emails" / "designed.html").read_text()
+
+
+def test_a_designed_email_round_trips_through_the_admin_form(admin_client):
+    # Given a designed email saved through the add form
+    message_type = MessageTypeFactory()
+    added = admin_client.post(
+        reverse("admin:messaging_template_add"),
+        template_form(message_type, html_body=DESIGNED),
+        follow=True,
+    )
+    template = Template.objects.get(name="Welcome")
+    saved = template.html_body
+    # When it is opened and saved again unchanged
+    change_url = reverse("admin:messaging_template_change", args=[template.pk])
+    again = admin_client.post(change_url, form_data(admin_client.get(change_url)), follow=True)
+
+    # Then it kept its look and its template tags, and nothing was reported taken out
+    for kept in (
+        "<!DOCTYPE html PUBLIC",
+        '<style type="text/css">',
+        ".button-cell { border-radius: 6px; background-color: #0b6e4f; }",
+        '<body style="margin: 0; padding: 0; background-color: #eef2f5;',
+        "padding: 14px 28px; background: #0b6e4f; color: #ffffff; border-radius: 6px;",
+        'href="{{ links.unsubscribe }}"',
+    ):
+        assert kept in saved
+    template.refresh_from_db()
+    assert template.html_body == saved
+    for response in (added, again):
+        assert [m.level_tag for m in response.context["messages"]] == ["success"]
+
+
+def test_saving_hostile_html_says_what_was_taken_out(admin_client):
+    message_type = MessageTypeFactory()
+
+    response = admin_client.post(
+        reverse("admin:messaging_template_add"),
+        template_form(
+            message_type,
+            html_body='<p onclick="steal()" style="position: fixed">Hi</p><script>steal()</script>'
+            '<a href="{{ links.unsubscribe }}">Unsubscribe</a>',
+        ),
+        follow=True,
+    )
+
+    (warning,) = [m for m in response.context["messages"] if m.level_tag == "warning"]
+    assert str(warning) == (
+        "Taken out of the HTML body, as email clients could run it or Waymark does not keep it: "
+        "the CSS property position; onclick attributes of <p>; <script> elements with their "
+        "content."
+    )
+    assert "&lt;script&gt; elements" in response.content.decode()
+
+
+def test_a_template_tag_between_attributes_is_a_form_error_and_loses_nothing(admin_client):
+    message_type = MessageTypeFactory()
+    html = (
+        '<td {% if vip %}bgcolor="gold"{% endif %}>Hi</td><a href="{{ links.unsubscribe }}">U</a>'
+    )
+
+    response = admin_client.post(
+        reverse("admin:messaging_template_add"), template_form(message_type, html_body=html)
+    )
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.errors["html_body"][0].startswith(
+        "The template tag {% if vip %} stands between the attributes of <td>"
+    )
+    assert form["html_body"].value() == html
+    assert not Template.objects.exists()
+
+
+def test_an_unclosed_tag_is_a_form_error_naming_the_field(admin_client):
+    message_type = MessageTypeFactory()
+
+    response = admin_client.post(
+        reverse("admin:messaging_template_add"),
+        template_form(message_type, subject="Hi {{ contact.first_name"),
+    )
+
+    errors = response.context["adminform"].form.errors
+    assert errors["subject"][0].startswith(
+        'Template error in the subject: "{{" is not closed in "{{ contact.first_name"'
+    )
+
+
+def test_the_template_editor_has_a_variable_reference(admin_client):
+    template = TemplateFactory()
+
+    for url in (
+        reverse("admin:messaging_template_add"),
+        reverse("admin:messaging_template_change", args=[template.pk]),
+    ):
+        body = admin_client.get(url).content.decode()
+        reference = body[body.index('id="variable-reference"') :]
+        reference = reference[: reference.index("</details>")]
+        for name in (
+            "contact.first_name",
+            "contact.&lt;attribute&gt;",
+            "event.&lt;field&gt;",
+            "links.unsubscribe",
+            "links.preferences",
+            "links.view_in_browser",
+            "unsubscribeUrl",
+            "hostedUnsubscribeUrl",
+            "viewInBrowserUrl",
+        ):
+            assert f"<code>{{{{ {name} }}}}</code>" in reference
+
+
+def test_admin_pages_escape_what_staff_wrote(admin_client):
+    script = "<script>alert(1)</script>"
+    template = TemplateFactory(
+        name=f"Promo {script}",
+        subject=f"Sale {script}",
+        from_name=f"Acme {script}",
+        preheader="Deals",
+    )
+
+    pages = [
+        admin_client.get(reverse("admin:messaging_template_changelist")),
+        admin_client.get(reverse("admin:messaging_template_change", args=[template.pk])),
+        admin_client.get(reverse("admin:messaging_template_preview", args=[template.pk])),
+    ]
+
+    for response in pages:
+        body = response.content.decode()
+        assert response.status_code == 200
+        assert script not in body
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body

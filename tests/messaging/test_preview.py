@@ -1,4 +1,5 @@
 import html
+import re
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -192,3 +193,118 @@ def test_preview_queries(admin_client, django_assert_num_queries):
     # and the contact
     with django_assert_num_queries(4):
         assert admin_client.get(url, {"email": "ada@example.com"}).status_code == 200
+
+
+def staff_with(client, *codenames):
+    user = UserFactory()
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client.force_login(user)
+    return user
+
+
+def page_text(response):
+    """The page, without the CSRF token of the logout form (new on every response)."""
+    assert response.status_code == 200
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", response.content.decode())
+
+
+def test_staff_who_cannot_view_contacts_preview_with_the_sample_contact_only(client):
+    ContactFactory(email="ada@example.com", attributes={"firstName": "Ada", "plan": "enterprise"})
+    template = TemplateFactory(subject="Hi {{ firstName }}, {{ plan|default:'no plan' }}")
+    staff_with(client, "view_template")
+
+    body = page_text(client.get(preview_url(template), {"email": "ada@example.com"}))
+
+    assert '<td id="preview-subject">Hi Sam, no plan</td>' in body
+    assert "enterprise" not in body
+    assert "Ada" not in body
+    assert "Previewing a contact of your own choice needs permission to view contacts" in body
+    assert 'name="email"' not in body
+
+
+def test_the_preview_does_not_tell_staff_who_cannot_view_contacts_whether_an_address_is_known(
+    client,
+):
+    ada = ContactFactory(email="ada@example.com", attributes={"firstName": "Ada"})
+    template = TemplateFactory()
+    staff_with(client, "view_template")
+
+    known = page_text(client.get(preview_url(template), {"email": "ada@example.com"}))
+    ada.delete()
+    unknown = page_text(client.get(preview_url(template), {"email": "ada@example.com"}))
+    no_email = page_text(client.get(preview_url(template)))
+
+    assert known == unknown == no_email
+
+
+def test_staff_who_can_view_contacts_preview_a_contact_of_their_choice(client):
+    ContactFactory(email="ada@example.com", attributes={"firstName": "Ada"})
+    template = TemplateFactory(subject="Hi {{ firstName }}")
+    staff_with(client, "view_template", "view_contact")
+
+    body = page_text(client.get(preview_url(template), {"email": "ada@example.com"}))
+
+    assert '<td id="preview-subject">Hi Ada</td>' in body
+    assert 'name="email"' in body
+
+
+def test_preview_queries_for_staff_who_cannot_view_contacts(client, django_assert_num_queries):
+    template = TemplateFactory()
+    ContactFactory(email="ada@example.com")
+    staff_with(client, "view_template")
+    url = preview_url(template)
+
+    # session, user, template with its channel, the user's and their groups' permissions;
+    # no contact is looked up, whatever the address
+    with django_assert_num_queries(5):
+        assert client.get(url, {"email": "ada@example.com"}).status_code == 200
+
+
+def test_preview_lists_the_variables_and_those_the_contact_and_event_lack(admin_client):
+    ContactFactory(email="ada@example.com", attributes={"firstName": "Ada"})
+    template = TemplateFactory(
+        subject="Hi {{ firstName }}",
+        preheader="Your {{ event.plan }} plan",
+        html_body='<p>{{ contact.last_name }}</p><a href="{{ links.unsubscribe }}">Unsubscribe</a>',
+        text_body="{% for item in event.items %}{{ item.name }}{% endfor %}",
+    )
+
+    body = page_text(
+        admin_client.get(preview_url(template), {"email": "ada@example.com", "event": "{}"})
+    )
+
+    used = re.search(r'<ul id="preview-variables"[^>]*>(.*?)</ul>', body, re.S).group(1)
+    assert re.findall(r"<code>(.*?)</code>", used) == [
+        "firstName",
+        "event.plan",
+        "contact.last_name",
+        "links.unsubscribe",
+        "event.items",
+    ]
+    lacking = re.search(r'<ul id="preview-missing"[^>]*>(.*?)</ul>', body, re.S).group(1)
+    assert re.findall(r"<code>(.*?)</code>", lacking) == [
+        "event.plan",
+        "contact.last_name",
+        "event.items",
+    ]
+    assert "render blank" in body
+
+
+def test_preview_says_when_the_contact_has_every_variable(admin_client):
+    template = TemplateFactory(
+        subject="Hi {{ firstName }}", html_body="<p>{{ unsubscribeUrl }}</p>"
+    )
+
+    body = page_text(admin_client.get(preview_url(template)))
+
+    assert 'id="preview-missing"' not in body
+    assert "The sample contact and the event data have them all." in body
+
+
+def test_preview_shows_the_preheader_escaped(admin_client):
+    ContactFactory(email="eve@example.com", attributes={"firstName": "<b>Eve</b>"})
+    template = TemplateFactory(preheader="Hello {{ firstName }} & co")
+
+    body = page_text(admin_client.get(preview_url(template), {"email": "eve@example.com"}))
+
+    assert '<td id="preview-preheader">Hello &lt;b&gt;Eve&lt;/b&gt; &amp; co</td>' in body
