@@ -1,13 +1,16 @@
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.http import urlencode
 
 from contacts.admin import BigTableAdmin, ContactAdmin, ReadOnlyAdminMixin
+from messaging.backends import get_backend
 from messaging.models import Engagement, Message, Suppression, Template
-from messaging.previews import SAMPLE_EMAIL, template_preview
+from messaging.previews import SAMPLE_EMAIL, template_preview, template_send_test
 from messaging.rendering import VARIABLE_REFERENCE
 from messaging.template_library import MAX_WIDTH
 from subscriptions.models import MessageType
@@ -91,23 +94,69 @@ class TemplateAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.preview_view),
             name="messaging_template_preview",
         )
-        return [preview, *super().get_urls()]
+        send_test = path(
+            "<int:object_id>/send-test/",
+            self.admin_site.admin_view(self.send_test_view),
+            name="messaging_template_send_test",
+        )
+        return [preview, send_test, *super().get_urls()]
 
     def preview_view(self, request, object_id):
-        template = get_object_or_404(
-            self.get_queryset(request).select_related("message_type__channel"), pk=object_id
-        )
+        template = self._template_or_404(request, object_id)
         if not self.has_view_permission(request, template):
             raise PermissionDenied
+        return self._preview_page(request, template, request.GET)
+
+    def send_test_view(self, request, object_id):
+        """POST only (the admin checks its CSRF token): send the previewed template
+        as a test, then back to the preview; bad input shows on the preview page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        template = self._template_or_404(request, object_id)
+        if not self.has_change_permission(request, template):
+            raise PermissionDenied
         may_choose_contact = request.user.has_perm("contacts.view_contact")
-        email = request.GET.get("email", "") if may_choose_contact else ""
-        event_json = request.GET.get("event", "")
+        email = request.POST.get("email", "") if may_choose_contact else ""
+        event_json = request.POST.get("event", "")
+        outcome = template_send_test(
+            template=template,
+            to_address=request.POST.get("to", ""),
+            email=email,
+            event_json=event_json,
+            may_choose_contact=may_choose_contact,
+        )
+        if not outcome.sent:
+            return self._preview_page(
+                request, template, request.POST, test_to=request.POST.get("to", ""),
+                test_error=outcome.message,
+            )  # fmt: skip
+        messages.success(request, outcome.message)
+        # Back to the same preview; built here, never taken from the request.
+        query = urlencode([(k, v) for k, v in (("email", email), ("event", event_json)) if v])
+        url = reverse("admin:messaging_template_preview", args=[template.pk])
+        return redirect(f"{url}?{query}" if query else url)
+
+    def _template_or_404(self, request, object_id):
+        return get_object_or_404(
+            self.get_queryset(request).select_related("message_type__channel"), pk=object_id
+        )
+
+    def _preview_page(self, request, template, data, *, test_to=None, test_error=""):
+        # Only staff who may view contacts choose whose data the preview shows.
+        may_choose_contact = request.user.has_perm("contacts.view_contact")
+        email = data.get("email", "") if may_choose_contact else ""
+        event_json = data.get("event", "")
         preview = template_preview(
             template=template,
             email=email,
             event_json=event_json,
             may_choose_contact=may_choose_contact,
         )
+        try:
+            can_send_test = get_backend(template.medium).sends_to_address
+        except ImproperlyConfigured:
+            can_send_test = False
+        can_send_test = can_send_test and self.has_change_permission(request, template)
         return TemplateResponse(
             request,
             "admin/messaging/template/preview.html",
@@ -120,6 +169,9 @@ class TemplateAdmin(admin.ModelAdmin):
                 "event_json": event_json,
                 "sample_email": SAMPLE_EMAIL,
                 "preview": preview,
+                "can_send_test": can_send_test,
+                "test_to": request.user.email if test_to is None else test_to,
+                "test_error": test_error,
             },
         )
 

@@ -15,13 +15,14 @@ from contacts.models import Contact
 from messaging.backends import get_backend
 from messaging.backends.email import from_header
 from messaging.context import message_context
-from messaging.models import Template
+from messaging.models import Message, Template
 from messaging.rendering import (
     RenderError,
     missing_variables,
     render_string,
     template_variables,
 )
+from messaging.services import message_send_test
 from subscriptions.models import Channel
 
 SAMPLE_EMAIL = "sample@example.com"
@@ -139,3 +140,50 @@ def template_preview(
     except RenderError as exc:
         return Preview(**shown, render_error=str(exc))
     return Preview(**shown, text=text)
+
+
+@dataclass(frozen=True)
+class SendTestOutcome:
+    """What became of a test send asked for on the preview page: `message` says
+    it to the person who asked; `sent` is False for input that was refused
+    and for a send that failed."""
+
+    sent: bool
+    message: str
+
+
+def template_send_test(
+    *,
+    template: Template,
+    to_address: str,
+    email: str = "",
+    event_json: str = "",
+    may_choose_contact: bool = True,
+) -> SendTestOutcome:
+    """Send `template` as a test to `to_address`, rendered as the preview with
+    the same `email` and `event_json` renders it (messaging.services.message_send_test:
+    "[Test]" in the subject, placeholder links, no consent check, no metric)."""
+    to_address = (to_address or "").strip()
+    if not to_address:
+        return SendTestOutcome(False, "Give the address to send the test to.")
+    try:
+        validate_email(to_address)
+    except ValidationError:
+        return SendTestOutcome(False, f"{to_address} is not an email address.")
+    if may_choose_contact:
+        contact, _, problem = _pick_contact((email or "").strip())
+    else:
+        contact, problem = sample_contact(), ""
+    event, event_problem = _parse_event(event_json or "")
+    if problem or event_problem:
+        return SendTestOutcome(False, problem or event_problem)
+    try:
+        result = message_send_test(
+            template=template, to_address=to_address, contact=contact, event=event
+        )
+    except ValueError as exc:  # a medium without addresses
+        return SendTestOutcome(False, str(exc))
+    if result.message.status == Message.Status.SENT:
+        return SendTestOutcome(True, f"A test of “{template}” was sent to {to_address}.")
+    reason = result.message.error or result.detail
+    return SendTestOutcome(False, f"The test could not be sent: {reason}")

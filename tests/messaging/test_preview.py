@@ -3,8 +3,10 @@ import re
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.test import Client
 from django.urls import reverse
 
+from messaging.models import Message
 from subscriptions.models import Channel
 from tests.factories import (
     ChannelFactory,
@@ -308,3 +310,118 @@ def test_preview_shows_the_preheader_escaped(admin_client):
     body = page_text(admin_client.get(preview_url(template), {"email": "eve@example.com"}))
 
     assert '<td id="preview-preheader">Hello &lt;b&gt;Eve&lt;/b&gt; &amp; co</td>' in body
+
+
+# --- sending a test from the preview ----------------------------------------------------
+
+
+def send_test_url(template):
+    return reverse("admin:messaging_template_send_test", args=[template.pk])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_test_send_arrives_marked_as_a_test(admin_client, smtp_server):
+    ContactFactory(email="ada@example.com", attributes={"firstName": "Ada"})
+    template = TemplateFactory(subject="Hi {{ firstName }}, your {{ event.plan }} plan")
+
+    response = admin_client.post(
+        send_test_url(template),
+        {"to": "me@acme.test", "email": "ada@example.com", "event": '{"plan": "pro"}'},
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == (
+        preview_url(template) + "?email=ada%40example.com&event=%7B%22plan%22%3A+%22pro%22%7D"
+    )
+    (email,) = smtp_server.messages
+    assert email["To"] == "me@acme.test"
+    assert email["Subject"] == "[Test] Hi Ada, your pro plan"
+    message = Message.objects.get()
+    assert (message.is_test, message.origin, message.status) == (True, "test", "sent")
+    page = admin_client.get(response["Location"]).content.decode()
+    assert "A test of “" in page and "was sent to me@acme.test." in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_test_send_for_staff_who_cannot_view_contacts_uses_the_sample_contact(
+    client, smtp_server
+):
+    ContactFactory(email="ada@example.com", attributes={"firstName": "Ada"})
+    template = TemplateFactory(subject="Hi {{ firstName }}")
+    staff_with(client, "view_template", "change_template")
+
+    response = client.post(
+        send_test_url(template), {"to": "me@acme.test", "email": "ada@example.com"}
+    )
+
+    assert response.status_code == 302
+    assert [m["Subject"] for m in smtp_server.messages] == ["[Test] Hi Sam"]
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"to": "not an address"}, "not an address is not an email address."),
+        ({"to": ""}, "Give the address to send the test to."),
+        ({"to": "me@acme.test", "event": "{plan"}, "The event data is not valid JSON"),
+        ({"to": "me@acme.test", "email": "nobody@example.com"}, "No contact has the email address"),
+    ],
+)
+def test_a_test_send_with_bad_input_says_why_and_keeps_what_was_typed(admin_client, data, error):
+    template = TemplateFactory()
+
+    response = admin_client.post(send_test_url(template), data)
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert error in body
+    if data["to"]:
+        assert f'value="{html.escape(data["to"])}"' in body
+    assert not Message.objects.exists()
+
+
+def test_a_test_send_needs_permission_to_change_templates(client):
+    template = TemplateFactory()
+    staff_with(client, "view_template", "view_contact")
+
+    response = client.post(send_test_url(template), {"to": "me@acme.test"})
+    page = page_text(client.get(preview_url(template)))
+
+    assert response.status_code == 403
+    assert "Send a test" not in page
+    assert not Message.objects.exists()
+
+
+def test_a_test_send_needs_a_post_with_a_csrf_token(admin_user):
+    template = TemplateFactory()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+
+    get = client.get(send_test_url(template), {"to": "me@acme.test"})
+    post = client.post(send_test_url(template), {"to": "me@acme.test"})
+
+    assert get.status_code == 405
+    assert post.status_code == 403
+    assert not Message.objects.exists()
+
+
+def test_the_preview_offers_a_test_send_to_the_staff_members_own_address(admin_client, admin_user):
+    template = TemplateFactory()
+
+    body = admin_client.get(preview_url(template), {"event": '{"a": 1}'}).content.decode()
+
+    form = body[body.index(f'action="{send_test_url(template)}"') :]
+    form = form[: form.index("</form>")]
+    assert 'name="csrfmiddlewaretoken"' in form
+    assert f'name="to" id="id_to" value="{admin_user.email}"' in form
+    assert 'name="event" value="{&quot;a&quot;: 1}"' in form
+    assert '<input type="submit" value="Send a test to this address">' in form
+
+
+def test_an_sms_template_offers_no_test_send(admin_client):
+    sms = MessageTypeFactory(channel=ChannelFactory(name="SMS", medium=Channel.Medium.SMS))
+    template = TemplateFactory(message_type=sms, subject="", html_body="", text_body="Hi")
+
+    body = page_text(admin_client.get(preview_url(template)))
+
+    assert "Send a test" not in body
