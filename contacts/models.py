@@ -155,12 +155,17 @@ class Event(models.Model):
     client_event_id = models.CharField(max_length=512, null=True, blank=True, unique=True)
     campaign_id = models.BigIntegerField(null=True, blank=True)
     template_id = models.BigIntegerField(null=True, blank=True)
+    # Whether listeners (journeys' entries, exits and goals) have had it: new
+    # events are handed to them in batches after the request that stored them
+    # (contacts.services.events_dispatch).
+    dispatched = models.BooleanField(default=False, editable=False)
 
     class Meta:
         ordering = ["-occurred_at"]
         indexes = [
             models.Index(fields=["contact", "name", "occurred_at"], name="event_contact_name_time"),
             models.Index(fields=["name", "occurred_at"], name="event_name_time"),
+            models.Index(fields=["id"], condition=Q(dispatched=False), name="event_undispatched"),
         ]
 
     def __str__(self):
