@@ -3,16 +3,16 @@
 import hashlib
 import logging
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-import django_rq
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from contacts.models import ApiKey, Contact, Event
+from contacts.redis import default_queue, redis_client
 from contacts.signals import events_recorded
 
 logger = logging.getLogger(__name__)
@@ -136,6 +136,11 @@ def event_record(
                 setattr(event, field, value)
             event.save(update_fields=[*fields])
             return TrackedEvent(event=event, created=False)
+        if not known_id:
+            # A fresh id cannot collide: no savepoint to guard the insert.
+            event = Event.objects.create(client_event_id=client_event_id, **fields)
+            transaction.on_commit(events_dispatch_soon)
+            return TrackedEvent(event=event, created=True)
         try:
             with transaction.atomic():
                 event = Event.objects.create(client_event_id=client_event_id, **fields)
@@ -165,10 +170,10 @@ def events_dispatch_soon():
     enqueues it. Should Redis lose it, the scheduler's pass dispatches
     whatever is left (events are marked in the database, not in Redis).
     """
-    if cache.add(_DISPATCH_SCHEDULED, 1, timeout=5):
+    if redis_client().set(_DISPATCH_SCHEDULED, 1, nx=True, ex=5):
         from contacts.tasks import contacts_dispatch_events_task
 
-        django_rq.get_queue("default").enqueue(contacts_dispatch_events_task)
+        default_queue().enqueue(contacts_dispatch_events_task)
 
 
 @dataclass(frozen=True)
@@ -215,7 +220,7 @@ def events_dispatch(*, limit: int = 1000) -> Dispatched:
 def events_dispatch_all(*, limit: int = 1000) -> int:
     """Dispatch batches until none is left; how many events were dispatched."""
     # Cleared first: events stored from now on schedule a job of their own.
-    cache.delete(_DISPATCH_SCHEDULED)
+    redis_client().delete(_DISPATCH_SCHEDULED)
     total = 0
     while True:
         batch = events_dispatch(limit=limit)
@@ -243,21 +248,37 @@ def api_key_create(
     return api_key, raw_key
 
 
+# Keys seen in the last few seconds, by digest: the API then answers without a
+# query for the key. A revocation takes effect in this process at once and in
+# the others within API_KEY_CACHE_SECONDS.
+API_KEY_CACHE_SECONDS = 5
+_recent_keys: dict[str, tuple[float, ApiKey]] = {}
+
+
 def api_key_authenticate(raw_key: str) -> ApiKey | None:
     """The active key matching `raw_key`, or None. Marks it used (at most once a minute)."""
     if not raw_key:
         return None
-    api_key = ApiKey.objects.filter(key_hash=_digest(raw_key), revoked_at__isnull=True).first()
+    digest = _digest(raw_key)
+    recent = _recent_keys.get(digest)
+    if recent is not None and recent[0] > time.monotonic():
+        return recent[1]
+    api_key = ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).first()
     if api_key is None:
+        _recent_keys.pop(digest, None)
         return None
     now = timezone.now()
     if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
+    if len(_recent_keys) > 10_000:  # many keys: start over rather than grow
+        _recent_keys.clear()
+    _recent_keys[digest] = (time.monotonic() + API_KEY_CACHE_SECONDS, api_key)
     return api_key
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    _recent_keys.clear()
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
