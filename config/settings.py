@@ -123,6 +123,9 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 WAYMARK_BACKENDS = {
     "email": env("WAYMARK_EMAIL_BACKEND", default="messaging.backends.email.EmailBackend"),
 }
+# Country whose numbers may be typed without their country code ("GB": 020 7946 0958);
+# empty: every phone number must start with + and its country code.
+WAYMARK_DEFAULT_PHONE_REGION = env("WAYMARK_DEFAULT_PHONE_REGION", default="")
 
 # --- Journey engine -----------------------------------------------------------
 WAYMARK_ENGINE = {

@@ -8,6 +8,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from contacts.models import ApiKey, Contact, ContactList, Event, ListMembership, Segment
+from contacts.phones import InvalidPhoneNumber, normalise_phone
 from contacts.services import api_key_create, api_key_revoke, event_track
 
 
@@ -134,7 +135,11 @@ class ContactAdmin(BigTableAdmin):
             return queryset, False
         condition = Q(email=term.lower()) | Q(user_id=term)
         if term.startswith("+"):
-            condition |= Q(phone=term)
+            # Phones are stored in E.164 form: "+1 415 555 0123" finds +14155550123.
+            try:
+                condition |= Q(phone=normalise_phone(term))
+            except InvalidPhoneNumber:
+                condition |= Q(phone=term)
         return queryset.filter(condition), False
 
     @admin.display(description="First name")
