@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.timezone import now
 
 from contacts.phones import InvalidPhoneNumber, normalise_phone
 
@@ -206,3 +207,53 @@ class ApiKey(models.Model):
     @property
     def is_active(self):
         return self.revoked_at is None
+
+
+class DeviceToken(models.Model):
+    """A device a contact receives push notifications on: an app install
+    (its FCM registration token) or a browser (its web push subscription).
+
+    A contact may have many; a message goes to every active one. A token the
+    provider rejects for good is disabled, with the provider's reason, and
+    never used again unless the app registers it anew.
+    """
+
+    class Platform(models.TextChoices):
+        IOS = "ios", "iOS"
+        ANDROID = "android", "Android"
+        WEB = "web", "Web browser"
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="device_tokens")
+    platform = models.CharField(max_length=8, choices=Platform.choices)
+    token = models.CharField(
+        max_length=2048,
+        unique=True,
+        help_text="The app's FCM registration token; for a browser, its push endpoint URL.",
+    )
+    app_id = models.CharField(
+        "app / bundle id", max_length=255, blank=True, help_text="Which app registered it."
+    )
+    # Web push only: the browser's PushSubscription (endpoint, keys.p256dh, keys.auth).
+    subscription = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(default=now)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        indexes = [
+            # Sending reads a contact's active tokens for the platforms of a medium.
+            models.Index(
+                fields=["contact", "platform"],
+                condition=Q(disabled_at__isnull=True),
+                name="device_token_active",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_platform_display()} device of {self.contact_id}"
+
+    @property
+    def is_active(self):
+        return self.disabled_at is None

@@ -196,3 +196,12 @@ class SuppressionFactory(factory.django.DjangoModelFactory):
 
     address = factory.Sequence(lambda n: f"bounced{n}@example.com")
     reason = Suppression.Reason.HARD_BOUNCE
+
+
+class DeviceTokenFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "contacts.DeviceToken"
+
+    contact = factory.SubFactory(ContactFactory)
+    platform = "android"
+    token = factory.Sequence(lambda n: f"fcm-token-{n}")
