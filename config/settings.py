@@ -123,9 +123,22 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 WAYMARK_BACKENDS = {
     "email": env("WAYMARK_EMAIL_BACKEND", default="messaging.backends.email.EmailBackend"),
 }
+# Where the outbox backends write, one JSON-lines file per medium (sms.jsonl, ...).
+WAYMARK_OUTBOX_DIR = env("WAYMARK_OUTBOX_DIR", default=str(VAR_DIR / "outbox"))
 # Country whose numbers may be typed without their country code ("GB": 020 7946 0958);
 # empty: every phone number must start with + and its country code.
 WAYMARK_DEFAULT_PHONE_REGION = env("WAYMARK_DEFAULT_PHONE_REGION", default="")
+# Seconds before a call to Twilio, FCM or a web push service gives up (retried later).
+WAYMARK_PROVIDER_TIMEOUT = env.float("WAYMARK_PROVIDER_TIMEOUT", default=10.0)
+
+# Twilio, for messaging.backends.sms.TwilioSmsBackend and TwilioWhatsAppBackend.
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
+# Sender: a Messaging Service, or a number (or alphanumeric sender id) of the account.
+TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_SMS_FROM = env("TWILIO_SMS_FROM", default="")
+TWILIO_WHATSAPP_FROM = env("TWILIO_WHATSAPP_FROM", default="")
+TWILIO_API_URL = env("TWILIO_API_URL", default="https://api.twilio.com").rstrip("/")
 
 # --- Journey engine -----------------------------------------------------------
 WAYMARK_ENGINE = {

@@ -195,3 +195,24 @@ class Suppression(models.Model):
 
     def __str__(self):
         return f"{self.address} ({self.get_reason_display()})"
+
+
+class RejectedAddress(models.Model):
+    """A phone number a provider refused for a medium for good (not a valid
+    mobile number, or its owner texted STOP): messages on that medium skip it
+    until staff delete the entry. Email has Suppression for the same."""
+
+    medium = models.CharField(max_length=16, choices=Channel.Medium.choices)
+    address = models.CharField(max_length=254)
+    reason = models.CharField(max_length=500, help_text="What the provider said.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "rejected addresses"
+        constraints = [
+            models.UniqueConstraint(fields=["medium", "address"], name="rejected_address_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.address} ({self.get_medium_display()})"

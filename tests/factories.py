@@ -205,3 +205,24 @@ class DeviceTokenFactory(factory.django.DjangoModelFactory):
     contact = factory.SubFactory(ContactFactory)
     platform = "android"
     token = factory.Sequence(lambda n: f"fcm-token-{n}")
+
+
+def medium_template(medium, **fields):
+    """A saved template of a channel of `medium` (one channel per medium)."""
+    channel = ChannelFactory(name=f"{medium} channel", medium=medium)
+    return TemplateFactory(
+        message_type=MessageTypeFactory(channel=channel),
+        subject="",
+        html_body="",
+        **fields,
+    )
+
+
+def medium_message(template, contact=None, **fields):
+    """A saved Message of `template`, as the pipeline hands it to a backend."""
+    return MessageFactory(
+        template=template,
+        contact=contact or ContactFactory(),
+        medium=template.message_type.channel.medium,
+        **fields,
+    )
