@@ -140,6 +140,13 @@ TWILIO_SMS_FROM = env("TWILIO_SMS_FROM", default="")
 TWILIO_WHATSAPP_FROM = env("TWILIO_WHATSAPP_FROM", default="")
 TWILIO_API_URL = env("TWILIO_API_URL", default="https://api.twilio.com").rstrip("/")
 
+# Webhooks: never to private, loopback, link-local or otherwise internal
+# addresses unless allowed.
+WAYMARK_WEBHOOK_TIMEOUT = env.float("WAYMARK_WEBHOOK_TIMEOUT", default=10.0)
+WAYMARK_WEBHOOK_ALLOW_PRIVATE = env.bool("WAYMARK_WEBHOOK_ALLOW_PRIVATE", default=False)
+# When set, each call carries Waymark-Signature: t=<unix time>,v1=<HMAC-SHA256 hex>.
+WAYMARK_WEBHOOK_SIGNING_SECRET = env("WAYMARK_WEBHOOK_SIGNING_SECRET", default="")
+
 # --- Journey engine -----------------------------------------------------------
 WAYMARK_ENGINE = {
     # Enrollments claimed per scheduler pass and advanced per rq job.
