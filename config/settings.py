@@ -140,6 +140,12 @@ TWILIO_SMS_FROM = env("TWILIO_SMS_FROM", default="")
 TWILIO_WHATSAPP_FROM = env("TWILIO_WHATSAPP_FROM", default="")
 TWILIO_API_URL = env("TWILIO_API_URL", default="https://api.twilio.com").rstrip("/")
 
+# Firebase Cloud Messaging (HTTP v1), for messaging.backends.push.FcmBackend: a
+# service account's JSON key file; the project id defaults to the key's.
+FCM_CREDENTIALS_FILE = env("FCM_CREDENTIALS_FILE", default="")
+FCM_PROJECT_ID = env("FCM_PROJECT_ID", default="")
+FCM_API_URL = env("FCM_API_URL", default="https://fcm.googleapis.com").rstrip("/")
+
 # Webhooks: never to private, loopback, link-local or otherwise internal
 # addresses unless allowed.
 WAYMARK_WEBHOOK_TIMEOUT = env.float("WAYMARK_WEBHOOK_TIMEOUT", default=10.0)
