@@ -146,8 +146,16 @@ FCM_CREDENTIALS_FILE = env("FCM_CREDENTIALS_FILE", default="")
 FCM_PROJECT_ID = env("FCM_PROJECT_ID", default="")
 FCM_API_URL = env("FCM_API_URL", default="https://fcm.googleapis.com").rstrip("/")
 
+# Web push (VAPID), for messaging.backends.webpush.WebPushBackend. Make a key
+# pair with `manage.py generate_vapid_keys`; the public key goes to browsers.
+VAPID_PUBLIC_KEY = env("VAPID_PUBLIC_KEY", default="")
+VAPID_PRIVATE_KEY = env("VAPID_PRIVATE_KEY", default="")
+VAPID_SUBJECT = env("VAPID_SUBJECT", default="")  # mailto:ops@example.com
+# How long a push service keeps a notification for a browser that is offline.
+WAYMARK_WEB_PUSH_TTL = env.int("WAYMARK_WEB_PUSH_TTL", default=24 * 60 * 60)
+
 # Webhooks: never to private, loopback, link-local or otherwise internal
-# addresses unless allowed.
+# addresses unless allowed (the same rule guards web push endpoints).
 WAYMARK_WEBHOOK_TIMEOUT = env.float("WAYMARK_WEBHOOK_TIMEOUT", default=10.0)
 WAYMARK_WEBHOOK_ALLOW_PRIVATE = env.bool("WAYMARK_WEBHOOK_ALLOW_PRIVATE", default=False)
 # When set, each call carries Waymark-Signature: t=<unix time>,v1=<HMAC-SHA256 hex>.
