@@ -154,6 +154,9 @@ VAPID_SUBJECT = env("VAPID_SUBJECT", default="")  # mailto:ops@example.com
 # How long a push service keeps a notification for a browser that is offline.
 WAYMARK_WEB_PUSH_TTL = env.int("WAYMARK_WEB_PUSH_TTL", default=24 * 60 * 60)
 
+# In-app messages disappear from the inbox this many days after delivery; 0: never.
+WAYMARK_IN_APP_EXPIRY_DAYS = env.int("WAYMARK_IN_APP_EXPIRY_DAYS", default=0)
+
 # Webhooks: never to private, loopback, link-local or otherwise internal
 # addresses unless allowed (the same rule guards web push endpoints).
 WAYMARK_WEBHOOK_TIMEOUT = env.float("WAYMARK_WEBHOOK_TIMEOUT", default=10.0)

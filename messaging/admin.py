@@ -5,7 +5,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from contacts.admin import BigTableAdmin, ContactAdmin, ReadOnlyAdminMixin
-from messaging.models import Message, RejectedAddress, Suppression, Template
+from messaging.models import InAppMessage, Message, RejectedAddress, Suppression, Template
 from messaging.previews import SAMPLE_EMAIL, template_preview
 from subscriptions.models import MessageType
 
@@ -182,6 +182,18 @@ class SuppressionAdmin(admin.ModelAdmin):
 ContactAdmin.history_links = (*ContactAdmin.history_links, ("messaging_message", "Messages"))
 
 
+@admin.register(InAppMessage)
+class InAppMessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
+    """Contacts' in-app inboxes, as the in-app backend wrote them; the app
+    fetches them and marks them read."""
+
+    list_display = ("contact", "title", "created_at", "read_at", "expires_at")
+    list_select_related = ("contact",)
+    ordering = ("-pk",)
+    search_fields = ("contact__email", "contact__user_id")
+    fields = ("contact", "message", "title", "body", "url", "created_at", "read_at", "expires_at")
+
+
 @admin.register(RejectedAddress)
 class RejectedAddressAdmin(admin.ModelAdmin):
     """Phone numbers a provider refused for good, per medium. Messages skip
@@ -199,3 +211,9 @@ class RejectedAddressAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+ContactAdmin.history_links = (
+    *ContactAdmin.history_links,
+    ("messaging_inappmessage", "In-app messages"),
+)
