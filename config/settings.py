@@ -120,8 +120,21 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Waymark <waymark@localho
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Delivery backends: one per medium (messaging.backends) -------------------
+# The defaults need no account anywhere: SMS, WhatsApp and push messages are
+# written to files under WAYMARK_OUTBOX_DIR, in-app messages are stored for
+# the app, and webhooks are called for real.
 WAYMARK_BACKENDS = {
     "email": env("WAYMARK_EMAIL_BACKEND", default="messaging.backends.email.EmailBackend"),
+    "sms": env("WAYMARK_SMS_BACKEND", default="messaging.backends.sms.SmsOutboxBackend"),
+    "whatsapp": env(
+        "WAYMARK_WHATSAPP_BACKEND", default="messaging.backends.sms.WhatsAppOutboxBackend"
+    ),
+    "push": env("WAYMARK_PUSH_BACKEND", default="messaging.backends.push.PushOutboxBackend"),
+    "web_push": env(
+        "WAYMARK_WEB_PUSH_BACKEND", default="messaging.backends.webpush.WebPushOutboxBackend"
+    ),
+    "in_app": env("WAYMARK_IN_APP_BACKEND", default="messaging.backends.inapp.InAppBackend"),
+    "webhook": env("WAYMARK_WEBHOOK_BACKEND", default="messaging.backends.webhook.WebhookBackend"),
 }
 # Where the outbox backends write, one JSON-lines file per medium (sms.jsonl, ...).
 WAYMARK_OUTBOX_DIR = env("WAYMARK_OUTBOX_DIR", default=str(VAR_DIR / "outbox"))
