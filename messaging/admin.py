@@ -5,7 +5,14 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from contacts.admin import BigTableAdmin, ContactAdmin, ReadOnlyAdminMixin
-from messaging.models import Engagement, Message, Suppression, Template
+from messaging.models import (
+    Engagement,
+    InAppMessage,
+    Message,
+    RejectedAddress,
+    Suppression,
+    Template,
+)
 from messaging.previews import SAMPLE_EMAIL, template_preview
 from subscriptions.models import MessageType
 
@@ -197,3 +204,40 @@ class SuppressionAdmin(admin.ModelAdmin):
 
 
 ContactAdmin.history_links = (*ContactAdmin.history_links, ("messaging_message", "Messages"))
+
+
+@admin.register(InAppMessage)
+class InAppMessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
+    """Contacts' in-app inboxes, as the in-app backend wrote them; the app
+    fetches them and marks them read."""
+
+    list_display = ("contact", "title", "created_at", "read_at", "expires_at")
+    list_select_related = ("contact",)
+    ordering = ("-pk",)
+    search_fields = ("contact__email", "contact__user_id")
+    fields = ("contact", "message", "title", "body", "url", "created_at", "read_at", "expires_at")
+
+
+@admin.register(RejectedAddress)
+class RejectedAddressAdmin(admin.ModelAdmin):
+    """Phone numbers a provider refused for good, per medium. Messages skip
+    them; deleting an entry lets the number be tried again (say, after its
+    owner texted START)."""
+
+    list_display = ("address", "medium", "reason", "created_at")
+    list_filter = ("medium",)
+    search_fields = ("address",)
+    fields = ("address", "medium", "reason", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+ContactAdmin.history_links = (
+    *ContactAdmin.history_links,
+    ("messaging_inappmessage", "In-app messages"),
+)
