@@ -170,9 +170,62 @@ def _time_window(value):
 
 
 # --- Delivery backends: one per medium (messaging.backends) -------------------
+# The defaults need no account anywhere: SMS, WhatsApp and push messages are
+# written to files under WAYMARK_OUTBOX_DIR, in-app messages are stored for
+# the app, and webhooks are called for real.
 WAYMARK_BACKENDS = {
     "email": env("WAYMARK_EMAIL_BACKEND", default="messaging.backends.email.EmailBackend"),
+    "sms": env("WAYMARK_SMS_BACKEND", default="messaging.backends.sms.SmsOutboxBackend"),
+    "whatsapp": env(
+        "WAYMARK_WHATSAPP_BACKEND", default="messaging.backends.sms.WhatsAppOutboxBackend"
+    ),
+    "push": env("WAYMARK_PUSH_BACKEND", default="messaging.backends.push.PushOutboxBackend"),
+    "web_push": env(
+        "WAYMARK_WEB_PUSH_BACKEND", default="messaging.backends.webpush.WebPushOutboxBackend"
+    ),
+    "in_app": env("WAYMARK_IN_APP_BACKEND", default="messaging.backends.inapp.InAppBackend"),
+    "webhook": env("WAYMARK_WEBHOOK_BACKEND", default="messaging.backends.webhook.WebhookBackend"),
 }
+# Where the outbox backends write, one JSON-lines file per medium (sms.jsonl, ...).
+WAYMARK_OUTBOX_DIR = env("WAYMARK_OUTBOX_DIR", default=str(VAR_DIR / "outbox"))
+# Country whose numbers may be typed without their country code ("GB": 020 7946 0958);
+# empty: every phone number must start with + and its country code.
+WAYMARK_DEFAULT_PHONE_REGION = env("WAYMARK_DEFAULT_PHONE_REGION", default="")
+# Seconds before a call to Twilio, FCM or a web push service gives up (retried later).
+WAYMARK_PROVIDER_TIMEOUT = env.float("WAYMARK_PROVIDER_TIMEOUT", default=10.0)
+
+# Twilio, for messaging.backends.sms.TwilioSmsBackend and TwilioWhatsAppBackend.
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
+# Sender: a Messaging Service, or a number (or alphanumeric sender id) of the account.
+TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_SMS_FROM = env("TWILIO_SMS_FROM", default="")
+TWILIO_WHATSAPP_FROM = env("TWILIO_WHATSAPP_FROM", default="")
+TWILIO_API_URL = env("TWILIO_API_URL", default="https://api.twilio.com").rstrip("/")
+
+# Firebase Cloud Messaging (HTTP v1), for messaging.backends.push.FcmBackend: a
+# service account's JSON key file; the project id defaults to the key's.
+FCM_CREDENTIALS_FILE = env("FCM_CREDENTIALS_FILE", default="")
+FCM_PROJECT_ID = env("FCM_PROJECT_ID", default="")
+FCM_API_URL = env("FCM_API_URL", default="https://fcm.googleapis.com").rstrip("/")
+
+# Web push (VAPID), for messaging.backends.webpush.WebPushBackend. Make a key
+# pair with `manage.py generate_vapid_keys`; the public key goes to browsers.
+VAPID_PUBLIC_KEY = env("VAPID_PUBLIC_KEY", default="")
+VAPID_PRIVATE_KEY = env("VAPID_PRIVATE_KEY", default="")
+VAPID_SUBJECT = env("VAPID_SUBJECT", default="")  # mailto:ops@example.com
+# How long a push service keeps a notification for a browser that is offline.
+WAYMARK_WEB_PUSH_TTL = env.int("WAYMARK_WEB_PUSH_TTL", default=24 * 60 * 60)
+
+# In-app messages disappear from the inbox this many days after delivery; 0: never.
+WAYMARK_IN_APP_EXPIRY_DAYS = env.int("WAYMARK_IN_APP_EXPIRY_DAYS", default=0)
+
+# Webhooks: never to private, loopback, link-local or otherwise internal
+# addresses unless allowed (the same rule guards web push endpoints).
+WAYMARK_WEBHOOK_TIMEOUT = env.float("WAYMARK_WEBHOOK_TIMEOUT", default=10.0)
+WAYMARK_WEBHOOK_ALLOW_PRIVATE = env.bool("WAYMARK_WEBHOOK_ALLOW_PRIVATE", default=False)
+# When set, each call carries Waymark-Signature: t=<unix time>,v1=<HMAC-SHA256 hex>.
+WAYMARK_WEBHOOK_SIGNING_SECRET = env("WAYMARK_WEBHOOK_SIGNING_SECRET", default="")
 
 # --- Journey engine -----------------------------------------------------------
 WAYMARK_ENGINE = {

@@ -8,8 +8,17 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
-from contacts.models import ApiKey, Contact, ContactList, Event, ListMembership, Segment
-from contacts.services import api_key_create, api_key_revoke, event_track
+from contacts.models import (
+    ApiKey,
+    Contact,
+    ContactList,
+    DeviceToken,
+    Event,
+    ListMembership,
+    Segment,
+)
+from contacts.phones import InvalidPhoneNumber, normalise_phone
+from contacts.services import api_key_create, api_key_revoke, device_tokens_disable, event_track
 
 
 def become(obj, saved):
@@ -127,7 +136,7 @@ class ContactAdmin(BigTableAdmin):
         ("History", {"fields": ("history", "created_at", "updated_at")}),
     )
     inlines = (ListMembershipInline,)
-    history_links = (("contacts_event", "Events"),)
+    history_links = (("contacts_event", "Events"), ("contacts_devicetoken", "Devices"))
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -135,7 +144,11 @@ class ContactAdmin(BigTableAdmin):
             return queryset, False
         condition = Q(email=term.lower()) | Q(user_id=term)
         if term.startswith("+"):
-            condition |= Q(phone=term)
+            # Phones are stored in E.164 form: "+1 415 555 0123" finds +14155550123.
+            try:
+                condition |= Q(phone=normalise_phone(term))
+            except InvalidPhoneNumber:
+                condition |= Q(phone=term)
         return queryset.filter(condition), False
 
     @admin.display(description="First name")
@@ -317,3 +330,61 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for api_key in keys:
             api_key_revoke(api_key=api_key)
         self.message_user(request, f"Revoked {len(keys)} API key(s).", messages.SUCCESS)
+
+
+class DeviceTokenStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("disabled", "Disabled")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "active":
+            return queryset.filter(disabled_at__isnull=True)
+        if self.value() == "disabled":
+            return queryset.filter(disabled_at__isnull=False)
+        return queryset
+
+
+@admin.register(DeviceToken)
+class DeviceTokenAdmin(BigTableAdmin):
+    """The devices contacts receive push notifications on. Apps and browsers
+    register them (contacts.services.device_token_register); a token the
+    provider rejects is disabled rather than deleted, so the reason stays
+    visible. Staff can look, and disable a device, but not make tokens up."""
+
+    list_display = ("contact", "platform", "app_id", "active", "last_seen_at", "disabled_reason")
+    list_filter = ("platform", DeviceTokenStatusFilter)
+    list_select_related = ("contact",)
+    ordering = ("-pk",)
+    search_fields = ("token", "contact__email", "contact__user_id")
+    exact_search_fields = ("token",)
+    search_help_text = "Exact token, or a contact's email or user id."
+    fields = (
+        "contact",
+        "platform",
+        "token",
+        "app_id",
+        "subscription",
+        "created_at",
+        "last_seen_at",
+        "disabled_at",
+        "disabled_reason",
+    )
+    readonly_fields = fields
+    actions = ("disable_tokens",)
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="Active", boolean=True)
+    def active(self, obj):
+        return obj.is_active
+
+    @admin.action(description="Disable selected devices", permissions=["change"])
+    def disable_tokens(self, request, queryset):
+        count = device_tokens_disable(
+            ids=queryset.values_list("pk", flat=True), reason=f"Disabled by {request.user}"
+        )
+        self.message_user(request, f"Disabled {count} device(s).", messages.SUCCESS)

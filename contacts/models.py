@@ -1,10 +1,12 @@
 import zoneinfo
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.timezone import now
+
+from contacts.phones import InvalidPhoneNumber, normalise_phone
 
 
 class LowercaseEmailField(models.EmailField):
@@ -20,11 +22,6 @@ class LowercaseEmailField(models.EmailField):
         return value.strip().lower() if isinstance(value, str) else value
 
 
-e164_validator = RegexValidator(
-    r"^\+[1-9]\d{6,14}$", "Enter the phone number in E.164 form, e.g. +14155550123."
-)
-
-
 def validate_timezone(value):
     if value and value not in zoneinfo.available_timezones():
         raise ValidationError(f"{value!r} is not an IANA time zone name.")
@@ -35,7 +32,15 @@ class Contact(models.Model):
 
     email = LowercaseEmailField(max_length=254, unique=True, null=True, blank=True)
     user_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
-    phone = models.CharField(max_length=16, blank=True, db_index=True, validators=[e164_validator])
+    # Stored in E.164 form (clean() normalises what is typed); room for a
+    # number typed with spaces and dashes to reach clean().
+    phone = models.CharField(
+        max_length=32,
+        blank=True,
+        db_index=True,
+        help_text="With its country code, e.g. +14155550123 (or as typed locally when "
+        "WAYMARK_DEFAULT_PHONE_REGION is set); stored in E.164 form.",
+    )
     timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone])
     locale = models.CharField(max_length=35, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
@@ -66,8 +71,16 @@ class Contact(models.Model):
             self.email = None
         if not self.user_id:
             self.user_id = None
+        errors = {}
         if self.email is None and self.user_id is None:
-            raise ValidationError("A contact needs an email address or a user id.")
+            errors[NON_FIELD_ERRORS] = "A contact needs an email address or a user id."
+        if self.phone:
+            try:
+                self.phone = normalise_phone(self.phone)
+            except InvalidPhoneNumber as exc:
+                errors["phone"] = str(exc)
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def first_name(self):
@@ -155,12 +168,17 @@ class Event(models.Model):
     client_event_id = models.CharField(max_length=512, null=True, blank=True, unique=True)
     campaign_id = models.BigIntegerField(null=True, blank=True)
     template_id = models.BigIntegerField(null=True, blank=True)
+    # Whether listeners (journeys' entries, exits and goals) have had it: new
+    # events are handed to them in batches after the request that stored them
+    # (contacts.services.events_dispatch).
+    dispatched = models.BooleanField(default=False, editable=False)
 
     class Meta:
         ordering = ["-occurred_at"]
         indexes = [
             models.Index(fields=["contact", "name", "occurred_at"], name="event_contact_name_time"),
             models.Index(fields=["name", "occurred_at"], name="event_name_time"),
+            models.Index(fields=["id"], condition=Q(dispatched=False), name="event_undispatched"),
         ]
 
     def __str__(self):
@@ -205,3 +223,53 @@ class ApiKey(models.Model):
     @property
     def is_active(self):
         return self.revoked_at is None
+
+
+class DeviceToken(models.Model):
+    """A device a contact receives push notifications on: an app install
+    (its FCM registration token) or a browser (its web push subscription).
+
+    A contact may have many; a message goes to every active one. A token the
+    provider rejects for good is disabled, with the provider's reason, and
+    never used again unless the app registers it anew.
+    """
+
+    class Platform(models.TextChoices):
+        IOS = "ios", "iOS"
+        ANDROID = "android", "Android"
+        WEB = "web", "Web browser"
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="device_tokens")
+    platform = models.CharField(max_length=8, choices=Platform.choices)
+    token = models.CharField(
+        max_length=2048,
+        unique=True,
+        help_text="The app's FCM registration token; for a browser, its push endpoint URL.",
+    )
+    app_id = models.CharField(
+        "app / bundle id", max_length=255, blank=True, help_text="Which app registered it."
+    )
+    # Web push only: the browser's PushSubscription (endpoint, keys.p256dh, keys.auth).
+    subscription = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(default=now)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        indexes = [
+            # Sending reads a contact's active tokens for the platforms of a medium.
+            models.Index(
+                fields=["contact", "platform"],
+                condition=Q(disabled_at__isnull=True),
+                name="device_token_active",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_platform_display()} device of {self.contact_id}"
+
+    @property
+    def is_active(self):
+        return self.disabled_at is None

@@ -2,16 +2,15 @@
 
 from django.dispatch import receiver
 
-from contacts.signals import event_recorded
-from journeys.services.entry import journeys_handle_event
+from contacts.signals import events_recorded
+from journeys.services.entry import journeys_handle_events
 from journeys.services.sending import journey_send_verdict
 from messaging.signals import message_sending
 
 
-@receiver(event_recorded, dispatch_uid="journeys.event_recorded")
-def on_event_recorded(sender, event, created, **kwargs):
-    if created:
-        journeys_handle_event(event=event)
+@receiver(events_recorded, dispatch_uid="journeys.events_recorded")
+def on_events_recorded(sender, events, **kwargs):
+    journeys_handle_events(events=events)
 
 
 @receiver(message_sending, dispatch_uid="journeys.message_sending")

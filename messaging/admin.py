@@ -9,8 +9,20 @@ from django.utils.http import urlencode
 
 from contacts.admin import BigTableAdmin, ContactAdmin, ReadOnlyAdminMixin
 from messaging.backends import get_backend
-from messaging.models import Engagement, Message, Suppression, Template
-from messaging.previews import SAMPLE_EMAIL, template_preview, template_send_test
+from messaging.models import (
+    Engagement,
+    InAppMessage,
+    Message,
+    RejectedAddress,
+    Suppression,
+    Template,
+)
+from messaging.previews import (
+    SAMPLE_EMAIL,
+    recipient_noun,
+    template_preview,
+    template_send_test,
+)
 from messaging.rendering import VARIABLE_REFERENCE
 from messaging.template_library import MAX_WIDTH
 from subscriptions.models import MessageType
@@ -170,7 +182,10 @@ class TemplateAdmin(admin.ModelAdmin):
                 "sample_email": SAMPLE_EMAIL,
                 "preview": preview,
                 "can_send_test": can_send_test,
-                "test_to": request.user.email if test_to is None else test_to,
+                "recipient_noun": recipient_noun(template),
+                "test_to": (
+                    (request.user.email if preview.is_email else "") if test_to is None else test_to
+                ),
                 "test_error": test_error,
             },
         )
@@ -279,3 +294,40 @@ class SuppressionAdmin(admin.ModelAdmin):
 
 
 ContactAdmin.history_links = (*ContactAdmin.history_links, ("messaging_message", "Messages"))
+
+
+@admin.register(InAppMessage)
+class InAppMessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
+    """Contacts' in-app inboxes, as the in-app backend wrote them; the app
+    fetches them and marks them read."""
+
+    list_display = ("contact", "title", "created_at", "read_at", "expires_at")
+    list_select_related = ("contact",)
+    ordering = ("-pk",)
+    search_fields = ("contact__email", "contact__user_id")
+    fields = ("contact", "message", "title", "body", "url", "created_at", "read_at", "expires_at")
+
+
+@admin.register(RejectedAddress)
+class RejectedAddressAdmin(admin.ModelAdmin):
+    """Phone numbers a provider refused for good, per medium. Messages skip
+    them; deleting an entry lets the number be tried again (say, after its
+    owner texted START)."""
+
+    list_display = ("address", "medium", "reason", "created_at")
+    list_filter = ("medium",)
+    search_fields = ("address",)
+    fields = ("address", "medium", "reason", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+ContactAdmin.history_links = (
+    *ContactAdmin.history_links,
+    ("messaging_inappmessage", "In-app messages"),
+)

@@ -321,3 +321,53 @@ class Suppression(models.Model):
 
     def __str__(self):
         return f"{self.address} ({self.get_reason_display()})"
+
+
+class InAppMessage(models.Model):
+    """A message waiting in a contact's in-app inbox, written by the in-app
+    backend when the message is delivered; the app fetches it (an API of its
+    own) and marks it read."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="in_app_messages")
+    # One inbox entry per send, however often delivery is retried.
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="in_app")
+    title = models.CharField(max_length=200, blank=True)
+    body = models.TextField()
+    url = models.CharField("URL", max_length=2000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Not shown after this time; empty: kept until read."
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "in-app message"
+        indexes = [
+            # The app reads one contact's inbox, newest first.
+            models.Index(fields=["contact", "-created_at"], name="in_app_inbox"),
+        ]
+
+    def __str__(self):
+        return f"In-app message {self.pk} for {self.contact_id}"
+
+
+class RejectedAddress(models.Model):
+    """A phone number a provider refused for a medium for good (not a valid
+    mobile number, or its owner texted STOP): messages on that medium skip it
+    until staff delete the entry. Email has Suppression for the same."""
+
+    medium = models.CharField(max_length=16, choices=Channel.Medium.choices)
+    address = models.CharField(max_length=254)
+    reason = models.CharField(max_length=500, help_text="What the provider said.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "rejected addresses"
+        constraints = [
+            models.UniqueConstraint(fields=["medium", "address"], name="rejected_address_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.address} ({self.get_medium_display()})"

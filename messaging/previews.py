@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from contacts.models import Contact
+from contacts.phones import InvalidPhoneNumber, normalise_phone
 from messaging.backends import get_backend
 from messaging.backends.email import from_header
 from messaging.context import message_context
@@ -165,11 +166,10 @@ def template_send_test(
     "[Test]" in the subject, placeholder links, no consent check, no metric)."""
     to_address = (to_address or "").strip()
     if not to_address:
-        return SendTestOutcome(False, "Give the address to send the test to.")
-    try:
-        validate_email(to_address)
-    except ValidationError:
-        return SendTestOutcome(False, f"{to_address} is not an email address.")
+        return SendTestOutcome(False, f"Give the {recipient_noun(template)} to send the test to.")
+    problem = _test_address_problem(template, to_address)
+    if problem:
+        return SendTestOutcome(False, problem)
     if may_choose_contact:
         contact, _, problem = _pick_contact((email or "").strip())
     else:
@@ -187,3 +187,25 @@ def template_send_test(
         return SendTestOutcome(True, f"A test of “{template}” was sent to {to_address}.")
     reason = result.message.error or result.detail
     return SendTestOutcome(False, f"The test could not be sent: {reason}")
+
+
+_PHONE_MEDIA = (Channel.Medium.SMS, Channel.Medium.WHATSAPP)
+
+
+def recipient_noun(template: Template) -> str:
+    """What a test of `template` is sent to, in words."""
+    return "phone number" if template.medium in _PHONE_MEDIA else "address"
+
+
+def _test_address_problem(template, to_address) -> str:
+    if template.medium in _PHONE_MEDIA:
+        try:
+            normalise_phone(to_address)
+        except InvalidPhoneNumber as exc:
+            return str(exc)
+        return ""
+    try:
+        validate_email(to_address)
+    except ValidationError:
+        return f"{to_address} is not an email address."
+    return ""

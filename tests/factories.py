@@ -197,3 +197,33 @@ class SuppressionFactory(factory.django.DjangoModelFactory):
 
     address = factory.Sequence(lambda n: f"bounced{n}@example.com")
     reason = Suppression.Reason.HARD_BOUNCE
+
+
+class DeviceTokenFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "contacts.DeviceToken"
+
+    contact = factory.SubFactory(ContactFactory)
+    platform = "android"
+    token = factory.Sequence(lambda n: f"fcm-token-{n}")
+
+
+def medium_template(medium, **fields):
+    """A saved template of a channel of `medium` (one channel per medium)."""
+    channel = ChannelFactory(name=f"{medium} channel", medium=medium)
+    return TemplateFactory(
+        message_type=MessageTypeFactory(channel=channel),
+        subject="",
+        html_body="",
+        **fields,
+    )
+
+
+def medium_message(template, contact=None, **fields):
+    """A saved Message of `template`, as the pipeline hands it to a backend."""
+    return MessageFactory(
+        template=template,
+        contact=contact or ContactFactory(),
+        medium=template.message_type.channel.medium,
+        **fields,
+    )

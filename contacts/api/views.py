@@ -3,7 +3,7 @@ from rest_framework.views import APIView
 
 from contacts.api.errors import IterableError, iterable_response
 from contacts.api.serializers import TrackRequestSerializer
-from contacts.services import ContactLookupError, event_track
+from contacts.services import ContactLookupError, EventIdConflict, event_track
 
 
 class TrackEventView(APIView):
@@ -26,7 +26,7 @@ class TrackEventView(APIView):
                 campaign_id=data.get("campaignId"),
                 template_id=data.get("templateId"),
             )
-        except ContactLookupError as exc:
+        except (ContactLookupError, EventIdConflict) as exc:
             raise IterableError(str(exc), "BadParams") from exc
         event_id = tracked.event.client_event_id
         return iterable_response(f"Event with id: {event_id} tracked.", params={"id": event_id})

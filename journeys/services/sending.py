@@ -3,7 +3,8 @@
 messaging sends `message_sending` inside the transaction that marks a
 message `sending`; this answers for messages whose origin is a journey,
 reading the enrollment (locked) and its journey again: a contact who left
-the journey, an enrollment that moved to another step or is now held by
+the journey (or tracked its exit event, even one journeys have not yet
+applied), an enrollment that moved to another step or is now held by
 another worker, or a journey that stopped running since the batch began
 stops the send.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection
 
+from contacts.models import Event
 from journeys.models import Enrollment, Journey
 from messaging.models import Message
 from messaging.signals import Abandon, Defer, Skip
@@ -31,6 +33,13 @@ def journey_send_verdict(*, message, hold, now):
     enrollment = _locked_enrollment(message.origin_id)
     if enrollment is None:
         return Skip(SkipReason.LEFT_JOURNEY, "The enrollment no longer exists.")
+    if enrollment.is_open and enrollment.exit_event_pending:
+        # Tracked but not yet applied to journeys (they hear of events in
+        # batches, moments later): it counts from the instant it was stored.
+        return Skip(
+            SkipReason.LEFT_JOURNEY,
+            f"Left the journey (exit event: {enrollment.exit_event_pending}) before it was sent.",
+        )
     if hold is not None:
         token, step_id, sequence = hold
         if not enrollment.is_open:
@@ -63,6 +72,8 @@ class _Enrollment:
     sequence: int
     exit_reason: str
     journey_state: str
+    # The journey's exit event, if the contact has one stored but not yet dispatched.
+    exit_event_pending: str | None = None
 
     @property
     def is_open(self):
@@ -80,19 +91,22 @@ def _locked_enrollment(enrollment_id) -> _Enrollment | None:
     """
     e = Enrollment._meta.db_table
     j = Journey._meta.db_table
+    ev = Event._meta.db_table
     lock = " FOR UPDATE OF e" if connection.features.has_select_for_update_of else ""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT e.state, e.lease_token, e.current_step_id, e.sequence, e.exit_reason, "
-            f"j.state FROM {e} AS e JOIN {j} AS j ON j.id = e.journey_id WHERE e.id = %s{lock}",
+            f"j.state, (SELECT ev.name FROM {ev} AS ev WHERE ev.contact_id = e.contact_id "
+            f"AND ev.name = j.exit_event_name AND NOT ev.dispatched LIMIT 1) "
+            f"FROM {e} AS e JOIN {j} AS j ON j.id = e.journey_id WHERE e.id = %s{lock}",
             [enrollment_id],
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    state, token, step_id, sequence, exit_reason, journey_state = row
+    state, token, step_id, sequence, exit_reason, journey_state, exit_pending = row
     token = _LEASE_TOKEN.to_python(token) if token else None
-    return _Enrollment(state, token, step_id, sequence, exit_reason, journey_state)
+    return _Enrollment(state, token, step_id, sequence, exit_reason, journey_state, exit_pending)
 
 
 _LEASE_TOKEN = Enrollment._meta.get_field("lease_token")

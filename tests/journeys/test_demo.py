@@ -212,6 +212,7 @@ def test_signup_runs_the_demo_welcome_series(smtp_server, run_worker):
 
     # When a newcomer signs up
     event_track(name="signed_up", email="newcomer@example.com", data={"firstName": "Nia"})
+    run_worker()  # the job that hands new events to journeys
     scheduler_tick()
     run_worker()
 

@@ -7,6 +7,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from contacts.services import events_dispatch_all
 from journeys.models import Enrollment, StepRun
 from journeys.services.scheduling import scheduler_tick
 from messaging.models import Message
@@ -25,6 +26,9 @@ def track(api_client, email, event_name, **data):
 
 
 def advance(run_worker):
+    """What the scheduler does in one pass, then the workers: new events reach
+    journeys, due enrollments go to the workers."""
+    events_dispatch_all()
     handed = scheduler_tick()
     run_worker()
     return handed

@@ -418,9 +418,30 @@ def test_the_preview_offers_a_test_send_to_the_staff_members_own_address(admin_c
     assert '<input type="submit" value="Send a test to this address">' in form
 
 
-def test_an_sms_template_offers_no_test_send(admin_client):
+@pytest.mark.django_db(transaction=True)
+def test_an_sms_template_sends_its_test_to_a_phone_number(admin_client, outbox):
     sms = MessageTypeFactory(channel=ChannelFactory(name="SMS", medium=Channel.Medium.SMS))
-    template = TemplateFactory(message_type=sms, subject="", html_body="", text_body="Hi")
+    template = TemplateFactory(
+        message_type=sms, subject="", html_body="", text_body="Hi {{ firstName }}"
+    )
+
+    page = page_text(admin_client.get(preview_url(template)))
+    refused = admin_client.post(send_test_url(template), {"to": "me@acme.test"})
+    sent = admin_client.post(send_test_url(template), {"to": "+44 20 7946 0958"})
+
+    assert '<input type="submit" value="Send a test to this phone number">' in page
+    assert 'type="tel" name="to" id="id_to" value=""' in page
+    assert refused.status_code == 200
+    assert "me@acme.test" in refused.content.decode()
+    assert sent.status_code == 302
+    assert [(line["to"], line["text"]) for line in outbox("sms")] == [("+442079460958", "Hi Sam")]
+
+
+def test_a_webhook_template_offers_no_test_send(admin_client):
+    hook = MessageTypeFactory(channel=ChannelFactory(name="Hooks", medium=Channel.Medium.WEBHOOK))
+    template = TemplateFactory(
+        message_type=hook, subject="", html_body="", link_url="https://x.test", text_body="{}"
+    )
 
     body = page_text(admin_client.get(preview_url(template)))
 

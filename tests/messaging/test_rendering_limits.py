@@ -2,6 +2,7 @@
 
 import pytest
 
+from contacts.services import events_dispatch_all
 from journeys.models import Enrollment
 from journeys.services.scheduling import scheduler_tick
 from messaging.models import Message
@@ -136,6 +137,7 @@ def test_a_worker_fails_the_heavy_message_and_sends_the_others(
             "/api/events/track", {"email": email, "eventName": "signed_up"}, format="json"
         )
         assert response.status_code == 200
+    events_dispatch_all()
     scheduler_tick()
     run_worker()
 

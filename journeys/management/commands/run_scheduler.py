@@ -5,15 +5,16 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
+from contacts.services import events_dispatch_all
 from journeys.services.scheduling import scheduler_tick
 from messaging.services import retry_tick
 
 
 class Command(BaseCommand):
     help = (
-        "Hand due work to rq workers, forever: enrollments whose next step is due, and "
-        "messages whose delivery is to be tried again. Claims in batches with a lease; "
-        "safe to run more than one."
+        "Hand due work to rq workers, forever: enrollments whose next step is due, "
+        "messages whose delivery is to be tried again, and new events any dispatch job "
+        "missed. Claims in batches with a lease; safe to run more than one."
     )
 
     def add_arguments(self, parser):
@@ -38,13 +39,18 @@ class Command(BaseCommand):
             self.stdout.write(f"Scheduler started; polling every {interval:g}s when idle.")
         while not self.stopping:
             close_old_connections()
+            # New events are dispatched by a job queued when they are stored;
+            # this catches any whose job Redis lost.
+            events = events_dispatch_all()
             enrollments = scheduler_tick()
             retries = retry_tick()
             if enrollments:
                 self.stdout.write(f"Handed {enrollments} enrollment(s) to workers.")
             if retries:
                 self.stdout.write(f"Handed {retries} message(s) to retry to workers.")
-            handed = enrollments + retries
+            if events:
+                self.stdout.write(f"Dispatched {events} event(s) to journeys.")
+            handed = enrollments + retries + events
             if once:
                 break
             if not handed:

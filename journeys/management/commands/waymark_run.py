@@ -239,6 +239,15 @@ class Command(BaseCommand):
                 f"{MAIL_DIR}/*.eml (SMTP sink on 127.0.0.1:{MAIL_SINK_PORT}), "
                 "and Messages in the admin"
             )
+        to_outbox = [
+            medium for medium, path in settings.WAYMARK_BACKENDS.items() if "Outbox" in path
+        ]
+        outbox = (
+            f"{_shown_path(Path(settings.WAYMARK_OUTBOX_DIR))}/<medium>.jsonl for "
+            f"{', '.join(to_outbox)} (written there: nothing leaves the machine)"
+            if to_outbox
+            else "none: every medium goes to its provider"
+        )
         if demo.api_key_raw:
             api_key = [
                 f"export WAYMARK_API_KEY={demo.api_key_raw}",
@@ -263,6 +272,7 @@ class Command(BaseCommand):
             f"  Admin      {site}/admin/",
             f"  Login      {login}",
             f"  Sent mail  {mail}",
+            f"  Outbox     {outbox}",
             f"  Redis      {choice.description}",
             f"  API key    {api_key[0]}",
             f"             {api_key[1]}",
