@@ -1,5 +1,6 @@
 """What the sanitizer keeps of an email designer's HTML, and what it takes out."""
 
+import importlib
 import re
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 
 from messaging.rendering import render_string
 from messaging.sanitizing import plain_text, sanitize_html, sanitize_html_report
+from tests.factories import TemplateFactory
 
 DESIGNED = (Path(__file__).parent / "emails" / "designed.html").read_text()
 
@@ -271,3 +273,26 @@ def test_plain_text_keeps_only_the_text():
         )
         == "Hi {{ firstName }}, 50% off & more <3 i"
     )
+
+
+@pytest.mark.django_db
+def test_templates_stored_before_are_cleaned_by_the_migration():
+    from django.apps import apps
+
+    migration = importlib.import_module("messaging.migrations.0006_template_plain_text_fields")
+    old = TemplateFactory(
+        preheader='Deals <script>alert(1)</script><img src=x onerror="alert(2)">inside',
+        from_name="Acme\r\nBcc: victim@example.com",
+        subject="Hello\nBcc: victim@example.com",
+    )
+    fine = TemplateFactory(preheader="Deals & more", from_name="Acme")
+    fine_updated_at = fine.updated_at
+
+    migration.clean_stored_templates(apps, None)
+
+    old.refresh_from_db()
+    fine.refresh_from_db()
+    assert old.preheader == "Deals inside"
+    assert old.from_name == "Acme Bcc: victim@example.com"
+    assert old.subject == "Hello Bcc: victim@example.com"
+    assert (fine.preheader, fine.updated_at) == ("Deals & more", fine_updated_at)
