@@ -1,8 +1,13 @@
 """The restricted template engine: what a template sees, escapes and may not do."""
 
+import re
+from html.parser import HTMLParser
+
 import pytest
 
 from contacts.models import Contact
+from messaging.backends import get_backend
+from messaging.context import message_context
 from messaging.rendering import (
     RenderError,
     TemplateSyntaxProblem,
@@ -10,8 +15,10 @@ from messaging.rendering import (
     contact_context,
     missing_variables,
     render_string,
+    render_text_into_html,
     template_variables,
 )
+from tests.factories import TemplateFactory
 
 
 def test_a_template_cannot_change_the_contacts_attributes():
@@ -100,6 +107,74 @@ def test_strings_written_in_tags_are_escaped_like_contact_data(source):
 
     assert "<script>" not in html
     assert "&lt;script&gt;" in html
+
+
+def link_urls(html):
+    """The href and src values of `html`, as an HTML parser reads them."""
+
+    class Links(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.urls = []
+
+        def handle_starttag(self, tag, attrs):
+            self.urls += [value or "" for name, value in attrs if name in ("href", "src")]
+
+    parser = Links()
+    parser.feed(html)
+    return parser.urls
+
+
+def test_verbatim_shows_template_tags_as_text():
+    html = render_string(
+        '{% verbatim %}<b>{{ "<script>alert(1)</script>" }}</b>{% endverbatim %}', {}, html=True
+    )
+
+    assert html == "<b>{{ &quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot; }}</b>"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '<a href="{{ event.url }}">go</a>',
+        "<a href='{{ event.url }}'>go</a>",
+        "<a href={{ event.url }}>go</a>",
+        '<a href="{{ event.url|default:"x" }}">go</a>',
+        "<a href=\"{{ x|default:'javascript:alert(1)' }}\">go</a>",
+        '<a href="{{ event.a }}{{ event.b }}">go</a>',
+        '<a href="{% firstof nothing "JaVaScRiPt:alert(1)" %}">go</a>',
+        '<img src="{{ event.svg }}">',
+    ],
+)
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", " java\tscript:alert(1)", "VBSCRIPT:x", "java\nscript:x"]
+)
+def test_a_script_url_a_template_writes_is_neutralised(source, url):
+    event = {"url": url, "a": url[:4], "b": url[4:], "svg": "data:image/svg+xml;base64,PHN2Zz4="}
+
+    html = render_string(source, {"event": event}, html=True)
+
+    # What a browser reads: the URL with blanks and control characters dropped.
+    urls = [re.sub(r"[\x00-\x20]", "", value).lower() for value in link_urls(html)]
+    assert urls
+    assert not [url for url in urls if url.startswith(("javascript:", "vbscript:", "data:"))]
+
+
+def test_ordinary_urls_a_template_writes_are_kept():
+    html = render_string(
+        '<a href="{{ event.url }}">go</a><img src="{{ event.logo }}">'
+        '<a href="mailto:{{ to }}">m</a>',
+        {
+            "event": {"url": "https://acme.test/?a=1&b=2", "logo": "data:image/png;base64,iVBO"},
+            "to": "ada@example.com",
+        },
+        html=True,
+    )
+
+    assert html == (
+        '<a href="https://acme.test/?a=1&amp;b=2">go</a><img src="data:image/png;base64,iVBO">'
+        '<a href="mailto:ada@example.com">m</a>'
+    )
 
 
 def test_strings_written_in_tags_stay_as_written_in_text_parts():
@@ -200,3 +275,26 @@ def test_the_variables_a_context_lacks():
 def test_a_template_that_fails_raises_render_error():
     with pytest.raises(RenderError, match="underscore"):
         render_string("{{ contact.__class__ }}", {}, html=True)
+
+
+def test_a_plain_text_field_is_escaped_as_a_whole_for_html():
+    assert (
+        render_text_into_html("Hi {{ firstName }} & co <3", {"firstName": "<b>Eve</b>"})
+        == "Hi &lt;b&gt;Eve&lt;/b&gt; &amp; co &lt;3"
+    )
+
+
+@pytest.mark.django_db
+def test_the_preheader_of_an_email_carries_no_markup_from_staff_or_contacts():
+    template = TemplateFactory(
+        preheader='Hi <img src=x onerror="alert(1)">{{ firstName }}',
+        html_body='<p>Hello</p><a href="{{ links.unsubscribe }}">Unsubscribe</a>',
+    )
+    template.full_clean()
+    contact = Contact(email="eve@example.com", attributes={"firstName": "<script>x</script>"})
+
+    rendered = get_backend("email").render(template, message_context(contact=contact))
+
+    assert "onerror" not in rendered.html
+    assert "<script>" not in rendered.html
+    assert "Hi &lt;script&gt;x&lt;/script&gt;" in rendered.html
