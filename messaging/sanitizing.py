@@ -251,6 +251,13 @@ class _ProtectedSource:
         return pattern.sub(original, html)
 
 
+_TAG_NAME = re.compile(r"[^\s/>]*")
+_BEFORE_ATTRIBUTE = re.compile(r"[\s/]*")
+_ATTRIBUTE_NAME = re.compile(r"[^\s/>=]*")
+_BLANKS = re.compile(r"\s*")
+_UNQUOTED_VALUE = re.compile(r"[^\s>]*")
+
+
 class _Scanner:
     """Follows the HTML tokenizer's states closely enough to know, at each
     template tag, whether it stands in text, in a style, inside an attribute's
@@ -291,7 +298,7 @@ class _Scanner:
                     return
                 self.state, i = "end_tag", match.end()
             elif state == "tag_name":
-                match = re.compile(r"[^\s/>]*").match(text, i)
+                match = _TAG_NAME.match(text, i)
                 self.tag_name += match.group().lower()
                 i = match.end()
                 if i < n:
@@ -299,7 +306,7 @@ class _Scanner:
                     if not self.is_end_tag:
                         self.tag_names.add(self.tag_name)
             elif state == "attributes":
-                match = re.compile(r"[\s/]*").match(text, i)
+                match = _BEFORE_ATTRIBUTE.match(text, i)
                 i = match.end()
                 if i < n:
                     if text[i] == ">":
@@ -307,13 +314,13 @@ class _Scanner:
                     else:
                         self.state, self.attribute = "attribute_name", ""
             elif state == "attribute_name":
-                match = re.compile(r"[^\s/>=]*").match(text, i)
+                match = _ATTRIBUTE_NAME.match(text, i)
                 self.attribute += match.group().lower()
                 i = match.end()
                 if i < n:
                     self.state = "after_attribute_name"
             elif state == "after_attribute_name":
-                match = re.compile(r"\s*").match(text, i)
+                match = _BLANKS.match(text, i)
                 i = match.end()
                 if i < n:
                     if text[i] == "=":
@@ -325,7 +332,7 @@ class _Scanner:
                     else:
                         self.state, self.attribute = "attribute_name", ""
             elif state == "before_value":
-                match = re.compile(r"\s*").match(text, i)
+                match = _BLANKS.match(text, i)
                 i = match.end()
                 if i < n:
                     if text[i] == '"':
@@ -342,7 +349,7 @@ class _Scanner:
                     return
                 self.state, i = "attributes", j + 1
             elif state == "value_unquoted":
-                match = re.compile(r"[^\s>]*").match(text, i)
+                match = _UNQUOTED_VALUE.match(text, i)
                 i = match.end()
                 if i < n:
                     if text[i] == ">":
