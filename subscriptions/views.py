@@ -77,10 +77,11 @@ def _page(request, template, context=None, *, status=200, contact=None):
             status=status,
         )
     # Personal pages behind secret URLs: kept out of caches, search engines
-    # and other sites' Referer headers.
+    # and other sites' Referer headers. Not "no-referrer": browsers then send
+    # "Origin: null" with the page's own form posts, which CSRF refuses.
     add_never_cache_headers(response)
     response["Content-Security-Policy"] = _content_security_policy()
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = "same-origin"
     response["X-Robots-Tag"] = "noindex, nofollow"
     return response
 

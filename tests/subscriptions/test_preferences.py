@@ -411,7 +411,7 @@ def test_the_page_is_neither_cached_nor_framed_nor_indexed(browser, ada, newslet
     assert response["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
     assert "form-action 'self'" in response["Content-Security-Policy"]
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "same-origin"
     assert '<meta name="viewport"' in response.content.decode()
 
 

@@ -258,7 +258,7 @@ def test_the_page_is_neither_cached_framed_nor_scripted(mail_client, ada, newsle
     assert response["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
     assert "script-src" not in response["Content-Security-Policy"]  # default-src 'none'
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "same-origin"
     assert "noindex" in response["X-Robots-Tag"]
 
 
