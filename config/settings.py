@@ -128,6 +128,11 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# The languages the subscriber pages speak: each contact's own (its locale),
+# else the browser's. Translations live in subscriptions/locale/.
+LANGUAGES = [("en", "English"), ("fr", "Français")]
+# Where makemessages puts the texts of templates/subscriptions/ (README: Subscribers).
+LOCALE_PATHS = [BASE_DIR / "subscriptions" / "locale"]
 TIME_ZONE = env("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True

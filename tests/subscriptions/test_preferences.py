@@ -445,3 +445,32 @@ def test_the_page_costs_the_same_queries_for_n_and_2n_message_types(browser, ada
 
     assert MessageType.objects.count() == 20
     assert n == two_n
+
+
+@pytest.mark.parametrize("locale", ["fr", "fr-FR", "fr_CA"])
+def test_the_page_speaks_the_contacts_language(browser, newsletter, locale):
+    pierre = ContactFactory(email="pierre@example.com", locale=locale)
+
+    html = browser.get(path_for(pierre), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+    assert '<html lang="fr">' in html
+    assert "Enregistrer mes choix" in html
+    assert "Me désabonner de tout sur Email" in html
+    assert "Save my choices" not in html
+
+
+def test_a_language_the_pages_do_not_speak_falls_back_to_the_browsers(browser, newsletter):
+    hans = ContactFactory(locale="de")
+
+    german_browser = browser.get(path_for(hans), HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    french_browser = browser.get(path_for(hans), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+
+    assert '<html lang="en">' in german_browser and "Save my choices" in german_browser
+    assert "Enregistrer mes choix" in french_browser
+
+
+def test_a_bad_link_is_explained_in_the_browsers_language(browser):
+    response = browser.get("/preferences/not-a-token/", HTTP_ACCEPT_LANGUAGE="fr-FR,fr;q=0.9")
+
+    assert response.status_code == 404
+    assert "Ce lien n\u2019est pas valide" in response.content.decode()
