@@ -296,3 +296,46 @@ def test_the_header_of_a_real_email_unsubscribes_and_the_next_send_is_skipped(
     assert len(smtp_server.messages) == 1
     assert second.message.status == Message.Status.SKIPPED
     assert second.message.skip_reason == "message_type_unsubscribed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_one_click_posts_at_the_same_moment_record_once(ada, newsletter):
+    """Mail providers do retry at once. The second request, arriving while the
+    first has inserted the row but not committed, waits for it, then finds
+    the contact already unsubscribed."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from subscriptions.services import unsubscribe_one_click
+
+    outcome = {}
+
+    def second_request():
+        try:
+            outcome["change"] = unsubscribe_one_click(contact=ada, message_type=newsletter)
+        except Exception as exc:  # reported below, on the test's thread
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    second = threading.Thread(target=second_request)
+    with transaction.atomic():
+        first = unsubscribe_one_click(contact=ada, message_type=newsletter)
+        second.start()
+        # Commit only once the second request waits on the row this one inserted.
+        with connection.cursor() as cursor:
+            for _ in range(1000):
+                # pg_locks, not pg_stat_activity: that one is read once per transaction.
+                cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                if cursor.fetchone()[0]:
+                    break
+                cursor.execute("SELECT pg_sleep(0.01)")
+            else:
+                pytest.fail(f"The second request never waited for the first: {outcome}.")
+    second.join()
+
+    assert "error" not in outcome, outcome.get("error")
+    assert first.changed and not outcome["change"].changed
+    assert ConsentRecord.objects.count() == 1
+    assert Subscription.objects.get().status == "unsubscribed"
