@@ -25,7 +25,6 @@ from subscriptions.forms import PreferencesForm
 from subscriptions.models import MessageType, Subscription
 from subscriptions.selectors import preference_center
 from subscriptions.services import (
-    ConsentError,
     double_opt_in_confirm,
     preferences_save,
     preferences_unsubscribe_all,
@@ -123,18 +122,12 @@ def preferences(request, token):
 
     center = preference_center(contact=contact)
     form = PreferencesForm(center, request.POST if request.method == "POST" else None)
-    error = ""
     if form.is_bound and form.is_valid():
-        try:
-            saved = preferences_save(contact=contact, choices=form.choices(), **_client(request))
-        except ConsentError:
-            # Channels changed under the page (one became transactional):
-            # nothing was saved; show the page as it is now.
-            error = "changed"
-            form = PreferencesForm(preference_center(contact=contact))
-        else:
-            outcome = "pending" if saved.awaiting_confirmation else "saved"
-            return HttpResponseRedirect(f"{_preferences_path(contact)}?{outcome}=1", status=303)
+        # The form offers marketing channels and types only, as they are now,
+        # so preferences_save has nothing transactional to refuse.
+        saved = preferences_save(contact=contact, choices=form.choices(), **_client(request))
+        outcome = "pending" if saved.awaiting_confirmation else "saved"
+        return HttpResponseRedirect(f"{_preferences_path(contact)}?{outcome}=1", status=303)
     return _page(
         request,
         "preferences.html",
@@ -145,10 +138,8 @@ def preferences(request, token):
             "saved": "saved" in request.GET or "pending" in request.GET,
             "pending": "pending" in request.GET,
             "unsubscribed_all": "unsubscribed" in request.GET,
-            "error": error,
             "unsubscribe_all_path": reverse("subscriptions:unsubscribe_all", args=[token]),
         },
-        status=409 if error else 200,
         contact=contact,
     )
 
