@@ -474,3 +474,35 @@ def test_a_bad_link_is_explained_in_the_browsers_language(browser):
 
     assert response.status_code == 404
     assert "Ce lien n\u2019est pas valide" in response.content.decode()
+
+
+def test_a_logo_url_that_is_no_web_address_stops_waymark_at_start():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DEBUG": "true", "WAYMARK_LOGO_URL": "javascript:alert(1)"}
+    started = subprocess.run(
+        [sys.executable, "-c", "import config.settings"], env=env, capture_output=True, text=True
+    )
+
+    assert started.returncode != 0
+    assert "WAYMARK_LOGO_URL must be an http(s) URL or a path" in started.stderr
+
+
+def test_the_save_service_refuses_a_transactional_choice_and_saves_nothing(
+    ada, newsletter, receipts
+):
+    from subscriptions.services import ConsentError, PreferenceChoice, preferences_save
+
+    with pytest.raises(ConsentError, match="transactional"):
+        preferences_save(
+            contact=ada,
+            choices=[
+                PreferenceChoice(newsletter, receive=False),
+                PreferenceChoice(receipts, receive=False),
+            ],
+        )
+
+    assert not Subscription.objects.exists()
+    assert not ConsentRecord.objects.exists()

@@ -339,3 +339,17 @@ def test_two_one_click_posts_at_the_same_moment_record_once(ada, newsletter):
     assert first.changed and not outcome["change"].changed
     assert ConsentRecord.objects.count() == 1
     assert Subscription.objects.get().status == "unsubscribed"
+
+
+def test_an_unknown_unsubscribe_scope_stops_waymark_at_start():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DEBUG": "true", "WAYMARK_UNSUBSCRIBE_SCOPE": "everything"}
+    started = subprocess.run(
+        [sys.executable, "-c", "import config.settings"], env=env, capture_output=True, text=True
+    )
+
+    assert started.returncode != 0
+    assert "WAYMARK_UNSUBSCRIBE_SCOPE must be message_type or channel" in started.stderr
