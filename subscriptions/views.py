@@ -111,12 +111,17 @@ def _contact(contact_id):
 # --- Preference center ---------------------------------------------------------
 
 
+def _preferences_contact(token):
+    """The contact a preferences token names, or None (bad token, forgotten contact)."""
+    try:
+        return _contact(tokens.contact_id_from_preferences_token(token))
+    except tokens.BadToken:
+        return None
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 def preferences(request, token):
-    try:
-        contact = _contact(tokens.contact_id_from_preferences_token(token))
-    except tokens.BadToken:
-        contact = None
+    contact = _preferences_contact(token)
     if contact is None:
         return _invalid(request)
 
@@ -146,11 +151,8 @@ def preferences(request, token):
 
 @require_POST
 def unsubscribe_all(request, token):
-    """ "Unsubscribe from all marketing", from the preference center (with CSRF)."""
-    try:
-        contact = _contact(tokens.contact_id_from_preferences_token(token))
-    except tokens.BadToken:
-        contact = None
+    """The preference center's "unsubscribe from all marketing" button (CSRF checked)."""
+    contact = _preferences_contact(token)
     if contact is None:
         return _invalid(request)
     preferences_unsubscribe_all(contact=contact, **_client(request))
