@@ -128,6 +128,11 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# The languages the subscriber pages speak: each contact's own (its locale),
+# else the browser's. Translations live in subscriptions/locale/.
+LANGUAGES = [("en", "English"), ("fr", "Français")]
+# Where makemessages puts the texts of templates/subscriptions/ (README: Subscribers).
+LOCALE_PATHS = [BASE_DIR / "subscriptions" / "locale"]
 TIME_ZONE = env("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
@@ -272,6 +277,28 @@ WAYMARK_RENDERING = {
     # Seconds one template field may take to render.
     "TIMEOUT": env.float("WAYMARK_RENDER_TIMEOUT", default=2.0),
 }
+
+# --- Subscriber pages (preference center, unsubscribe, confirmation) ---------
+# What a one-click unsubscribe link leaves: the message type of the message
+# it came in ("message_type"), or that message type's whole channel ("channel").
+WAYMARK_UNSUBSCRIBE_SCOPE = env("WAYMARK_UNSUBSCRIBE_SCOPE", default="message_type")
+if WAYMARK_UNSUBSCRIBE_SCOPE not in ("message_type", "channel"):
+    raise ImproperlyConfigured(
+        "WAYMARK_UNSUBSCRIBE_SCOPE must be message_type or channel, "
+        f"not {WAYMARK_UNSUBSCRIBE_SCOPE!r}."
+    )
+# How long a double opt-in confirmation link works. Preference and
+# unsubscribe links never expire: old emails must keep working.
+WAYMARK_CONFIRMATION_MAX_AGE = timedelta(
+    days=env.int("WAYMARK_CONFIRMATION_MAX_AGE_DAYS", default=7)
+)
+# The name and logo the subscriber pages carry; no logo when empty.
+WAYMARK_SITE_NAME = env("WAYMARK_SITE_NAME", default="Waymark")
+WAYMARK_LOGO_URL = env("WAYMARK_LOGO_URL", default="")
+if WAYMARK_LOGO_URL and not WAYMARK_LOGO_URL.startswith(("https://", "http://", "/")):
+    raise ImproperlyConfigured(
+        f"WAYMARK_LOGO_URL must be an http(s) URL or a path, not {WAYMARK_LOGO_URL!r}."
+    )
 
 # --- API --------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -15,4 +15,6 @@ urlpatterns = [
     # Delivery and engagement webhooks of email providers, verified by anymail.
     path("webhooks/anymail/", include("anymail.urls")),
     path("", include("messaging.urls")),
+    # The subscriber's pages: preference center, unsubscribe, confirmation.
+    path("", include("subscriptions.urls")),
 ]

@@ -2,12 +2,14 @@
 
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from subscriptions.consent import consent_skip_reason, consent_states
 from subscriptions.models import Channel, ConsentRecord, MessageType, Subscription
+from subscriptions.selectors import EXPIRED, choice_status
 from subscriptions.signals import subscription_changed
 
 Status = Subscription.Status
@@ -213,3 +215,195 @@ def contact_consent_skip_reason(*, contact, message_type: MessageType) -> str | 
     return consent_skip_reason(
         policy=message_type.policy, channel_status=channel_status, type_status=type_status
     )
+
+
+# --- The subscriber's own pages: preference center, one-click unsubscribe,
+# --- double opt-in confirmation. Every change is the subscriber's, so each
+# --- carries the request's IP address and user agent into the ledger.
+
+
+def _subscription_set_once(**kwargs) -> SubscriptionChange:
+    """subscription_set, tried again when a concurrent request created the row
+    first: mail clients do send one-click POSTs twice at the same moment. The
+    second try finds the row, so the same choice twice makes one record."""
+    try:
+        with transaction.atomic():
+            return subscription_set(**kwargs)
+    except IntegrityError:
+        return subscription_set(**kwargs)
+
+
+def _confirmation_request_again(
+    *, contact, message_type, source, ip_address, user_agent
+) -> SubscriptionChange:
+    """Ask again for the confirmation of a subscription whose link expired: a
+    new request in the ledger, and the signal on which messaging sends a new
+    confirmation email. Runs in preferences_save's transaction, rows locked."""
+    subscription = Subscription.objects.get(contact=contact, message_type=message_type)
+    subscription.source = source
+    subscription.updated_at = timezone.now()
+    subscription.save(update_fields=["source", "updated_at"])
+    ConsentRecord.objects.create(
+        contact=contact,
+        message_type=message_type,
+        action=Action.CONFIRMATION_REQUESTED,
+        source=source,
+        ip_address=ip_address,
+        user_agent=user_agent[:512],
+        note="The earlier confirmation link had expired.",
+    )
+    subscription_changed.send(
+        sender=Subscription, subscription=subscription, previous_status=Status.PENDING
+    )
+    return SubscriptionChange(subscription, Status.PENDING, changed=True)
+
+
+@dataclass(frozen=True)
+class PreferenceChoice:
+    """One choice made on the preference center: receive a channel or a
+    message type (True), or not (False)."""
+
+    scope: Channel | MessageType
+    receive: bool
+
+
+@dataclass(frozen=True)
+class PreferencesSaved:
+    changes: tuple[SubscriptionChange, ...]
+
+    @property
+    def awaiting_confirmation(self) -> list[MessageType]:
+        """Message types this save left awaiting a confirmation email."""
+        return [
+            change.subscription.message_type
+            for change in self.changes
+            if change.subscription.status == Status.PENDING
+        ]
+
+
+def preferences_save(
+    *, contact, choices, ip_address: str | None = None, user_agent: str = ""
+) -> PreferencesSaved:
+    """Apply the choices a subscriber made on the preference center, all or none.
+
+    Only what differs from the stored state is written (one ledger record
+    per real change, source preference_center), so a form posted twice, or
+    the same choice from two tabs, records once; between tabs, the last
+    choice for each channel and message type wins. Receiving a channel lifts
+    an unsubscribe from it; receiving a message type subscribes to it (a
+    double-opt-in type then awaits confirmation: messaging sends the email on
+    the signal; one whose confirmation link expired gets a new one). Raises
+    ConsentError, changing nothing, for a transactional channel or message
+    type: those are always sent and offer no choice.
+    """
+    choices = list(choices)
+    for choice in choices:
+        channel = choice.scope if isinstance(choice.scope, Channel) else choice.scope.channel
+        if channel.is_transactional:
+            raise ConsentError(f"{choice.scope} is transactional: it is always sent.")
+    common = {
+        "contact": contact,
+        "source": ConsentRecord.Source.PREFERENCE_CENTER,
+        "ip_address": ip_address,
+        "user_agent": user_agent,
+    }
+    changes = []
+    with transaction.atomic():
+        # Locked, so two tabs saving at once are applied one after the other.
+        rows = Subscription.objects.select_for_update().filter(contact=contact)
+        channel_status, type_status = {}, {}
+        for channel_id, message_type_id, status, updated_at in rows.values_list(
+            "channel_id", "message_type_id", "status", "updated_at"
+        ):
+            if channel_id:
+                channel_status[channel_id] = status
+            else:
+                type_status[message_type_id] = (status, updated_at)
+        for choice in choices:
+            scope = choice.scope
+            if isinstance(scope, Channel):
+                if choice.receive == (channel_status.get(scope.pk) != Status.UNSUBSCRIBED):
+                    continue
+                status = Status.SUBSCRIBED if choice.receive else Status.UNSUBSCRIBED
+                change = _subscription_set_once(channel=scope, status=status, **common)
+            else:
+                current = choice_status(scope, *type_status.get(scope.pk, (None, None)))
+                if choice.receive == (current in (Status.SUBSCRIBED, Status.PENDING)):
+                    continue
+                if choice.receive and current == EXPIRED:
+                    change = _confirmation_request_again(message_type=scope, **common)
+                else:
+                    status = Status.SUBSCRIBED if choice.receive else Status.UNSUBSCRIBED
+                    change = _subscription_set_once(message_type=scope, status=status, **common)
+            if change.changed:
+                changes.append(change)
+    return PreferencesSaved(tuple(changes))
+
+
+def preferences_unsubscribe_all(
+    *, contact, ip_address: str | None = None, user_agent: str = ""
+) -> PreferencesSaved:
+    """Unsubscribe the contact from every marketing channel ("unsubscribe from
+    all marketing"). Transactional channels are untouched: they are always sent."""
+    marketing = Channel.objects.filter(kind=Channel.Kind.MARKETING).order_by("pk")
+    return preferences_save(
+        contact=contact,
+        choices=[PreferenceChoice(channel, receive=False) for channel in marketing],
+        ip_address=ip_address,
+        user_agent=user_agent,
+    )
+
+
+def unsubscribe_one_click(
+    *, contact, message_type: MessageType, ip_address: str | None = None, user_agent: str = ""
+) -> SubscriptionChange:
+    """Unsubscribe through a message's one-click link (RFC 8058).
+
+    WAYMARK_UNSUBSCRIBE_SCOPE decides what is left: the message type
+    ("message_type") or its whole channel ("channel"). Doing it again changes
+    nothing and writes no second record. Raises ConsentError for a
+    transactional message type: it offers no unsubscribe.
+    """
+    if message_type.channel.is_transactional:
+        raise ConsentError(f"{message_type} is transactional: it offers no unsubscribe.")
+    if settings.WAYMARK_UNSUBSCRIBE_SCOPE == "channel":
+        scope = {"channel": message_type.channel}
+    else:
+        scope = {"message_type": message_type}
+    return _subscription_set_once(
+        contact=contact,
+        status=Status.UNSUBSCRIBED,
+        source=ConsentRecord.Source.ONE_CLICK,
+        ip_address=ip_address,
+        user_agent=user_agent,
+        **scope,
+    )
+
+
+def double_opt_in_confirm(
+    *, contact, message_type: MessageType, ip_address: str | None = None, user_agent: str = ""
+) -> SubscriptionChange | None:
+    """Confirm a double-opt-in subscription awaiting confirmation, through the
+    link of the confirmation email; the ledger's `confirmed` record is the proof.
+
+    Following the link again changes nothing. Returns None when nothing awaits
+    confirmation (the contact unsubscribed since, or never asked): an old
+    link does not subscribe anyone on its own.
+    """
+    with transaction.atomic():
+        subscription = (
+            Subscription.objects.select_for_update()
+            .filter(contact=contact, message_type=message_type)
+            .first()
+        )
+        if subscription is None or subscription.status not in (Status.PENDING, Status.SUBSCRIBED):
+            return None
+        return subscription_set(
+            contact=contact,
+            message_type=message_type,
+            status=Status.SUBSCRIBED,
+            confirmed=True,
+            source=ConsentRecord.Source.CONFIRMATION_LINK,
+            ip_address=ip_address,
+            user_agent=user_agent,
+        )

@@ -15,7 +15,17 @@ CONFIRMATION_SALT = "waymark.subscriptions.confirmation"
 
 
 class BadToken(ValueError):
-    pass
+    """Anything wrong with a token: tampered, truncated, of another purpose or site."""
+
+
+class ExpiredToken(BadToken):
+    """An authentic confirmation token past its age: it still names its contact,
+    so the page can offer that contact's preference center."""
+
+    def __init__(self, contact_id: int, message_type_id: int):
+        super().__init__("This link has expired.")
+        self.contact_id = contact_id
+        self.message_type_id = message_type_id
 
 
 def _sign(salt, *values):
@@ -79,6 +89,19 @@ def ids_from_unsubscribe_token(token) -> tuple[int, int]:
 
 
 def ids_from_confirmation_token(token) -> tuple[int, int]:
-    max_age = getattr(settings, "WAYMARK_CONFIRMATION_MAX_AGE", 7 * 24 * 3600)
-    contact_id, message_type_id = _ids(_unsign(CONFIRMATION_SALT, token, max_age=max_age), 2)
+    """The contact and message type a confirmation token names.
+
+    Raises ExpiredToken once WAYMARK_CONFIRMATION_MAX_AGE has passed since it
+    was made, BadToken for anything else wrong.
+    """
+    try:
+        values = _unsign(CONFIRMATION_SALT, token, max_age=settings.WAYMARK_CONFIRMATION_MAX_AGE)
+    except BadToken as exc:
+        if not isinstance(exc.__cause__, signing.SignatureExpired):
+            raise
+        # Authentic but old: the signature held, only the age did not.
+        authentic = signing.TimestampSigner(salt=CONFIRMATION_SALT).unsign_object(token)
+        contact_id, message_type_id = _ids(authentic, 2)
+        raise ExpiredToken(contact_id, message_type_id) from None
+    contact_id, message_type_id = _ids(values, 2)
     return contact_id, message_type_id

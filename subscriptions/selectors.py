@@ -1,0 +1,117 @@
+"""Read paths for the subscriber's pages."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.utils import timezone
+
+from subscriptions.consent import consent_skip_reason
+from subscriptions.models import Channel, MessageType, Subscription
+
+Status = Subscription.Status
+
+# Shown for a double-opt-in subscription still awaiting confirmation when the
+# link sent for it no longer works: subscribing again sends a new one.
+EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class MessageTypeChoice:
+    message_type: MessageType
+    # The contact's own choice for the type, the channel aside (choice_status).
+    status: str
+
+    @property
+    def receives(self) -> bool:
+        """Checked on the preference center: subscribed, or awaiting confirmation."""
+        return self.status in (Status.SUBSCRIBED, Status.PENDING)
+
+
+@dataclass(frozen=True)
+class ChannelChoices:
+    channel: Channel
+    unsubscribed: bool
+    message_types: list[MessageTypeChoice] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AlwaysSent:
+    """A transactional message type: no choice, but shown so the subscriber
+    knows what still comes (and why a receipt's link led here)."""
+
+    message_type: MessageType
+    # False only for an unsubscribe stored while its channel was marketing,
+    # which still counts (subscriptions.consent).
+    sent: bool
+
+
+@dataclass(frozen=True)
+class PreferenceCenter:
+    contact: object
+    channels: list[ChannelChoices]
+    always_sent: list[AlwaysSent]
+
+    @property
+    def message_types(self) -> list[MessageTypeChoice]:
+        return [choice for channel in self.channels for choice in channel.message_types]
+
+
+def choice_status(
+    message_type: MessageType, stored: str | None, updated_at: datetime | None = None
+) -> str:
+    """The contact's own choice for a message type, given its stored status and
+    when that was set: subscribed, pending, EXPIRED (pending, but its
+    confirmation link has expired), or unsubscribed (which includes an opt-in
+    type never subscribed to). The channel is left aside."""
+    if stored == Status.PENDING:
+        max_age = settings.WAYMARK_CONFIRMATION_MAX_AGE
+        if updated_at is not None and updated_at < timezone.now() - max_age:
+            return EXPIRED
+        return Status.PENDING
+    reason = consent_skip_reason(
+        policy=message_type.policy, channel_status=None, type_status=stored
+    )
+    return Status.SUBSCRIBED if reason is None else Status.UNSUBSCRIBED
+
+
+def preference_center(*, contact) -> PreferenceCenter:
+    """Every message type, grouped by channel, with the contact's choices: two
+    queries, however many channels and types there are.
+
+    Marketing channels come with their types' states; channels without a
+    message type are left out (there is nothing on them to receive).
+    """
+    channel_status, type_status = {}, {}
+    for channel_id, message_type_id, status, updated_at in Subscription.objects.filter(
+        contact=contact
+    ).values_list("channel_id", "message_type_id", "status", "updated_at"):
+        if channel_id:
+            channel_status[channel_id] = status
+        else:
+            type_status[message_type_id] = (status, updated_at)
+
+    channels: dict[int, ChannelChoices] = {}
+    always_sent = []
+    message_types = MessageType.objects.select_related("channel").order_by(
+        "channel__medium", "channel__name", "name"
+    )
+    for message_type in message_types:
+        channel = message_type.channel
+        stored, updated_at = type_status.get(message_type.pk, (None, None))
+        if channel.is_transactional:
+            reason = consent_skip_reason(
+                policy=message_type.policy,
+                channel_status=channel_status.get(channel.pk),
+                type_status=stored,
+            )
+            always_sent.append(AlwaysSent(message_type, sent=reason is None))
+            continue
+        if channel.pk not in channels:
+            channels[channel.pk] = ChannelChoices(
+                channel, unsubscribed=channel_status.get(channel.pk) == Status.UNSUBSCRIBED
+            )
+        channels[channel.pk].message_types.append(
+            MessageTypeChoice(message_type, choice_status(message_type, stored, updated_at))
+        )
+    return PreferenceCenter(contact, list(channels.values()), always_sent)
