@@ -3,10 +3,11 @@
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from contacts.models import Contact
 from subscriptions.consent import consent_skip_reason, consent_states
 from subscriptions.models import Channel, ConsentRecord, MessageType, Subscription
 from subscriptions.selectors import EXPIRED, choice_status
@@ -69,6 +70,10 @@ def subscription_set(
     now = timezone.now()
     scope = {"channel": channel} if channel else {"message_type": message_type}
     with transaction.atomic():
+        # One contact's consent changes one at a time: two requests creating the
+        # same row at once (a mail client posting one-click twice) would
+        # otherwise both insert it.
+        list(Contact.objects.select_for_update().filter(pk=contact.pk).values_list("pk"))
         subscription = (
             Subscription.objects.select_for_update().filter(contact=contact, **scope).first()
         )
@@ -222,17 +227,6 @@ def contact_consent_skip_reason(*, contact, message_type: MessageType) -> str | 
 # --- carries the request's IP address and user agent into the ledger.
 
 
-def _subscription_set_once(**kwargs) -> SubscriptionChange:
-    """subscription_set, tried again when a concurrent request created the row
-    first: mail clients do send one-click POSTs twice at the same moment. The
-    second try finds the row, so the same choice twice makes one record."""
-    try:
-        with transaction.atomic():
-            return subscription_set(**kwargs)
-    except IntegrityError:
-        return subscription_set(**kwargs)
-
-
 def _confirmation_request_again(
     *, contact, message_type, source, ip_address, user_agent
 ) -> SubscriptionChange:
@@ -325,7 +319,7 @@ def preferences_save(
                 if choice.receive == (channel_status.get(scope.pk) != Status.UNSUBSCRIBED):
                     continue
                 status = Status.SUBSCRIBED if choice.receive else Status.UNSUBSCRIBED
-                change = _subscription_set_once(channel=scope, status=status, **common)
+                change = subscription_set(channel=scope, status=status, **common)
             else:
                 current = choice_status(scope, *type_status.get(scope.pk, (None, None)))
                 if choice.receive == (current in (Status.SUBSCRIBED, Status.PENDING)):
@@ -334,7 +328,7 @@ def preferences_save(
                     change = _confirmation_request_again(message_type=scope, **common)
                 else:
                     status = Status.SUBSCRIBED if choice.receive else Status.UNSUBSCRIBED
-                    change = _subscription_set_once(message_type=scope, status=status, **common)
+                    change = subscription_set(message_type=scope, status=status, **common)
             if change.changed:
                 changes.append(change)
     return PreferencesSaved(tuple(changes))
@@ -370,7 +364,7 @@ def unsubscribe_one_click(
         scope = {"channel": message_type.channel}
     else:
         scope = {"message_type": message_type}
-    return _subscription_set_once(
+    return subscription_set(
         contact=contact,
         status=Status.UNSUBSCRIBED,
         source=ConsentRecord.Source.ONE_CLICK,
