@@ -61,8 +61,8 @@ MESSAGE_TYPES = [
 # /api/events/track has no attributes yet, only the event's dataFields.
 _FIRST_NAME = "{% firstof contact.first_name event.firstName 'there' %}"
 
-# Written the way the sanitizer stores it (a styled <div>, not <html>/<body>,
-# which a fragment cannot carry), so the saved template reads like this source.
+# A styled <div> rather than a whole document: short to read in the admin,
+# and stored by the sanitizer exactly as written here.
 _WRAPPER = (
     '<div style="font-family: Helvetica, Arial, sans-serif; color: #1f2933; line-height: 1.5;">'
 )

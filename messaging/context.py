@@ -7,7 +7,6 @@ Every call builds fresh dicts from JSON-like data, so whatever a template
 does to what it sees reaches neither the contact nor a later message.
 """
 
-import copy
 from dataclasses import dataclass
 from email.utils import parseaddr
 from urllib.parse import quote
@@ -15,7 +14,7 @@ from urllib.parse import quote
 from django.conf import settings
 
 from messaging import tracking
-from messaging.rendering import contact_context
+from messaging.rendering import contact_context, template_data
 from subscriptions.tokens import preferences_url, unsubscribe_token, unsubscribe_url
 
 
@@ -92,11 +91,13 @@ def placeholder_links() -> MessageLinks:
 def message_context(*, contact, event=None, links: MessageLinks | None = None) -> dict:
     """The context to render a template with for `contact`."""
     links = links or placeholder_links()
-    context = copy.deepcopy(contact_context(contact))
-    context["event"] = copy.deepcopy(dict(event or {}))
+    context = dict(contact_context(contact))
+    context["event"] = dict(event or {})
     context["links"] = links.as_context()
     # Iterable's names for the same links, so imported templates keep working.
     context["unsubscribeUrl"] = links.unsubscribe
     context["hostedUnsubscribeUrl"] = links.preferences
     context["viewInBrowserUrl"] = links.view_in_browser
-    return context
+    # One read-only copy, made once: every field the message renders shares it,
+    # and nothing a template does reaches the contact, the event or the next message.
+    return template_data(context)

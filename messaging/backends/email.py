@@ -15,7 +15,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from messaging import tracking
 from messaging.backends import PermanentDeliveryError, TransientDeliveryError
 from messaging.backends.base import Backend, Rendered
-from messaging.rendering import RenderError, html_to_text, render_string
+from messaging.rendering import RenderError, html_to_text, render_string, render_text_into_html
 
 # A template variable that is one of the links a subscriber can leave by.
 _UNSUBSCRIBE_LINK = re.compile(
@@ -87,7 +87,7 @@ class EmailBackend(Backend):
         html = render_string(template.html_body, context, html=True)
         text = render_string(template.text_body, context, html=False) or html_to_text(html)
         if html and template.preheader:
-            preheader = render_string(template.preheader, context, html=True)
+            preheader = render_text_into_html(template.preheader, context)
             html = _insert_preheader(html, preheader)
         if html and "<style" in html.lower():
             # Many mail clients ignore <style>: carry its rules on the elements.
