@@ -2,11 +2,11 @@
 messaging what happened; services act."""
 
 import django_rq
-from anymail.signals import tracking
+from anymail.signals import inbound, tracking
 from django.db import transaction
 from django.dispatch import receiver
 
-from messaging.services.provider_events import provider_event_record
+from messaging.services.provider_events import inbound_unsubscribe_record, provider_event_record
 from subscriptions.models import Subscription
 from subscriptions.signals import subscription_changed
 
@@ -31,3 +31,8 @@ def on_subscription_changed(sender, subscription, previous_status, **kwargs):
 @receiver(tracking, dispatch_uid="messaging.anymail_tracking")
 def on_provider_tracking(sender, event, esp_name, **kwargs):
     provider_event_record(event=event, esp_name=esp_name)
+
+
+@receiver(inbound, dispatch_uid="messaging.anymail_inbound")
+def on_provider_inbound(sender, event, esp_name, **kwargs):
+    inbound_unsubscribe_record(message=event.message, esp_name=esp_name)

@@ -7,13 +7,16 @@ Waymark gave the provider in its metadata, else by the provider's message id.
 """
 
 import logging
+import re
 
 from anymail.signals import EventType, RejectReason
 
+from contacts.models import Contact
 from messaging.models import Engagement, Message
 from messaging.services.engagement import engagement_record
-from subscriptions.models import ConsentSource
-from subscriptions.services import subscription_set
+from subscriptions.models import ConsentSource, MessageType
+from subscriptions.services import ConsentError, subscription_set, unsubscribe_one_click
+from subscriptions.tokens import BadToken, ids_from_unsubscribe_token
 
 logger = logging.getLogger(__name__)
 
@@ -88,3 +91,36 @@ def provider_event_record(*, event, esp_name: str):
         details=details,
         provider_event_id=event_id,
     ).engagement
+
+
+# The subject a List-Unsubscribe mailto: link fills in (messaging.context.unsubscribe_mailto).
+_UNSUBSCRIBE_SUBJECT = re.compile(r"\bunsubscribe\s+(\S+)", re.IGNORECASE)
+
+
+def inbound_unsubscribe_record(*, message, esp_name: str) -> bool:
+    """An email to the List-Unsubscribe mailto: address, received through
+    anymail's inbound webhook: unsubscribe as the one-click link would.
+
+    The subject carries the signed unsubscribe token; anything else (a reply
+    to the address, a tampered token) changes nothing. Returns whether it
+    unsubscribed someone.
+    """
+    match = _UNSUBSCRIBE_SUBJECT.search(message.subject or "")
+    if match is None:
+        return False
+    try:
+        contact_id, message_type_id = ids_from_unsubscribe_token(match.group(1))
+    except BadToken:
+        logger.info("%s inbound unsubscribe with an invalid token", esp_name)
+        return False
+    contact = Contact.objects.filter(pk=contact_id).first()
+    message_type = MessageType.objects.select_related("channel").filter(pk=message_type_id).first()
+    if contact is None or message_type is None:
+        return False
+    try:
+        change = unsubscribe_one_click(
+            contact=contact, message_type=message_type, user_agent=f"mailto via {esp_name}"
+        )
+    except ConsentError:
+        return False
+    return change.changed
