@@ -46,6 +46,14 @@ chromium: ## Install Debian's Chromium for the browser tests, if missing
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	}
 
+.PHONY: wrk
+wrk: ## Install wrk (the API benchmark's load generator), if missing
+	@command -v wrk >/dev/null || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$sudo apt-get update && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; \
+	}
+
 lint: $(STAMP) ## ruff: lint and check formatting
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -70,7 +78,7 @@ worker: $(STAMP) ## Run one rq worker (no fork per job)
 scheduler: $(STAMP) ## Run the journey scheduler
 	$(DEV) $(BIN)/python manage.py run_scheduler
 
-bench: $(STAMP) ## Run the benchmarks in bench/ (PostgreSQL; prints figures)
+bench: $(STAMP) wrk ## Run the benchmarks in bench/ (PostgreSQL; prints figures)
 	$(TEST_ENV) DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m bench $(BENCH)
 
 clean: ## Remove the virtualenv and local data (var/)
