@@ -70,8 +70,8 @@ def event_track(
 
     Every event gets an id (the client's, or a new one); a repeated id
     updates the stored event instead of adding one, so integrators may
-    re-deliver safely; listeners only react to new events. Everything,
-    listeners' writes included, is one transaction.
+    re-deliver safely. Listeners (journeys) hear of new events only, after
+    this commits, in batches: see event_record.
     """
     with transaction.atomic():
         contact, _ = contact_get_or_create(email=email, user_id=user_id)

@@ -1,11 +1,11 @@
 """Signal receivers: subscriptions and the ESPs (through django-anymail) tell
 messaging what happened; services act."""
 
-import django_rq
 from anymail.signals import inbound, tracking
 from django.db import transaction
 from django.dispatch import receiver
 
+from contacts.redis import default_queue
 from messaging.services.provider_events import inbound_unsubscribe_record, provider_event_record
 from subscriptions.models import Subscription
 from subscriptions.signals import subscription_changed
@@ -19,7 +19,7 @@ def on_subscription_changed(sender, subscription, previous_status, **kwargs):
 
     key = f"{subscription.pk}:{subscription.updated_at.timestamp():.6f}"
     transaction.on_commit(
-        lambda: django_rq.get_queue("default").enqueue(
+        lambda: default_queue().enqueue(
             messaging_confirmation_task,
             contact_id=subscription.contact_id,
             message_type_id=subscription.message_type_id,

@@ -10,12 +10,12 @@ out and the next pass claims the enrollment again.
 import uuid
 from dataclasses import dataclass
 
-import django_rq
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
+from contacts.leases import rows_claim
+from contacts.redis import default_queue
 from journeys.models import Enrollment, Journey
 
 
@@ -32,37 +32,21 @@ def enrollments_claim_due(*, now=None, limit=None, enqueue=True) -> Claim | None
     claim commits; without, the caller runs the batch itself.
     """
     now = now or timezone.now()
-    limit = limit or settings.WAYMARK_ENGINE["BATCH_SIZE"]
-    token = uuid.uuid4()
-    free = Q(locked_until__isnull=True) | Q(locked_until__lt=now)
     with transaction.atomic():
-        ids = list(
-            Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(
-                free,
+        claimed = rows_claim(
+            queryset=Enrollment.objects.filter(
                 state__in=Enrollment.OPEN_STATES,
                 next_run_at__lte=now,
                 journey__state=Journey.State.LIVE,
-            )
-            .order_by("next_run_at")
-            .values_list("pk", flat=True)[:limit]
+            ),
+            order_by="next_run_at",
+            now=now,
+            lease=settings.WAYMARK_ENGINE["LEASE"],
+            limit=limit or settings.WAYMARK_ENGINE["BATCH_SIZE"],
         )
-        if not ids:
+        if claimed is None:
             return None
-        # The repeated `free` test keeps two schedulers apart on databases
-        # without row locks (SQLite serialises the writes themselves).
-        claimed = Enrollment.objects.filter(free, pk__in=ids).update(
-            locked_until=now + settings.WAYMARK_ENGINE["LEASE"], lease_token=token
-        )
-        if not claimed:
-            return None
-        if claimed < len(ids):  # another scheduler took some between our read and write
-            ids = list(
-                Enrollment.objects.filter(pk__in=ids, lease_token=token).values_list(
-                    "pk", flat=True
-                )
-            )
-        claim = Claim(token=token, enrollment_ids=ids)
+        claim = Claim(token=claimed[0], enrollment_ids=claimed[1])
         if enqueue:
             transaction.on_commit(lambda: enqueue_advance(claim))
     return claim
@@ -71,7 +55,7 @@ def enrollments_claim_due(*, now=None, limit=None, enqueue=True) -> Claim | None
 def enqueue_advance(claim: Claim):
     from journeys.tasks import journeys_advance_task
 
-    django_rq.get_queue("default").enqueue(
+    default_queue().enqueue(
         journeys_advance_task,
         enrollment_ids=claim.enrollment_ids,
         token=str(claim.token),

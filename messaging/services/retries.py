@@ -13,12 +13,12 @@ out and a later pass claims the rows again. Sends made outside any journey
 import uuid
 from dataclasses import dataclass
 
-import django_rq
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
+from contacts.leases import rows_claim
+from contacts.redis import default_queue
 from messaging.models import Message
 from messaging.services.sending import _assert_outside_transaction, _attempt, _Item
 
@@ -32,28 +32,17 @@ class RetryClaim:
 def messages_claim_due(*, now=None, limit=None, enqueue=True) -> RetryClaim | None:
     """Lease up to `limit` queued messages whose next attempt is due, or None."""
     now = now or timezone.now()
-    limit = limit or settings.WAYMARK_ENGINE["BATCH_SIZE"]
-    token = uuid.uuid4()
-    free = Q(locked_until__isnull=True) | Q(locked_until__lt=now)
     with transaction.atomic():
-        ids = list(
-            Message.objects.select_for_update(skip_locked=True)
-            .filter(free, status=Message.Status.QUEUED, next_attempt_at__lte=now)
-            .order_by("next_attempt_at")
-            .values_list("pk", flat=True)[:limit]
+        claimed = rows_claim(
+            queryset=Message.objects.filter(status=Message.Status.QUEUED, next_attempt_at__lte=now),
+            order_by="next_attempt_at",
+            now=now,
+            lease=settings.WAYMARK_ENGINE["LEASE"],
+            limit=limit or settings.WAYMARK_ENGINE["BATCH_SIZE"],
         )
-        if not ids:
+        if claimed is None:
             return None
-        claimed = Message.objects.filter(free, pk__in=ids).update(
-            locked_until=now + settings.WAYMARK_ENGINE["LEASE"], lease_token=token
-        )
-        if not claimed:
-            return None
-        if claimed < len(ids):
-            ids = list(
-                Message.objects.filter(pk__in=ids, lease_token=token).values_list("pk", flat=True)
-            )
-        claim = RetryClaim(token=token, message_ids=ids)
+        claim = RetryClaim(token=claimed[0], message_ids=claimed[1])
         if enqueue:
             transaction.on_commit(lambda: enqueue_retry(claim))
     return claim
@@ -62,7 +51,7 @@ def messages_claim_due(*, now=None, limit=None, enqueue=True) -> RetryClaim | No
 def enqueue_retry(claim: RetryClaim):
     from messaging.tasks import messaging_retry_task
 
-    django_rq.get_queue("default").enqueue(
+    default_queue().enqueue(
         messaging_retry_task,
         message_ids=claim.message_ids,
         token=str(claim.token),
