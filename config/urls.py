@@ -9,7 +9,11 @@ admin.site.index_title = "Journeys, contacts and messages"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Each app serves its own part of the API (Iterable's paths).
     path("api/", include("contacts.api.urls")),
+    path("api/", include("subscriptions.api.urls")),
+    path("api/", include("messaging.api.urls")),
+    path("api/", include("journeys.api.urls")),
     # Last under /api/: whatever no app serves gets Iterable's JSON 404 (or 401).
     re_path(r"^api/", NotFoundView.as_view()),
     # Delivery and engagement webhooks of email providers, verified by anymail.

@@ -22,6 +22,17 @@ class ContactLookupError(ValueError):
     pass
 
 
+def contact_find(*, email: str | None = None, user_id: str | None = None) -> Contact | None:
+    """The contact a request names by email or, when no email is given, by userId."""
+    email = (email or "").strip().lower() or None
+    user_id = (user_id or "").strip() or None
+    if email:
+        return Contact.objects.filter(email=email).first()
+    if user_id:
+        return Contact.objects.filter(user_id=user_id).first()
+    return None
+
+
 def contact_get_or_create(
     *, email: str | None = None, user_id: str | None = None
 ) -> tuple[Contact, bool]:

@@ -81,3 +81,17 @@ def iterable_exception_handler(exc, context):
     if isinstance(exc, exceptions.APIException):
         return iterable_response(str(exc.detail), "GenericError", None, exc.status_code)
     return None
+
+
+def check_batch_size(items, *, field: str):
+    """Raise BatchTooLarge (400) for a bulk request with more than
+    WAYMARK_API["MAX_BATCH"] items, before anything is written."""
+    from django.conf import settings
+
+    limit = settings.WAYMARK_API["MAX_BATCH"]
+    if len(items) > limit:
+        raise IterableError(
+            f"{field} holds {len(items):,} items; at most {limit:,} are taken per request.",
+            "BatchTooLarge",
+            {"limit": limit, "received": len(items)},
+        )
