@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from contacts.api.views import NotFoundView
+from contacts.api.views import ApiDocsView, ApiSchemaView, NotFoundView
 
 admin.site.site_header = "Waymark"
 admin.site.site_title = "Waymark"
@@ -9,6 +9,9 @@ admin.site.index_title = "Journeys, contacts and messages"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The API's description, and interactive docs: public, like the API's own docs.
+    path("api/schema/", ApiSchemaView.as_view(), name="api-schema"),
+    path("api/docs/", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
     # Each app serves its own part of the API (Iterable's paths).
     path("api/", include("contacts.api.urls")),
     path("api/", include("subscriptions.api.urls")),

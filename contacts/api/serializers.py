@@ -10,7 +10,9 @@ class UserIdentitySerializer(serializers.Serializer):
     """Iterable names a user by `email` or `userId`."""
 
     email = serializers.EmailField(required=False, allow_blank=False, max_length=254)
-    userId = serializers.CharField(required=False, allow_blank=False, max_length=255)
+    userId = serializers.CharField(
+        required=False, allow_blank=False, max_length=255, trim_whitespace=False
+    )
 
     def validate(self, attrs):
         if not attrs.get("email") and not attrs.get("userId"):
@@ -19,9 +21,11 @@ class UserIdentitySerializer(serializers.Serializer):
 
 
 class TrackRequestSerializer(UserIdentitySerializer):
-    eventName = serializers.CharField(max_length=255)
+    # As sent: an event's name is the integrator's, spaces and all.
+    eventName = serializers.CharField(max_length=255, trim_whitespace=False)
     id = serializers.CharField(required=False, max_length=512)
-    createdAt = serializers.IntegerField(required=False, min_value=0)
+    # Up to the end of year 9999, the last second Python's datetime can hold.
+    createdAt = serializers.IntegerField(required=False, min_value=0, max_value=253402300799)
     dataFields = serializers.DictField(required=False, default=dict)
     campaignId = serializers.IntegerField(required=False, min_value=0, max_value=BIGINT_MAX)
     templateId = serializers.IntegerField(required=False, min_value=0, max_value=BIGINT_MAX)

@@ -1,11 +1,24 @@
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.exceptions import NotFound
+from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
 from contacts.api.errors import IterableError, iterable_response
+from contacts.api.schema import envelope_responses
 from contacts.api.serializers import TrackRequestSerializer
 from contacts.services import ContactLookupError, EventIdConflict, event_track
 
 
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="trackEvent",
+        summary="Track an event",
+        request=TrackRequestSerializer,
+        responses=envelope_responses("Event with id: … tracked."),
+        tags=["Events"],
+    )
+)
 class TrackEventView(APIView):
     """POST /api/events/track — record one event; matching live journeys start."""
 
@@ -39,8 +52,25 @@ class NotFoundView(APIView):
     """
 
     client_key_allowed = True
+    schema = None  # not an endpoint: what answers for the paths that are none
 
     def _not_found(self, request, *args, **kwargs):
         raise NotFound(f"No such endpoint: {request.method} {request.path}")
 
     get = post = put = patch = delete = head = options = _not_found
+
+
+class ApiSchemaView(SpectacularAPIView):
+    """The OpenAPI description of /api/: readable without a key."""
+
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+    throttle_classes = ()
+
+
+class ApiDocsView(SpectacularSwaggerView):
+    """Interactive docs (Swagger UI, served from this site)."""
+
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+    throttle_classes = ()
