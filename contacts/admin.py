@@ -138,6 +138,14 @@ class ContactAdmin(BigTableAdmin):
     inlines = (ListMembershipInline,)
     history_links = (("contacts_event", "Events"), ("contacts_devicetoken", "Devices"))
 
+    def lookup_allowed(self, lookup, value, request=None):
+        # A list's member count links here filtered by the list; without a list
+        # filter in the sidebar (which would load every list), the admin would
+        # refuse that lookup.
+        if lookup == "lists__id__exact":
+            return True
+        return super().lookup_allowed(lookup, value, request)
+
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
         if not term:

@@ -142,7 +142,7 @@ def test_a_key_over_its_rate_limit_gets_a_429(api_client, settings):
 def test_an_unexpected_error_is_a_json_500_whose_log_line_carries_no_data(api_client, caplog):
     secret = "ada.lovelace@example.com"
     with mock.patch(
-        "contacts.api.views.event_track",
+        "contacts.api.views.events.event_track",
         autospec=True,
         side_effect=RuntimeError(f"duplicate key value (email)=({secret})"),
     ):

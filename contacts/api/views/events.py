@@ -1,7 +1,6 @@
+"""Events: /api/events/..."""
+
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.exceptions import NotFound
-from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
 from contacts.api.errors import IterableError, iterable_response
@@ -43,34 +42,3 @@ class TrackEventView(APIView):
             raise IterableError(str(exc), "BadParams") from exc
         event_id = tracked.event.client_event_id
         return iterable_response(f"Event with id: {event_id} tracked.", params={"id": event_id})
-
-
-class NotFoundView(APIView):
-    """Every path under /api/ that no view serves: Iterable's 404 envelope.
-
-    Authentication runs first, so a wrong key gets its 401 here too.
-    """
-
-    client_key_allowed = True
-    schema = None  # not an endpoint: what answers for the paths that are none
-
-    def _not_found(self, request, *args, **kwargs):
-        raise NotFound(f"No such endpoint: {request.method} {request.path}")
-
-    get = post = put = patch = delete = head = options = _not_found
-
-
-class ApiSchemaView(SpectacularAPIView):
-    """The OpenAPI description of /api/: readable without a key."""
-
-    authentication_classes = ()
-    permission_classes = (AllowAny,)
-    throttle_classes = ()
-
-
-class ApiDocsView(SpectacularSwaggerView):
-    """Interactive docs (Swagger UI, served from this site)."""
-
-    authentication_classes = ()
-    permission_classes = (AllowAny,)
-    throttle_classes = ()

@@ -1,0 +1,196 @@
+"""Write paths for events: recording them, and handing them to listeners in batches."""
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from contacts.models import Contact, Event
+from contacts.redis import default_queue, redis_client
+from contacts.services.contacts import contact_get_or_create
+from contacts.signals import events_recorded
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrackedEvent:
+    event: Event
+    created: bool
+
+
+def event_track(
+    *,
+    name: str,
+    email: str | None = None,
+    user_id: str | None = None,
+    data: dict | None = None,
+    occurred_at: datetime | None = None,
+    client_event_id: str | None = None,
+    campaign_id: int | None = None,
+    template_id: int | None = None,
+) -> TrackedEvent:
+    """Record an event for a contact (created if new) and tell listeners.
+
+    Every event gets an id (the client's, or a new one); a repeated id
+    updates the stored event instead of adding one, so integrators may
+    re-deliver safely. Listeners (journeys) hear of new events only, after
+    this commits, in batches: see event_record.
+    """
+    with transaction.atomic():
+        contact, _ = contact_get_or_create(email=email, user_id=user_id)
+        return event_record(
+            contact=contact,
+            name=name,
+            data=data,
+            occurred_at=occurred_at,
+            client_event_id=client_event_id,
+            campaign_id=campaign_id,
+            template_id=template_id,
+        )
+
+
+class EventIdConflict(ValueError):
+    """The client's event id names an event of another contact."""
+
+
+def event_record(
+    *,
+    contact: Contact,
+    name: str,
+    data: dict | None = None,
+    occurred_at: datetime | None = None,
+    client_event_id: str | None = None,
+    campaign_id: int | None = None,
+    template_id: int | None = None,
+) -> TrackedEvent:
+    """Record an event for a known contact; see event_track.
+
+    Listeners hear of new events shortly after this commits, in batches
+    (events_dispatch), never inside it: a listener's failure cannot fail
+    the caller. A client's event id seen before updates that event, if it is
+    this contact's, and raises EventIdConflict if it is another's.
+    """
+    data = data or {}
+    occurred_at = occurred_at or timezone.now()
+    # An id made here is new: there is nothing stored under it to update.
+    known_id = bool(client_event_id)
+    client_event_id = client_event_id or uuid.uuid4().hex
+    fields = {
+        "contact": contact,
+        "name": name,
+        "data": data,
+        "occurred_at": occurred_at,
+        "campaign_id": campaign_id,
+        "template_id": template_id,
+    }
+    # No savepoint: nothing here is worth keeping apart from the caller's transaction.
+    with transaction.atomic(savepoint=False):
+        event = (
+            Event.objects.select_for_update().filter(client_event_id=client_event_id).first()
+            if known_id
+            else None
+        )
+        if event is not None:
+            if event.contact_id != contact.pk:
+                raise EventIdConflict(
+                    f"The event id {client_event_id!r} belongs to another user's event."
+                )
+            for field, value in fields.items():
+                setattr(event, field, value)
+            event.save(update_fields=[*fields])
+            return TrackedEvent(event=event, created=False)
+        if not known_id:
+            # A fresh id cannot collide: no savepoint to guard the insert.
+            event = Event.objects.create(client_event_id=client_event_id, **fields)
+            transaction.on_commit(events_dispatch_soon)
+            return TrackedEvent(event=event, created=True)
+        try:
+            with transaction.atomic():
+                event = Event.objects.create(client_event_id=client_event_id, **fields)
+        except IntegrityError:
+            # The same id stored concurrently: that one stands, updated with this.
+            return event_record(
+                contact=contact,
+                name=name,
+                data=data,
+                occurred_at=occurred_at,
+                client_event_id=client_event_id,
+                campaign_id=campaign_id,
+                template_id=template_id,
+            )
+        transaction.on_commit(events_dispatch_soon)
+    return TrackedEvent(event=event, created=True)
+
+
+# While set, a dispatch job is queued or running: more events need no job of their own.
+_DISPATCH_SCHEDULED = "waymark:events-dispatch-scheduled"
+
+
+def events_dispatch_soon():
+    """Have new events dispatched by a worker within moments, one job at a time.
+
+    Many requests a second share one job: the first to find none scheduled
+    enqueues it. Should Redis lose it, the scheduler's pass dispatches
+    whatever is left (events are marked in the database, not in Redis).
+    """
+    if redis_client().set(_DISPATCH_SCHEDULED, 1, nx=True, ex=5):
+        from contacts.tasks import contacts_dispatch_events_task
+
+        default_queue().enqueue(contacts_dispatch_events_task)
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    events: int
+    # Events whose listeners raised even on their own: stored, marked, and logged.
+    failed: int = 0
+
+
+def events_dispatch(*, limit: int = 1000) -> Dispatched:
+    """Hand up to `limit` new events to listeners (events_recorded), oldest first.
+
+    One transaction claims them (skipping any another dispatcher holds),
+    lets the listeners act on the whole batch, and marks them dispatched. If
+    the listeners fail on the batch, each event is retried alone, and an
+    event that still fails is marked dispatched and logged rather than
+    blocking every event after it.
+    """
+    with transaction.atomic():
+        events = list(
+            Event.objects.select_for_update(skip_locked=True)
+            .filter(dispatched=False)
+            .order_by("pk")[:limit]
+        )
+        if not events:
+            return Dispatched(events=0)
+        failed = 0
+        try:
+            with transaction.atomic():
+                events_recorded.send(sender=Event, events=events)
+        except Exception:
+            logger.exception("event listeners failed on a batch; retrying one by one")
+            for event in events:
+                try:
+                    with transaction.atomic():
+                        events_recorded.send(sender=Event, events=[event])
+                except Exception:
+                    failed += 1
+                    logger.exception("event listeners failed on event %s", event.pk)
+        Event.objects.filter(pk__in=[e.pk for e in events]).update(dispatched=True)
+    return Dispatched(events=len(events), failed=failed)
+
+
+def events_dispatch_all(*, limit: int = 1000) -> int:
+    """Dispatch batches until none is left; how many events were dispatched."""
+    # Cleared first: events stored from now on schedule a job of their own.
+    redis_client().delete(_DISPATCH_SCHEDULED)
+    total = 0
+    while True:
+        batch = events_dispatch(limit=limit)
+        total += batch.events
+        if batch.events < limit:
+            return total
