@@ -1,11 +1,12 @@
 """Write paths for events: recording them, and handing them to listeners in batches."""
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from contacts.models import Contact, Event
@@ -40,6 +41,18 @@ def event_track(
     re-deliver safely. Listeners (journeys) hear of new events only, after
     this commits, in batches: see event_record.
     """
+    if not client_event_id and connection.vendor == "postgresql":
+        tracked = _event_track_in_one_statement(
+            name=name,
+            email=email,
+            user_id=user_id,
+            data=data or {},
+            occurred_at=occurred_at or timezone.now(),
+            campaign_id=campaign_id,
+            template_id=template_id,
+        )
+        if tracked is not None:
+            return tracked
     with transaction.atomic():
         contact, _ = contact_get_or_create(email=email, user_id=user_id)
         return event_record(
@@ -51,6 +64,87 @@ def event_track(
             campaign_id=campaign_id,
             template_id=template_id,
         )
+
+
+# The hot path of the API (events/track without an id of the client's): the
+# contact found or created and the event stored in one statement, one round
+# trip and no transaction of its own, where the general path takes seven.
+# Identity follows contact_get_or_create: by email when there is one, else by
+# userId. When it cannot decide alone (the userId belongs to another contact,
+# or the same contact is being created concurrently) it stores nothing and the
+# general path answers.
+_TRACK_SQL = """
+WITH found AS (
+    SELECT id FROM {contact} WHERE {lookup} = %(identity)s
+), created AS (
+    INSERT INTO {contact}
+        (email, user_id, phone, timezone, locale, attributes, blocklisted, created_at, updated_at)
+    SELECT %(email)s, %(user_id)s, '', '', '', '{{}}'::jsonb, false, %(now)s, %(now)s
+    WHERE NOT EXISTS (SELECT 1 FROM found)
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), the_contact AS (
+    SELECT id FROM found UNION ALL SELECT id FROM created LIMIT 1
+)
+INSERT INTO {event}
+    (contact_id, name, data, occurred_at, received_at, client_event_id,
+     campaign_id, template_id, dispatched)
+SELECT id, %(name)s, %(data)s::jsonb, %(occurred_at)s, %(now)s, %(client_event_id)s,
+       %(campaign_id)s, %(template_id)s, false
+FROM the_contact
+RETURNING id, contact_id
+"""
+
+
+def _event_track_in_one_statement(
+    *, name, email, user_id, data, occurred_at, campaign_id, template_id
+) -> TrackedEvent | None:
+    email = (email or "").strip().lower() or None
+    user_id = (user_id or "").strip() or None
+    if not email and not user_id:
+        return None  # the general path raises the error
+    now = timezone.now()
+    client_event_id = uuid.uuid4().hex
+    sql = _TRACK_SQL.format(
+        contact=Contact._meta.db_table,
+        event=Event._meta.db_table,
+        lookup="email" if email else "user_id",
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            {
+                "identity": email or user_id,
+                "email": email,
+                "user_id": user_id,
+                "now": now,
+                "name": name,
+                "data": json.dumps(data),
+                "occurred_at": occurred_at,
+                "client_event_id": client_event_id,
+                "campaign_id": campaign_id,
+                "template_id": template_id,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    event = Event(
+        pk=row[0],
+        contact_id=row[1],
+        name=name,
+        data=data,
+        occurred_at=occurred_at,
+        received_at=now,
+        client_event_id=client_event_id,
+        campaign_id=campaign_id,
+        template_id=template_id,
+        dispatched=False,
+    )
+    event._state.adding = False
+    event._state.db = connection.alias
+    transaction.on_commit(events_dispatch_soon)
+    return TrackedEvent(event=event, created=True)
 
 
 class EventIdConflict(ValueError):

@@ -172,10 +172,10 @@ def test_tracking_stores_the_event_without_consulting_journeys(
 ):
     ContactFactory(email="nia@example.com")
     body = {"email": "nia@example.com", "eventName": "signed_up", "dataFields": {"a": 1}}
-    # The key (and its last use), the contact, the event's insert, and the
-    # savepoint of the service's transaction: journeys hear of the event
-    # after the response, from a worker.
-    with django_assert_num_queries(6) as queries:
+    # The key (and its last use), then one statement that finds the contact
+    # and stores the event: journeys hear of the event after the response,
+    # from a worker.
+    with django_assert_num_queries(3) as queries:
         response = api_client.post(URL, body, format="json")
 
     assert response.status_code == 200
@@ -227,3 +227,37 @@ def test_a_goal_event_marks_the_enrollment_as_converted(api_client, signup_journ
     enrollment = Enrollment.objects.get()
     assert enrollment.goal_reached_at is not None
     assert enrollment.state == Enrollment.State.ACTIVE
+
+
+def test_a_new_email_with_another_contacts_user_id_is_refused_and_stores_nothing(api_client):
+    ContactFactory(email="first@example.com", user_id="app-7")
+
+    response = api_client.post(
+        URL, {"email": "second@example.com", "userId": "app-7", "eventName": "x"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "BadParams"
+    assert not Contact.objects.filter(email="second@example.com").exists()
+    assert not Event.objects.exists()
+
+
+def test_an_event_by_user_id_goes_to_the_contact_with_that_user_id(api_client):
+    known = ContactFactory(email="nia@example.com", user_id="app-7")
+
+    response = api_client.post(URL, {"userId": "app-7", "eventName": "opened_app"}, format="json")
+
+    assert response.status_code == 200
+    assert Event.objects.get().contact == known
+    assert Contact.objects.count() == 1
+
+
+def test_a_new_contact_gets_both_identities_and_an_email_in_lower_case(api_client):
+    response = api_client.post(
+        URL, {"email": " Nia@Example.COM ", "userId": "app-9", "eventName": "x"}, format="json"
+    )
+
+    assert response.status_code == 200
+    contact = Contact.objects.get()
+    assert (contact.email, contact.user_id, contact.attributes) == ("nia@example.com", "app-9", {})
+    assert Event.objects.get().contact == contact
