@@ -1,6 +1,8 @@
 """The integrator API under load: `events/track` through gunicorn, driven by wrk.
 
-gunicorn (2 workers, as in production) serves the API on a bench database;
+gunicorn, configured as in production (config/gunicorn.conf.py: threaded
+workers, two per core; WEB_CONCURRENCY and WAYMARK_WEB_THREADS override it),
+serves the API on a bench database;
 wrk sends POST /api/events/track from 32 concurrent connections for 20
 seconds, every request a new contact and event, while a live journey waits
 for the event. The figures are wrk's: requests per second and latency
@@ -91,8 +93,8 @@ def run():
     }
     root = Path(settings.BASE_DIR)
     gunicorn = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi", "--workers", "2",
-         "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.conf.py",
+         "config.wsgi", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
         cwd=root, env=env,
     )  # fmt: skip
     script = Path(tempfile.mkdtemp(prefix="bench-api-")) / "track.lua"
@@ -119,5 +121,7 @@ def run():
     print(
         f"   events/track, {CONNECTIONS} connections, {DURATION}s: {float(rate):,.0f} requests/s, "
         f"p50 {percentiles.get('50')}, p90 {percentiles.get('90')}, p99 {percentiles.get('99')}; "
-        f"{stored:,} events stored, {errors.group(1) if errors else 0} non-2xx"
+        f"{stored:,} events stored, {errors.group(1) if errors else 0} non-2xx "
+        f"(gunicorn: {os.environ.get('WEB_CONCURRENCY', os.cpu_count() * 2)} workers x "
+        f"{os.environ.get('WAYMARK_WEB_THREADS', 4)} threads)"
     )
