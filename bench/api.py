@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -62,6 +63,39 @@ def _wait_for(port, timeout=20):
     raise RuntimeError("gunicorn did not start")
 
 
+@contextmanager
+def serve():
+    """Waymark under gunicorn, as configured for production, on the bench
+    database; yields its port."""
+    database = settings.DATABASES["default"]
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": (
+            f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
+            f"{database['NAME']}"
+        ),
+        "LOG_LEVEL": "WARNING",
+        "ALLOWED_HOSTS": "127.0.0.1",
+    }
+    gunicorn = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.conf.py",
+         "config.wsgi", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
+        cwd=Path(settings.BASE_DIR), env=env,
+    )  # fmt: skip
+    try:
+        _wait_for(port)
+        yield port
+    finally:
+        gunicorn.terminate()
+        gunicorn.wait()
+
+
+def gunicorn_shape():
+    workers = os.environ.get("WEB_CONCURRENCY", os.cpu_count() * 2)
+    return f"gunicorn: {workers} workers x {os.environ.get('WAYMARK_WEB_THREADS', 4)} threads"
+
+
 def run():
     if shutil.which("wrk") is None:
         print("   skipped: wrk is not installed (apt-get install wrk)")
@@ -80,27 +114,9 @@ def run():
     SendMessageStep.objects.create(journey=journey, key="welcome", position=1, template=template)
     _, raw_key = api_key_create(name="bench")
 
-    database = settings.DATABASES["default"]
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": (
-            f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
-            f"{database['NAME']}"
-        ),
-        "LOG_LEVEL": "WARNING",
-        "ALLOWED_HOSTS": "127.0.0.1",
-    }
-    root = Path(settings.BASE_DIR)
-    gunicorn = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.conf.py",
-         "config.wsgi", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
-        cwd=root, env=env,
-    )  # fmt: skip
     script = Path(tempfile.mkdtemp(prefix="bench-api-")) / "track.lua"
     script.write_text(LUA % {"key": raw_key})
-    try:
-        _wait_for(port)
+    with serve() as port:
         # A short warm-up: connections, imports, the first queries' plans.
         subprocess.run(["wrk", "-t2", "-c4", "-d2s", "-s", str(script), f"http://127.0.0.1:{port}"],
                        capture_output=True, check=True)  # fmt: skip
@@ -110,9 +126,6 @@ def run():
              f"http://127.0.0.1:{port}"],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
-    finally:
-        gunicorn.terminate()
-        gunicorn.wait()
     stored = Event.objects.count() - before
     out = result.stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
@@ -122,6 +135,5 @@ def run():
         f"   events/track, {CONNECTIONS} connections, {DURATION}s: {float(rate):,.0f} requests/s, "
         f"p50 {percentiles.get('50')}, p90 {percentiles.get('90')}, p99 {percentiles.get('99')}; "
         f"{stored:,} events stored, {errors.group(1) if errors else 0} non-2xx "
-        f"(gunicorn: {os.environ.get('WEB_CONCURRENCY', os.cpu_count() * 2)} workers x "
-        f"{os.environ.get('WAYMARK_WEB_THREADS', 4)} threads)"
+        f"({gunicorn_shape()})"
     )
