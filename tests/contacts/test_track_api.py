@@ -261,3 +261,22 @@ def test_a_new_contact_gets_both_identities_and_an_email_in_lower_case(api_clien
     contact = Contact.objects.get()
     assert (contact.email, contact.user_id, contact.attributes) == ("nia@example.com", "app-9", {})
     assert Event.objects.get().contact == contact
+
+
+def test_null_optional_fields_count_as_absent_as_iterable_clients_send_them(api_client):
+    body = {"email": "nia@example.com", "userId": None, "eventName": "x", "dataFields": None,
+            "id": None, "createdAt": None, "campaignId": None, "templateId": None}  # fmt: skip
+
+    response = api_client.post(URL, body, format="json")
+
+    assert response.status_code == 200
+    event = Event.objects.get()
+    assert (event.data, event.campaign_id, event.contact.user_id) == ({}, None, None)
+
+
+def test_a_null_required_field_is_still_missing(api_client):
+    response = api_client.post(URL, {"email": "nia@example.com", "eventName": None}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["params"]["errors"]["eventName"] == ["This field is required."]
+    assert not Event.objects.exists()

@@ -1,3 +1,4 @@
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from rest_framework import serializers
@@ -6,7 +7,23 @@ from rest_framework import serializers
 BIGINT_MAX = 2**63 - 1
 
 
-class UserIdentitySerializer(serializers.Serializer):
+class IterableRequestSerializer(serializers.Serializer):
+    """A request body as Iterable's clients send it: they send `null` for an
+    optional field they leave out (`"listId": null`), which Iterable reads
+    as absent. So does Waymark, except for fields that take null."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            fields = self.fields
+            data = {
+                name: value
+                for name, value in data.items()
+                if value is not None or (name in fields and fields[name].allow_null)
+            }
+        return super().to_internal_value(data)
+
+
+class UserIdentitySerializer(IterableRequestSerializer):
     """Iterable names a user by `email` or `userId`."""
 
     email = serializers.EmailField(required=False, allow_blank=False, max_length=254)
