@@ -12,7 +12,7 @@ import os
 
 bind = os.environ.get("WAYMARK_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
-worker_class = "gthread"
+worker_class = os.environ.get("WAYMARK_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("WAYMARK_WEB_THREADS", 4))
 # Idle keep-alive connections are held this many seconds.
 keepalive = 5
