@@ -1,5 +1,7 @@
 """POST /api/users/bulkUpdate: Iterable's bulk answer, per-user failures, set-based writes."""
 
+import threading
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -196,3 +198,36 @@ def test_the_number_of_queries_does_not_grow_with_the_number_of_users(api_client
         "o": {"x": 105},
     }
     assert Contact.objects.get(email="new119@example.com").user_id == "n119"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_user_created_meanwhile_by_another_request_is_updated_not_duplicated():
+    # Given another request that has created nia but not yet committed
+    from django.db import transaction
+
+    from contacts.services.users import UserUpdate, users_update
+
+    outcome = {}
+
+    def bulk_update_in_another_request():
+        try:
+            outcome["result"] = users_update(
+                updates=[UserUpdate(email="nia@example.com", data={"plan": "pro"})]
+            )
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        Contact.objects.create(email="nia@example.com", attributes={"age": 36})
+        # When a bulk update that does not see it yet tries to create nia too
+        racer = threading.Thread(target=bulk_update_in_another_request)
+        racer.start()
+        racer.join(timeout=1)  # it waits on the insert until this commits
+    racer.join(timeout=30)
+
+    # Then its insert loses, and the batch runs again and updates the stored nia
+    assert not racer.is_alive()
+    assert outcome["result"].failures == []
+    assert list(Contact.objects.values_list("email", "attributes")) == [
+        ("nia@example.com", {"age": 36, "plan": "pro"})
+    ]
