@@ -151,6 +151,46 @@ def test_too_many_users_is_batch_too_large_and_writes_nothing(api_client, settin
     assert not Contact.objects.exists()
 
 
+def test_data_that_cannot_be_stored_refuses_the_whole_request(api_client):
+    ContactFactory(email="ada@example.com", attributes={"plan": "free"})
+    body = (
+        b'{"users": [{"email": "ada@example.com", "dataFields": {"plan": "pro"}},'
+        b' {"email": "nia@example.com", "dataFields": {"note": "a\\u0000b"}}]}'
+    )
+
+    response = api_client.post(URL, body, content_type="application/json")
+
+    assert (response.status_code, response.json()["code"]) == (400, "BadJsonBody")
+    assert list(Contact.objects.values_list("email", "attributes")) == [
+        ("ada@example.com", {"plan": "free"})
+    ]
+
+
+def test_merge_nested_objects_is_per_user(api_client):
+    ContactFactory(email="ada@example.com", attributes={"s": {"a": 1}})
+    ContactFactory(email="bob@example.com", attributes={"s": {"a": 1}})
+
+    api_client.post(
+        URL,
+        {
+            "users": [
+                {"email": "ada@example.com", "dataFields": {"s": {"b": 2}}},
+                {
+                    "email": "bob@example.com",
+                    "dataFields": {"s": {"b": 2}},
+                    "mergeNestedObjects": True,
+                },
+            ]
+        },
+        format="json",
+    )
+
+    assert dict(Contact.objects.values_list("email", "attributes")) == {
+        "ada@example.com": {"s": {"b": 2}},
+        "bob@example.com": {"s": {"a": 1, "b": 2}},
+    }
+
+
 def test_an_empty_list_updates_nobody(api_client):
     response = api_client.post(URL, {"users": []}, format="json")
 
