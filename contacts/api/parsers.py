@@ -33,13 +33,19 @@ def _float(text):
     return value
 
 
+def _where(path):
+    # The path names keys as sent: a lone surrogate in one is escaped so the
+    # error message itself can be encoded.
+    return path.encode("utf-8", "backslashreplace").decode("utf-8") if path else "the body"
+
+
 def _check_text(text, path):
     if "\x00" in text:
-        raise _Refused(f"{path or 'the body'}: text may not contain NUL (\\u0000)")
+        raise _Refused(f"{_where(path)}: text may not contain NUL (\\u0000)")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise _Refused(f"{path or 'the body'}: text contains a lone surrogate escape") from None
+        raise _Refused(f"{_where(path)}: text contains a lone surrogate escape") from None
 
 
 def check_storable(value, path="", depth=0):
