@@ -36,12 +36,19 @@ ERRORS = {
 }
 
 
-def envelope_responses(success_description="Success", **more):
-    """The responses of a write endpoint: Iterable's envelope, for success and errors."""
+# An email/userId conflict: a user named by one is not the user named by the other.
+CONFLICT = {
+    409: OpenApiResponse(IterableResponse, description="Email/userId conflict"),
+}
+
+
+def envelope_responses(success_description="Success", more=None):
+    """The responses of a write endpoint: Iterable's envelope, for success and
+    errors (and `more`, by status code)."""
     return {
         200: OpenApiResponse(IterableResponse, description=success_description),
         **ERRORS,
-        **more,
+        **(more or {}),
     }
 
 

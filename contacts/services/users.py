@@ -40,11 +40,13 @@ class UserError(ValueError):
         self.code = code
         self.reason = reason
         self.params = params
+        # Iterable answers an email/userId conflict with a 409, anything else with a 400.
+        self.http_status = 409 if reason == "conflict" else 400
 
 
 class UserNotFound(UserError):
-    def __init__(self, message):
-        super().__init__(message, code="BadParams", reason="notFound")
+    def __init__(self, message, *, code="BadParams"):
+        super().__init__(message, code=code, reason="notFound")
 
 
 # Iterable's reserved profile fields kept in Contact columns (what sending reads):
@@ -350,7 +352,10 @@ def user_email_update(
         contact = Contact.objects.select_for_update().filter(**lookup).first()
         if contact is None:
             named = "currentEmail" if current_email else "currentUserId"
-            raise UserNotFound(f"No user has that {named}.")
+            raise UserNotFound(
+                f"No user has that {named}.",
+                code="UnknownEmailError" if current_email else "UnknownUserIdError",
+            )
         if contact.email == new_email:
             return contact
         taken = UserError(

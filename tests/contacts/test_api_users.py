@@ -149,7 +149,7 @@ def test_a_known_user_id_without_email_gets_the_email(api_client):
     assert list(Contact.objects.values_list("email", "user_id")) == [("nia@example.com", "u-1")]
 
 
-def test_email_and_user_id_of_two_different_users_is_a_400_that_writes_nothing(api_client):
+def test_email_and_user_id_of_two_different_users_is_a_409_that_writes_nothing(api_client):
     ContactFactory(email="nia@example.com", user_id="u-1")
     ContactFactory(email="ada@example.com", user_id="u-2")
     before = snapshot()
@@ -160,7 +160,7 @@ def test_email_and_user_id_of_two_different_users_is_a_400_that_writes_nothing(a
         format="json",
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json() == {
         "msg": "The email and the userId belong to two different users.",
         "code": "BadParams",
@@ -169,7 +169,7 @@ def test_email_and_user_id_of_two_different_users_is_a_400_that_writes_nothing(a
     assert snapshot() == before
 
 
-def test_a_user_id_of_another_user_is_a_400_that_writes_nothing(api_client):
+def test_a_user_id_of_another_user_is_a_409_that_writes_nothing(api_client):
     ContactFactory(email="ada@example.com", user_id="u-2")
     before = snapshot()
 
@@ -177,7 +177,7 @@ def test_a_user_id_of_another_user_is_a_400_that_writes_nothing(api_client):
         UPDATE, {"email": "nia@example.com", "userId": "u-2", "dataFields": {"a": 1}}, format="json"
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json()["code"] == "BadParams"
     assert "userId belongs to another user" in response.json()["msg"]
     assert snapshot() == before
@@ -207,7 +207,7 @@ def test_prefer_user_id_creates_an_unknown_user_id(api_client):
     assert list(Contact.objects.values_list("email", "user_id")) == [("nia@example.com", "u-9")]
 
 
-def test_prefer_user_id_with_the_email_of_a_user_with_another_user_id_is_a_400(api_client):
+def test_prefer_user_id_with_the_email_of_a_user_with_another_user_id_is_a_409(api_client):
     ContactFactory(email="nia@example.com", user_id="u-1")
     before = snapshot()
 
@@ -215,7 +215,7 @@ def test_prefer_user_id_with_the_email_of_a_user_with_another_user_id_is_a_400(a
         UPDATE, {"email": "nia@example.com", "userId": "u-9", "preferUserId": True}, format="json"
     )
 
-    assert (response.status_code, response.json()["code"]) == (400, "BadParams")
+    assert (response.status_code, response.json()["code"]) == (409, "BadParams")
     assert snapshot() == before
 
 
@@ -333,7 +333,7 @@ def test_a_new_email_another_user_has_is_refused(api_client):
         UPDATE_EMAIL, {"currentEmail": "old@example.com", "newEmail": "taken@example.com"}, "json"
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json() == {
         "msg": "Another user already has that newEmail.",
         "code": "EmailAlreadyExists",
@@ -350,7 +350,7 @@ def test_update_email_of_an_unknown_user_is_a_400_that_creates_nobody(api_client
     assert response.status_code == 400
     assert response.json() == {
         "msg": "No user has that currentEmail.",
-        "code": "BadParams",
+        "code": "UnknownEmailError",
         "params": None,
     }
     assert not Contact.objects.exists()
@@ -527,7 +527,7 @@ def test_a_browser_token_that_is_not_a_push_subscription_is_a_400(api_client, to
     assert not DeviceToken.objects.exists()
 
 
-def test_registering_for_a_conflicting_identity_is_a_400(api_client):
+def test_registering_for_a_conflicting_identity_is_a_409(api_client):
     ContactFactory(email="nia@example.com", user_id="u-1")
     ContactFactory(email="ada@example.com", user_id="u-2")
 
@@ -537,5 +537,5 @@ def test_registering_for_a_conflicting_identity_is_a_400(api_client):
         format="json",
     )
 
-    assert (response.status_code, response.json()["code"]) == (400, "BadParams")
+    assert (response.status_code, response.json()["code"]) == (409, "BadParams")
     assert not DeviceToken.objects.exists()

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from contacts.api.errors import IterableError, check_batch_size, iterable_response
-from contacts.api.schema import ERRORS, envelope_responses
+from contacts.api.schema import CONFLICT, ERRORS, envelope_responses
 from contacts.api.serializers.users import (
     BulkUpdateUsersEnvelopeSerializer,
     BulkUpdateUsersRequestSerializer,
@@ -45,7 +45,7 @@ def _user_update(data) -> UserUpdate:
 
 
 def _raise(exc: UserError):
-    raise IterableError(str(exc), exc.code, exc.params) from exc
+    raise IterableError(str(exc), exc.code, exc.params, http_status=exc.http_status) from exc
 
 
 @extend_schema_view(
@@ -56,7 +56,7 @@ def _raise(exc: UserError):
         "profile (objects replaced unless mergeNestedObjects). phoneNumber, timeZone and "
         "locale set the contact's phone (E.164), time zone (IANA) and locale.",
         request=UserUpdateRequestSerializer,
-        responses=envelope_responses("User updated."),
+        responses=envelope_responses("User updated.", CONFLICT),
         tags=TAGS,
     )
 )
@@ -192,7 +192,7 @@ class UsersBulkUpdateView(APIView):
         "history stay with it. currentEmail wins over currentUserId. EmailAlreadyExists "
         "when another user has newEmail.",
         request=UpdateEmailRequestSerializer,
-        responses=envelope_responses("Email updated."),
+        responses=envelope_responses("Email updated.", CONFLICT),
         tags=TAGS,
     )
 )
@@ -259,7 +259,7 @@ def _contact_for(data):
         description="device.platform APNS and APNS_SANDBOX register an iOS device, GCM an "
         "Android one; the user is created if none exists.",
         request=RegisterDeviceTokenRequestSerializer,
-        responses=envelope_responses("Device registered."),
+        responses=envelope_responses("Device registered.", CONFLICT),
         tags=TAGS,
     )
 )
@@ -307,7 +307,7 @@ def _push_subscription(browser_token: str):
         description="browserToken is the browser's PushSubscription as "
         "JSON.stringify(subscription) gives it; the user is created if none exists.",
         request=RegisterBrowserTokenRequestSerializer,
-        responses=envelope_responses("Browser registered."),
+        responses=envelope_responses("Browser registered.", CONFLICT),
         tags=TAGS,
     )
 )
