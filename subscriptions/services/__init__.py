@@ -1,0 +1,41 @@
+"""Write paths of the subscriptions app, one module per subject; import from here."""
+
+from subscriptions.services.consent import (
+    Action,
+    ChannelSaved,
+    ConsentError,
+    PreferenceChoice,
+    PreferencesSaved,
+    Status,
+    SubscriptionChange,
+    channel_check,
+    channel_save,
+    contact_consent_skip_reason,
+    double_opt_in_confirm,
+    message_type_check,
+    message_type_save,
+    preferences_save,
+    preferences_unsubscribe_all,
+    subscription_set,
+    unsubscribe_one_click,
+)
+
+__all__ = [
+    "Action",
+    "ChannelSaved",
+    "ConsentError",
+    "PreferenceChoice",
+    "PreferencesSaved",
+    "Status",
+    "SubscriptionChange",
+    "channel_check",
+    "channel_save",
+    "contact_consent_skip_reason",
+    "double_opt_in_confirm",
+    "message_type_check",
+    "message_type_save",
+    "preferences_save",
+    "preferences_unsubscribe_all",
+    "subscription_set",
+    "unsubscribe_one_click",
+]
