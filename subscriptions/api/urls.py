@@ -1,3 +1,20 @@
 """The integrator API paths the subscriptions app serves, mounted under /api/ by config/urls.py."""
 
-urlpatterns = []
+from django.urls import path, re_path
+
+from subscriptions.api import channels, users
+
+urlpatterns = [
+    path("channels", channels.ChannelsView.as_view(), name="api-channels"),
+    path("messageTypes", channels.MessageTypesView.as_view(), name="api-message-types"),
+    path("users/getByEmail", users.UserGetByEmailView.as_view(), name="api-users-get-by-email"),
+    path(
+        "users/byUserId/<str:userId>", users.UserByUserIdView.as_view(), name="api-users-by-user-id"
+    ),
+    # Only a path holding an "@" is an email: users/update and its siblings stay theirs.
+    re_path(
+        r"^users/(?P<email>[^/]*@[^/]*)$",
+        users.UserByEmailView.as_view(),
+        name="api-users-by-email",
+    ),
+]
