@@ -178,3 +178,33 @@ class UpdateSubscriptionsSerializer(UserIdentitySerializer):
                 + ", ".join(str(pk) for pk in sorted(both))
             )
         return attrs
+
+
+class BulkUpdateSubscriptionsSerializer(serializers.Serializer):
+    """The body's shape; each request in it is checked on its own, so one bad
+    request fails alone (see BulkUpdateSubscriptionsView)."""
+
+    updateSubscriptionsRequests = serializers.ListField(child=serializers.JSONField())
+
+
+class BulkUpdateSubscriptionsSchema(serializers.Serializer):
+    updateSubscriptionsRequests = UpdateSubscriptionsSerializer(many=True)
+
+
+class UpdateFailureSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of the request in the body, from 0")
+    email = serializers.CharField(required=False, allow_null=True)
+    userId = serializers.CharField(required=False, allow_null=True)
+    reason = serializers.CharField()
+
+
+class BulkUpdateSubscriptionsResponseSerializer(serializers.Serializer):
+    successCount = serializers.IntegerField()
+    failCount = serializers.IntegerField()
+    invalidEmails = serializers.ListField(child=serializers.CharField())
+    invalidUserIds = serializers.ListField(child=serializers.CharField())
+    validEmailFailures = serializers.ListField(child=serializers.CharField())
+    validUserIdFailures = serializers.ListField(child=serializers.CharField())
+    failures = UpdateFailureSerializer(
+        many=True, help_text="Every request not applied, by position, with the reason"
+    )

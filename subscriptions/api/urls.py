@@ -7,6 +7,16 @@ from subscriptions.api import channels, users
 urlpatterns = [
     path("channels", channels.ChannelsView.as_view(), name="api-channels"),
     path("messageTypes", channels.MessageTypesView.as_view(), name="api-message-types"),
+    path(
+        "users/updateSubscriptions",
+        users.UpdateSubscriptionsView.as_view(),
+        name="api-users-update-subscriptions",
+    ),
+    path(
+        "users/bulkUpdateSubscriptions",
+        users.BulkUpdateSubscriptionsView.as_view(),
+        name="api-users-bulk-update-subscriptions",
+    ),
     path("users/getByEmail", users.UserGetByEmailView.as_view(), name="api-users-get-by-email"),
     path(
         "users/byUserId/<str:userId>", users.UserByUserIdView.as_view(), name="api-users-by-user-id"

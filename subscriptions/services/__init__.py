@@ -19,6 +19,14 @@ from subscriptions.services.consent import (
     subscription_set,
     unsubscribe_one_click,
 )
+from subscriptions.services.updates import (
+    SubscriptionGroup,
+    SubscriptionsUpdate,
+    SubscriptionsUpdated,
+    UpdateFailure,
+    subscription_group_set,
+    subscriptions_update,
+)
 
 __all__ = [
     "Action",
@@ -28,6 +36,10 @@ __all__ = [
     "PreferencesSaved",
     "Status",
     "SubscriptionChange",
+    "SubscriptionGroup",
+    "SubscriptionsUpdate",
+    "SubscriptionsUpdated",
+    "UpdateFailure",
     "channel_check",
     "channel_save",
     "contact_consent_skip_reason",
@@ -36,6 +48,8 @@ __all__ = [
     "message_type_save",
     "preferences_save",
     "preferences_unsubscribe_all",
+    "subscription_group_set",
     "subscription_set",
+    "subscriptions_update",
     "unsubscribe_one_click",
 ]

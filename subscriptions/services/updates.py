@@ -1,0 +1,541 @@
+"""Subscription changes an integrator asks for through the API, for one user
+or a thousand at once, in a number of queries that does not grow with them.
+
+The rules are subscription_set's (a double-opt-in type awaits confirmation,
+a transactional channel cannot be left, setting what is already set writes
+nothing), applied to many contacts with set-based SQL: one ledger record
+per real change, and the same subscription_changed signal, on which
+messaging sends confirmation emails.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from contacts.models import Contact, ContactList, ListMembership
+from subscriptions.models import Channel, ConsentRecord, MessageType, Subscription
+from subscriptions.selectors import EXPIRED, choice_status
+from subscriptions.services.consent import ConsentError
+from subscriptions.signals import subscription_changed
+
+Status = Subscription.Status
+Action = ConsentRecord.Action
+Policy = MessageType.Policy
+
+
+@dataclass(frozen=True)
+class SubscriptionsUpdate:
+    """One user's subscription state as Iterable's updateSubscriptions gives it.
+
+    A field left None is left as it is; a list replaces what is stored (an
+    empty one: nothing in it).
+    """
+
+    email: str | None = None
+    user_id: str | None = None
+    email_list_ids: Sequence[int] | None = None
+    unsubscribed_channel_ids: Sequence[int] | None = None
+    # Every type listed is unsubscribed; an opt-out type left out receives again.
+    unsubscribed_message_type_ids: Sequence[int] | None = None
+    # Every type listed is subscribed (double opt-in: awaits confirmation); an
+    # opt-in type left out that was subscribed is unsubscribed.
+    subscribed_message_type_ids: Sequence[int] | None = None
+    # Unknown ids are refused when true, ignored when false.
+    validate_ids: bool = False
+    # Refuse subscribing to a message type of a channel the user is (or, with
+    # this update, will be) unsubscribed from.
+    validate_channel_alignment: bool = True
+
+
+@dataclass(frozen=True)
+class UpdateFailure:
+    index: int
+    email: str | None
+    user_id: str | None
+    reason: str
+    # "invalid" (the update itself), "conflict" (the userId is another
+    # user's) or "unknown_user" (nobody to unsubscribe).
+    kind: str = "invalid"
+
+
+@dataclass(frozen=True)
+class SubscriptionsUpdated:
+    # Positions (in the order given) of the updates applied.
+    applied: tuple[int, ...]
+    failures: tuple[UpdateFailure, ...]
+    # Ledger records written: one per real change.
+    consent_changes: int = 0
+    list_changes: int = 0
+
+
+class SubscriptionGroup:
+    """What Iterable's /api/subscriptions/{subscriptionGroup}/... may name."""
+
+    EMAIL_LIST = "emaillist"
+    MESSAGE_TYPE = "messagetype"
+    MESSAGE_CHANNEL = "messagechannel"
+    ALL = (EMAIL_LIST, MESSAGE_TYPE, MESSAGE_CHANNEL)
+
+
+class _Catalogue:
+    """The channels, message types and lists a request may name: read once."""
+
+    def __init__(self, *, list_ids=()):
+        self.channels = {channel.pk: channel for channel in Channel.objects.all()}
+        self.message_types = {
+            message_type.pk: message_type for message_type in MessageType.objects.all()
+        }
+        for message_type in self.message_types.values():
+            message_type.channel = self.channels[message_type.channel_id]
+        list_ids = set(list_ids)
+        self.list_ids = (
+            set(ContactList.objects.filter(pk__in=list_ids).values_list("pk", flat=True))
+            if list_ids
+            else set()
+        )
+
+
+@dataclass
+class _Batch:
+    """The locked consent state of a set of contacts, changed in memory and
+    written back at the end with a few set-based statements."""
+
+    contact_ids: list[int]
+    catalogue: _Catalogue
+    source: str
+    note: str
+    with_lists: bool = False
+    rows: dict = field(default_factory=dict)  # (contact_id, kind, scope_id) -> Subscription
+    original: dict = field(default_factory=dict)  # same key -> status before, or None
+    records: list = field(default_factory=list)
+    memberships: dict = field(default_factory=dict)  # contact_id -> {list_id: membership pk}
+    joins: set = field(default_factory=set)  # (contact_id, list_id)
+    leaves: set = field(default_factory=set)  # membership pks
+    touched: set = field(default_factory=set)  # keys of rows changed
+    now: object = field(default_factory=timezone.now)
+
+    def load(self):
+        # Contacts locked in id order, as subscription_set locks one: their
+        # consent changes one request at a time.
+        list(
+            Contact.objects.select_for_update()
+            .filter(pk__in=self.contact_ids)
+            .order_by("pk")
+            .values_list("pk")
+        )
+        for row in Subscription.objects.filter(contact_id__in=self.contact_ids):
+            key = _key(row.contact_id, row.channel_id, row.message_type_id)
+            self.rows[key] = row
+            self.original[key] = row.status
+        if self.with_lists:
+            for pk, contact_id, list_id in ListMembership.objects.filter(
+                contact_id__in=self.contact_ids
+            ).values_list("pk", "contact_id", "contact_list_id"):
+                self.memberships.setdefault(contact_id, {})[list_id] = pk
+
+    # --- reading the state as changed so far
+
+    def channel_status(self, contact_id, channel_id):
+        row = self.rows.get(_key(contact_id, channel_id, None))
+        return row.status if row else None
+
+    def type_row(self, contact_id, message_type_id):
+        return self.rows.get(_key(contact_id, None, message_type_id))
+
+    def list_ids(self, contact_id):
+        return set(self.memberships.get(contact_id, {}))
+
+    # --- changing it
+
+    def set_channel(self, contact_id, channel, *, receive: bool):
+        current = self.channel_status(contact_id, channel.pk)
+        if receive and current == Status.UNSUBSCRIBED:
+            self._set(contact_id, channel, None, Status.SUBSCRIBED)
+        elif not receive and current != Status.UNSUBSCRIBED:
+            if channel.is_transactional:
+                raise ConsentError(f"{channel} is transactional: contacts cannot unsubscribe.")
+            self._set(contact_id, channel, None, Status.UNSUBSCRIBED)
+
+    def set_message_type(self, contact_id, message_type, *, receive: bool):
+        row = self.type_row(contact_id, message_type.pk)
+        current = row.status if row else None
+        if not receive:
+            if current != Status.UNSUBSCRIBED:
+                if message_type.channel.is_transactional:
+                    raise ConsentError(
+                        f"{message_type} is transactional: contacts cannot unsubscribe."
+                    )
+                self._set(contact_id, None, message_type, Status.UNSUBSCRIBED)
+            return
+        if message_type.policy == Policy.OPT_OUT:
+            # Received unless unsubscribed: lifting the unsubscribe is enough.
+            if current == Status.UNSUBSCRIBED:
+                self._set(contact_id, None, message_type, Status.SUBSCRIBED)
+            return
+        if message_type.policy == Policy.OPT_IN:
+            if current != Status.SUBSCRIBED:
+                self._set(contact_id, None, message_type, Status.SUBSCRIBED)
+            return
+        state = choice_status(message_type, current, row.updated_at if row else None)
+        if state == EXPIRED:
+            self._set(contact_id, None, message_type, Status.PENDING, again=True)
+        elif state not in (Status.SUBSCRIBED, Status.PENDING):
+            self._set(contact_id, None, message_type, Status.PENDING)
+
+    def join(self, contact_id, list_id):
+        if list_id in self.memberships.setdefault(contact_id, {}):
+            return
+        self.memberships[contact_id][list_id] = None
+        self.joins.add((contact_id, list_id))
+
+    def leave(self, contact_id, list_id):
+        members = self.memberships.setdefault(contact_id, {})
+        if list_id not in members:
+            return
+        pk = members.pop(list_id)
+        if pk is None:
+            self.joins.discard((contact_id, list_id))
+        else:
+            self.leaves.add(pk)
+
+    def _set(self, contact_id, channel, message_type, status, *, again=False):
+        key = _key(contact_id, channel and channel.pk, message_type and message_type.pk)
+        row = self.rows.get(key)
+        if row is None:
+            row = Subscription(contact_id=contact_id, channel=channel, message_type=message_type)
+            self.rows[key] = row
+            self.original.setdefault(key, None)
+        row.status = status
+        row.source = self.source
+        row.updated_at = self.now
+        action = {
+            Status.SUBSCRIBED: Action.SUBSCRIBED,
+            Status.UNSUBSCRIBED: Action.UNSUBSCRIBED,
+            Status.PENDING: Action.CONFIRMATION_REQUESTED,
+        }[status]
+        note = self.note
+        if again:
+            note = f"{note} The earlier confirmation link had expired."
+        self.records.append(
+            ConsentRecord(
+                contact_id=contact_id,
+                channel=channel,
+                message_type=message_type,
+                action=action,
+                source=self.source,
+                note=note.strip()[:255],
+            )
+        )
+        self.touched.add(key)
+
+    # --- writing it back
+
+    def save(self) -> tuple[int, int]:
+        changed = [(self.rows[key], self.original[key]) for key in sorted(self.touched, key=str)]
+        new = [row for row, _ in changed if row.pk is None]
+        old = [row for row, _ in changed if row.pk is not None]
+        if new:
+            Subscription.objects.bulk_create(new)
+        if old:
+            Subscription.objects.bulk_update(old, ["status", "source", "updated_at"])
+        if self.records:
+            ConsentRecord.objects.bulk_create(self.records)
+        if self.joins:
+            ListMembership.objects.bulk_create(
+                [
+                    ListMembership(
+                        contact_id=contact_id,
+                        contact_list_id=list_id,
+                        source=ListMembership.Source.API,
+                    )
+                    for contact_id, list_id in sorted(self.joins)
+                ],
+                ignore_conflicts=True,
+            )
+        if self.leaves:
+            ListMembership.objects.filter(pk__in=self.leaves).delete()
+        for row, previous in changed:
+            subscription_changed.send(
+                sender=Subscription, subscription=row, previous_status=previous
+            )
+        return len(self.records), len(self.joins) + len(self.leaves)
+
+
+def _key(contact_id, channel_id, message_type_id):
+    return (
+        (contact_id, "channel", channel_id) if channel_id else (contact_id, "type", message_type_id)
+    )
+
+
+def _contacts(identities, *, create: bool):
+    """{position: Contact or the reason there is none} for (email, user_id)
+    pairs, named as contact_find names them (the email when given), in at most
+    five queries; unknown ones are created when `create` is true."""
+    identities = {
+        index: ((email or "").strip().lower() or None, (user_id or "").strip() or None)
+        for index, (email, user_id) in identities.items()
+    }
+    emails = {email for email, _ in identities.values() if email}
+    user_ids = {user_id for email, user_id in identities.values() if not email and user_id}
+
+    def known():
+        by_email = {c.email: c for c in Contact.objects.filter(email__in=emails)} if emails else {}
+        by_user_id = (
+            {c.user_id: c for c in Contact.objects.filter(user_id__in=user_ids)} if user_ids else {}
+        )
+        return by_email, by_user_id
+
+    def find(email, user_id):
+        return by_email.get(email) if email else by_user_id.get(user_id)
+
+    by_email, by_user_id = known()
+    if create:
+        missing = {}
+        for email, user_id in identities.values():
+            if find(email, user_id) is None:
+                missing.setdefault(email or user_id, Contact(email=email, user_id=user_id))
+        if missing:
+            # A userId already another contact's is a conflict: that row is not
+            # created, and its update fails below.
+            Contact.objects.bulk_create(list(missing.values()), ignore_conflicts=True)
+            by_email, by_user_id = known()
+    found = {}
+    for index, (email, user_id) in identities.items():
+        contact = find(email, user_id)
+        if contact is not None:
+            found[index] = contact
+        elif create:
+            found[index] = ("conflict", "That userId already belongs to another user.")
+        else:
+            found[index] = ("unknown_user", f"No user with {'email' if email else 'userId'} "
+                            f"{email or user_id}.")  # fmt: skip
+    return found
+
+
+def _check_update(update: SubscriptionsUpdate, catalogue: _Catalogue) -> str | None:
+    """Why this update is refused before anything is read, or None."""
+    unknown = []
+    for name, ids, known in (
+        ("list", update.email_list_ids, catalogue.list_ids),
+        ("channel", update.unsubscribed_channel_ids, catalogue.channels),
+        ("message type", update.unsubscribed_message_type_ids, catalogue.message_types),
+        ("message type", update.subscribed_message_type_ids, catalogue.message_types),
+    ):
+        unknown += [f"{name} {pk}" for pk in ids or () if pk not in known]
+    if unknown and update.validate_ids:
+        return "Unknown ids: " + ", ".join(unknown) + "."
+    both = set(update.unsubscribed_message_type_ids or ()) & set(
+        update.subscribed_message_type_ids or ()
+    )
+    if both:
+        return "Message types both subscribed and unsubscribed: " + ", ".join(
+            str(pk) for pk in sorted(both)
+        )
+    if update.validate_channel_alignment:
+        leaving = set(update.unsubscribed_channel_ids or ())
+        for pk in update.subscribed_message_type_ids or ():
+            message_type = catalogue.message_types.get(pk)
+            if message_type and message_type.channel_id in leaving:
+                return _misaligned(message_type)
+    for pk in update.unsubscribed_channel_ids or ():
+        channel = catalogue.channels.get(pk)
+        if channel and channel.is_transactional:
+            return f"Channel {pk} ({channel}) is transactional: it cannot be unsubscribed from."
+    for pk in update.unsubscribed_message_type_ids or ():
+        message_type = catalogue.message_types.get(pk)
+        if message_type and message_type.channel.is_transactional:
+            return (
+                f"Message type {pk} ({message_type}) is transactional: "
+                "it cannot be unsubscribed from."
+            )
+    return None
+
+
+def _misaligned(message_type):
+    return (
+        f"Message type {message_type.pk} ({message_type}) belongs to a channel the user is "
+        "unsubscribed from (see validateChannelAlignment)."
+    )
+
+
+def _apply_update(batch: _Batch, contact_id: int, update: SubscriptionsUpdate) -> str | None:
+    """Apply one update to the batch's state; or return why it is refused,
+    having changed nothing."""
+    catalogue = batch.catalogue
+    channels = catalogue.channels
+    types = catalogue.message_types
+    unsubscribed_channels = (
+        {pk for pk in update.unsubscribed_channel_ids if pk in channels}
+        if update.unsubscribed_channel_ids is not None
+        else None
+    )
+    if update.validate_channel_alignment and update.subscribed_message_type_ids:
+        for pk in update.subscribed_message_type_ids:
+            message_type = types.get(pk)
+            if message_type is None:
+                continue
+            row = batch.type_row(contact_id, pk)
+            if row is not None and row.status in (Status.SUBSCRIBED, Status.PENDING):
+                continue
+            channel_id = message_type.channel_id
+            leaves = (
+                channel_id in unsubscribed_channels
+                if unsubscribed_channels is not None
+                else batch.channel_status(contact_id, channel_id) == Status.UNSUBSCRIBED
+            )
+            if leaves:
+                return _misaligned(message_type)
+    if unsubscribed_channels is not None:
+        for channel in channels.values():
+            batch.set_channel(contact_id, channel, receive=channel.pk not in unsubscribed_channels)
+    if update.unsubscribed_message_type_ids is not None:
+        unsubscribed = set(update.unsubscribed_message_type_ids)
+        for message_type in types.values():
+            if message_type.pk in unsubscribed:
+                batch.set_message_type(contact_id, message_type, receive=False)
+            elif message_type.policy == Policy.OPT_OUT:
+                batch.set_message_type(contact_id, message_type, receive=True)
+    if update.subscribed_message_type_ids is not None:
+        subscribed = set(update.subscribed_message_type_ids)
+        for message_type in types.values():
+            if message_type.pk in subscribed:
+                batch.set_message_type(contact_id, message_type, receive=True)
+            elif message_type.policy != Policy.OPT_OUT:
+                row = batch.type_row(contact_id, message_type.pk)
+                # One awaiting confirmation was asked for and is not
+                # subscribed yet: left to its confirmation link.
+                if row is not None and row.status == Status.SUBSCRIBED:
+                    batch.set_message_type(contact_id, message_type, receive=False)
+    if update.email_list_ids is not None:
+        wanted = {pk for pk in update.email_list_ids if pk in catalogue.list_ids}
+        for list_id in batch.list_ids(contact_id) - wanted:
+            batch.leave(contact_id, list_id)
+        for list_id in sorted(wanted):
+            batch.join(contact_id, list_id)
+    return None
+
+
+def subscriptions_update(
+    *, updates: Sequence[SubscriptionsUpdate], source: str, note: str = ""
+) -> SubscriptionsUpdated:
+    """Apply Iterable-style subscription updates, each to one user (created
+    when unknown), in one transaction and a fixed number of queries.
+
+    Each update either applies whole or fails whole with a reason (an
+    unknown id under validate_ids, a transactional channel or type to leave,
+    a message type of an unsubscribed channel under
+    validate_channel_alignment, a userId that belongs to another user);
+    the others apply. Updates naming the same user apply in order.
+    """
+    updates = list(updates)
+    list_ids = {pk for update in updates for pk in update.email_list_ids or ()}
+    catalogue = _Catalogue(list_ids=list_ids)
+    failures = {}
+    for index, update in enumerate(updates):
+        reason = _check_update(update, catalogue)
+        if reason:
+            failures[index] = ("invalid", reason)
+    with transaction.atomic():
+        contacts = _contacts(
+            {
+                index: (update.email, update.user_id)
+                for index, update in enumerate(updates)
+                if index not in failures
+            },
+            create=True,
+        )
+        batch = _Batch(
+            contact_ids=sorted({c.pk for c in contacts.values() if isinstance(c, Contact)}),
+            catalogue=catalogue,
+            source=source,
+            note=note,
+            with_lists=any(update.email_list_ids is not None for update in updates),
+        )
+        batch.load()
+        for index, contact in contacts.items():
+            if not isinstance(contact, Contact):
+                failures[index] = contact
+                continue
+            reason = _apply_update(batch, contact.pk, updates[index])
+            if reason:
+                failures[index] = ("invalid", reason)
+        consent_changes, list_changes = batch.save()
+    return SubscriptionsUpdated(
+        applied=tuple(i for i in range(len(updates)) if i not in failures),
+        failures=tuple(
+            UpdateFailure(i, updates[i].email, updates[i].user_id, reason, kind)
+            for i, (kind, reason) in sorted(failures.items())
+        ),
+        consent_changes=consent_changes,
+        list_changes=list_changes,
+    )
+
+
+def subscription_group_set(
+    *,
+    users: Sequence[tuple[str | None, str | None]],
+    group: str,
+    group_id: int,
+    subscribe: bool,
+    source: str,
+    note: str = "",
+) -> SubscriptionsUpdated:
+    """Subscribe users to, or unsubscribe them from, one list, channel or
+    message type (Iterable's subscription groups), in a fixed number of queries.
+
+    `users` are (email, userId) pairs. Subscribing creates unknown users;
+    unsubscribing fails for them (nothing to unsubscribe). Raises
+    ConsentError, changing nothing, for an unknown group or id, or for
+    leaving a transactional channel or message type.
+    """
+    group = group.lower()
+    if group not in SubscriptionGroup.ALL:
+        raise ConsentError(
+            f"Unknown subscription group {group!r}: emailList, messageType or messageChannel."
+        )
+    catalogue = _Catalogue(list_ids=[group_id] if group == SubscriptionGroup.EMAIL_LIST else ())
+    known = {
+        SubscriptionGroup.EMAIL_LIST: catalogue.list_ids,
+        SubscriptionGroup.MESSAGE_TYPE: catalogue.message_types,
+        SubscriptionGroup.MESSAGE_CHANNEL: catalogue.channels,
+    }[group]
+    if group_id not in known:
+        raise ConsentError(f"No {group} with id {group_id}.")
+    if not subscribe and group != SubscriptionGroup.EMAIL_LIST:
+        scope = known[group_id]
+        channel = scope if isinstance(scope, Channel) else scope.channel
+        if channel.is_transactional:
+            raise ConsentError(f"{scope} is transactional: it cannot be unsubscribed from.")
+    users = list(users)
+    with transaction.atomic():
+        contacts = _contacts(dict(enumerate(users)), create=subscribe)
+        batch = _Batch(
+            contact_ids=sorted({c.pk for c in contacts.values() if isinstance(c, Contact)}),
+            catalogue=catalogue,
+            source=source,
+            note=note,
+            with_lists=group == SubscriptionGroup.EMAIL_LIST,
+        )
+        batch.load()
+        failures = {}
+        for index, contact in contacts.items():
+            if not isinstance(contact, Contact):
+                failures[index] = contact
+            elif group == SubscriptionGroup.EMAIL_LIST:
+                (batch.join if subscribe else batch.leave)(contact.pk, group_id)
+            elif group == SubscriptionGroup.MESSAGE_TYPE:
+                batch.set_message_type(contact.pk, known[group_id], receive=subscribe)
+            else:
+                batch.set_channel(contact.pk, known[group_id], receive=subscribe)
+        consent_changes, list_changes = batch.save()
+    return SubscriptionsUpdated(
+        applied=tuple(i for i in range(len(users)) if i not in failures),
+        failures=tuple(
+            UpdateFailure(i, users[i][0], users[i][1], reason, kind)
+            for i, (kind, reason) in sorted(failures.items())
+        ),
+        consent_changes=consent_changes,
+        list_changes=list_changes,
+    )
