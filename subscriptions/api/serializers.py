@@ -208,3 +208,49 @@ class BulkUpdateSubscriptionsResponseSerializer(serializers.Serializer):
     failures = UpdateFailureSerializer(
         many=True, help_text="Every request not applied, by position, with the reason"
     )
+
+
+class SubscriptionGroupPathSerializer(serializers.Serializer):
+    subscriptionGroup = serializers.CharField()
+    subscriptionGroupId = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX)
+
+
+class UserEmailPathSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+
+
+class UserIdPathSerializer(serializers.Serializer):
+    userId = serializers.CharField(max_length=255, trim_whitespace=False)
+
+
+class BulkSubscriptionActionQuerySerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["subscribe", "unsubscribe"])
+
+
+class BulkSubscriptionActionSerializer(serializers.Serializer):
+    users = serializers.ListField(
+        child=serializers.CharField(max_length=254),
+        required=False,
+        default=list,
+        help_text="Users named by email",
+    )
+    usersByUserId = serializers.ListField(
+        child=serializers.CharField(max_length=255, trim_whitespace=False),
+        required=False,
+        default=list,
+        help_text="Users named by userId",
+    )
+
+
+class GroupFailureSerializer(serializers.Serializer):
+    email = serializers.CharField(required=False)
+    userId = serializers.CharField(required=False)
+    reason = serializers.CharField()
+
+
+class BulkSubscriptionActionResultSerializer(serializers.Serializer):
+    successCount = serializers.IntegerField()
+    failCount = serializers.IntegerField()
+    invalidEmails = serializers.ListField(child=serializers.CharField())
+    invalidUserIds = serializers.ListField(child=serializers.CharField())
+    failures = GroupFailureSerializer(many=True, help_text="Users not changed, with the reason")

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from subscriptions.api import channels, users
+from subscriptions.api import channels, subscriptions, users
 
 urlpatterns = [
     path("channels", channels.ChannelsView.as_view(), name="api-channels"),
@@ -26,5 +26,20 @@ urlpatterns = [
         r"^users/(?P<email>[^/]*@[^/]*)$",
         users.UserByEmailView.as_view(),
         name="api-users-by-email",
+    ),
+    path(
+        "subscriptions/<str:subscriptionGroup>/<str:subscriptionGroupId>",
+        subscriptions.SubscriptionGroupBulkView.as_view(),
+        name="api-subscriptions-bulk",
+    ),
+    path(
+        "subscriptions/<str:subscriptionGroup>/<str:subscriptionGroupId>/user/<str:userEmail>",
+        subscriptions.SubscriptionUserView.as_view(),
+        name="api-subscriptions-user",
+    ),
+    path(
+        "subscriptions/<str:subscriptionGroup>/<str:subscriptionGroupId>/byUserId/<str:userId>",
+        subscriptions.SubscriptionUserByUserIdView.as_view(),
+        name="api-subscriptions-user-id",
     ),
 ]
