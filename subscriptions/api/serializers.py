@@ -5,6 +5,7 @@ from datetime import UTC
 from rest_framework import serializers
 
 from contacts.api.serializers import BIGINT_MAX, UserIdentitySerializer
+from contacts.phones import InvalidPhoneNumber, normalise_phone
 from subscriptions.models import Channel, MessageType
 
 MESSAGE_MEDIUM = {
@@ -254,3 +255,27 @@ class BulkSubscriptionActionResultSerializer(serializers.Serializer):
     invalidEmails = serializers.ListField(child=serializers.CharField())
     invalidUserIds = serializers.ListField(child=serializers.CharField())
     failures = GroupFailureSerializer(many=True, help_text="Users not changed, with the reason")
+
+
+class DoubleOptInSubscriptionsSerializer(UserIdentitySerializer):
+    messageTypeIds = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=BIGINT_MAX),
+        min_length=1,
+        max_length=1000,
+        help_text="Double-opt-in message types to subscribe the user to, once confirmed",
+    )
+    phoneNumber = serializers.CharField(
+        required=False, max_length=32, help_text="Set on the user's profile (E.164)"
+    )
+    brandName = serializers.CharField(
+        required=False,
+        max_length=255,
+        help_text="Accepted for Iterable's clients; Waymark's confirmation email comes from "
+        "its confirmation template (WAYMARK_CONFIRMATION_TEMPLATE)",
+    )
+
+    def validate_phoneNumber(self, value):
+        try:
+            return normalise_phone(value)
+        except InvalidPhoneNumber as exc:
+            raise serializers.ValidationError(str(exc)) from exc

@@ -3,6 +3,8 @@
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
+from django.http import HttpResponse, JsonResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -11,21 +13,29 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers
+from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
 from rest_framework.views import APIView
 
-from contacts.api.errors import IterableError, check_batch_size, iterable_response
+from contacts.api.errors import (
+    IterableError,
+    check_batch_size,
+    iterable_exception_handler,
+    iterable_response,
+)
 from contacts.api.schema import ERRORS, envelope_responses
+from contacts.services import contact_find
 from subscriptions.api.serializers import (
     BulkSubscriptionActionQuerySerializer,
     BulkSubscriptionActionResultSerializer,
     BulkSubscriptionActionSerializer,
+    DoubleOptInSubscriptionsSerializer,
     SubscriptionGroupPathSerializer,
     UserEmailPathSerializer,
     UserIdPathSerializer,
 )
-from subscriptions.api.users import api_note
-from subscriptions.models import ConsentSource
-from subscriptions.services import ConsentError, subscription_group_set
+from subscriptions.api.users import api_note, first_error
+from subscriptions.models import ConsentSource, MessageType
+from subscriptions.services import ConsentError, double_opt_in_request, subscription_group_set
 
 GROUP_PARAMETERS = [
     OpenApiParameter(
@@ -200,3 +210,97 @@ class SubscriptionGroupBulkView(APIView):
         }
         verb = "subscribed" if subscribe else "unsubscribed"
         return iterable_response(f"{params['successCount']} users {verb}.", params=params)
+
+
+ACCEPTED = "Request for double opt-in subscription accepted"
+
+
+def _text(message, status):
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+def _double_opt_in_errors(exc, context):
+    """Iterable's formats for this endpoint: a body that is no JSON gets a JSON
+    error object, a request it cannot act on a line of plain text; the rest
+    (key, rate limit) the usual envelope."""
+    if isinstance(exc, ParseError | UnsupportedMediaType):
+        return JsonResponse(
+            {
+                "error": {"status": 400},
+                "message": str(exc.detail),
+                "code": "BadJsonBody",
+                "data": {"underlying": {}},
+            },
+            status=400,
+        )
+    if isinstance(exc, ValidationError):
+        return _text(first_error(exc.detail), 400)
+    return iterable_exception_handler(exc, context)
+
+
+PLAIN_TEXT = OpenApiTypes.STR
+DOUBLE_OPT_IN_PARSE_ERROR = inline_serializer(
+    name="ErrorHttpResponse",
+    fields={
+        "error": inline_serializer(
+            name="ErrorWithStatus", fields={"status": serializers.IntegerField()}
+        ),
+        "message": serializers.CharField(),
+        "code": serializers.CharField(),
+        "data": serializers.DictField(),
+    },
+)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="subscribeSingleUserToDoubleOptIn",
+        summary="Trigger a double opt-in subscription flow",
+        request=DoubleOptInSubscriptionsSerializer,
+        responses={
+            (202, "text/plain"): OpenApiResponse(PLAIN_TEXT, description=ACCEPTED),
+            (400, "text/plain"): OpenApiResponse(
+                PLAIN_TEXT, description="Why the request cannot be acted on"
+            ),
+            (400, "application/json"): OpenApiResponse(
+                DOUBLE_OPT_IN_PARSE_ERROR, description="The body is not JSON"
+            ),
+            **{code: ERRORS[code] for code in (401, 403, 413, 429)},
+        },
+        tags=["Subscriptions"],
+    )
+)
+class SubscribeToDoubleOptInView(APIView):
+    """POST /api/subscriptions/subscribeToDoubleOptIn — subscribe a known user to
+    double-opt-in message types: each awaits confirmation, and the link goes out
+    by email. Answers 202 in plain text, as Iterable does."""
+
+    def get_exception_handler(self):
+        return _double_opt_in_errors
+
+    def post(self, request):
+        serializer = DoubleOptInSubscriptionsSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        contact = contact_find(email=data.get("email"), user_id=data.get("userId"))
+        if contact is None:
+            return _text(
+                f"User not found for userId: {data.get('userId')} or email: {data.get('email')}",
+                400,
+            )
+        ids = list(dict.fromkeys(data["messageTypeIds"]))
+        message_types = {mt.pk: mt for mt in MessageType.objects.filter(pk__in=ids)}
+        unknown = [str(pk) for pk in ids if pk not in message_types]
+        if unknown:
+            return _text(f"Unknown message type ids: {', '.join(unknown)}", 400)
+        try:
+            double_opt_in_request(
+                contact=contact,
+                message_types=[message_types[pk] for pk in ids],
+                phone=data.get("phoneNumber"),
+                source=ConsentSource.API,
+                note=api_note(request),
+            )
+        except ConsentError as exc:
+            return _text(str(exc), 400)
+        return _text(ACCEPTED, 202)

@@ -28,6 +28,11 @@ urlpatterns = [
         name="api-users-by-email",
     ),
     path(
+        "subscriptions/subscribeToDoubleOptIn",
+        subscriptions.SubscribeToDoubleOptInView.as_view(),
+        name="api-subscriptions-double-opt-in",
+    ),
+    path(
         "subscriptions/<str:subscriptionGroup>/<str:subscriptionGroupId>",
         subscriptions.SubscriptionGroupBulkView.as_view(),
         name="api-subscriptions-bulk",

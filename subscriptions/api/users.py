@@ -176,7 +176,7 @@ class BulkUpdateSubscriptionsView(APIView):
                 continue
             errors = serializer.errors
             identity = item if isinstance(item, dict) else {}
-            _fail(answer, index, identity, _first_error(errors), invalid=errors.keys())
+            _fail(answer, index, identity, first_error(errors), invalid=errors.keys())
         result = subscriptions_update(
             updates=updates, source=ConsentSource.API, note=api_note(request)
         )
@@ -189,14 +189,14 @@ class BulkUpdateSubscriptionsView(APIView):
         return Response(answer)
 
 
-def _first_error(errors):
+def first_error(errors):
     """The first message of a serializer's errors, with the field it is about."""
     if isinstance(errors, dict):
         field, detail = next(iter(errors.items()))
-        message = _first_error(detail)
+        message = first_error(detail)
         return message if field == "non_field_errors" else f"{field}: {message}"
     if isinstance(errors, list) and errors:
-        return _first_error(errors[0])
+        return first_error(errors[0])
     return str(errors)
 
 

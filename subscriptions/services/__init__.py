@@ -24,6 +24,7 @@ from subscriptions.services.updates import (
     SubscriptionsUpdate,
     SubscriptionsUpdated,
     UpdateFailure,
+    double_opt_in_request,
     subscription_group_set,
     subscriptions_update,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "channel_save",
     "contact_consent_skip_reason",
     "double_opt_in_confirm",
+    "double_opt_in_request",
     "message_type_check",
     "message_type_save",
     "preferences_save",

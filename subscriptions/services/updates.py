@@ -539,3 +539,37 @@ def subscription_group_set(
         consent_changes=consent_changes,
         list_changes=list_changes,
     )
+
+
+def double_opt_in_request(
+    *,
+    contact: Contact,
+    message_types: Sequence[MessageType],
+    source: str,
+    note: str = "",
+    phone: str | None = None,
+) -> int:
+    """Ask the contact to confirm subscriptions to double-opt-in message types:
+    each one not yet subscribed awaits confirmation, and messaging emails the
+    link (on subscription_changed). One already subscribed, or awaiting a
+    link still valid, is left as it is; one whose link expired gets a new one.
+    `phone` (already in E.164 form), when given, becomes the contact's phone
+    number. Returns how many confirmations were asked for. Raises
+    ConsentError, changing nothing, for a type that is not double opt-in.
+    """
+    for message_type in message_types:
+        if message_type.policy != Policy.DOUBLE_OPT_IN:
+            raise ConsentError(f"Message type {message_type.pk} is not a double opt-in type.")
+    catalogue = _Catalogue()
+    with transaction.atomic():
+        batch = _Batch(contact_ids=[contact.pk], catalogue=catalogue, source=source, note=note)
+        batch.load()
+        if phone and phone != contact.phone:
+            contact.phone = phone
+            contact.save(update_fields=["phone", "updated_at"])
+        for message_type in message_types:
+            batch.set_message_type(
+                contact.pk, catalogue.message_types[message_type.pk], receive=True
+            )
+        consent_changes, _ = batch.save()
+    return consent_changes
