@@ -6,6 +6,7 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
+from contacts.models import ListMembership
 from subscriptions.consent import consent_skip_reason
 from subscriptions.models import Channel, MessageType, Subscription
 
@@ -115,3 +116,41 @@ def preference_center(*, contact) -> PreferenceCenter:
             MessageTypeChoice(message_type, choice_status(message_type, stored, updated_at))
         )
     return PreferenceCenter(contact, list(channels.values()), always_sent)
+
+
+@dataclass(frozen=True)
+class SubscriptionIds:
+    """A contact's subscription state as Iterable's user profile lists it."""
+
+    email_list_ids: list[int]
+    unsubscribed_channel_ids: list[int]
+    # Opt-out message types the contact unsubscribed from.
+    unsubscribed_message_type_ids: list[int]
+    # Opt-in and double-opt-in message types the contact subscribed to (a
+    # double-opt-in one once confirmed: one awaiting confirmation is in neither list).
+    subscribed_message_type_ids: list[int]
+
+
+def subscription_ids(*, contact) -> SubscriptionIds:
+    """The ids of the lists, channels and message types that make up the
+    contact's subscription state, in two queries."""
+    channels, unsubscribed, subscribed = [], [], []
+    rows = Subscription.objects.filter(contact=contact).values_list(
+        "channel_id", "message_type_id", "message_type__policy", "status"
+    )
+    for channel_id, message_type_id, policy, status in rows:
+        if channel_id:
+            if status == Status.UNSUBSCRIBED:
+                channels.append(channel_id)
+        elif policy == MessageType.Policy.OPT_OUT:
+            if status == Status.UNSUBSCRIBED:
+                unsubscribed.append(message_type_id)
+        elif status == Status.SUBSCRIBED:
+            subscribed.append(message_type_id)
+    lists = ListMembership.objects.filter(contact=contact).values_list("contact_list_id", flat=True)
+    return SubscriptionIds(
+        email_list_ids=sorted(lists),
+        unsubscribed_channel_ids=sorted(channels),
+        unsubscribed_message_type_ids=sorted(unsubscribed),
+        subscribed_message_type_ids=sorted(subscribed),
+    )

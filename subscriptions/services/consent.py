@@ -1,4 +1,4 @@
-"""Write paths for consent, and the send-time consent check."""
+"""Write paths for consent, one change at a time, and the send-time consent check."""
 
 from dataclasses import dataclass
 
