@@ -4,7 +4,7 @@ from datetime import UTC
 
 from rest_framework import serializers
 
-from contacts.api.serializers import BIGINT_MAX, UserIdentitySerializer
+from contacts.api.serializers import BIGINT_MAX, IterableRequestSerializer, UserIdentitySerializer
 from contacts.phones import InvalidPhoneNumber, normalise_phone
 from subscriptions.models import Channel, MessageType
 
@@ -181,7 +181,7 @@ class UpdateSubscriptionsSerializer(UserIdentitySerializer):
         return attrs
 
 
-class BulkUpdateSubscriptionsSerializer(serializers.Serializer):
+class BulkUpdateSubscriptionsSerializer(IterableRequestSerializer):
     """The body's shape; each request in it is checked on its own, so one bad
     request fails alone (see BulkUpdateSubscriptionsView)."""
 
@@ -228,7 +228,7 @@ class BulkSubscriptionActionQuerySerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=["subscribe", "unsubscribe"])
 
 
-class BulkSubscriptionActionSerializer(serializers.Serializer):
+class BulkSubscriptionActionSerializer(IterableRequestSerializer):
     users = serializers.ListField(
         child=serializers.CharField(max_length=254),
         required=False,

@@ -59,13 +59,14 @@ def subscription_set(
     if channel is not None and status == Status.PENDING:
         raise ConsentError("Only message types await confirmation.")
 
-    if (
+    # Subscribing to a double-opt-in type asks for confirmation first, unless
+    # the subscription is confirmed already (then there is nothing to change).
+    needs_confirmation = (
         message_type is not None
         and message_type.policy == MessageType.Policy.DOUBLE_OPT_IN
         and status == Status.SUBSCRIBED
         and not confirmed
-    ):
-        status = Status.PENDING
+    )
 
     now = timezone.now()
     scope = {"channel": channel} if channel else {"message_type": message_type}
@@ -78,6 +79,8 @@ def subscription_set(
             Subscription.objects.select_for_update().filter(contact=contact, **scope).first()
         )
         previous = subscription.status if subscription else None
+        if needs_confirmation and previous != Status.SUBSCRIBED:
+            status = Status.PENDING
         if previous == status:
             return SubscriptionChange(subscription, previous, changed=False)
         if subscription is None:

@@ -210,3 +210,18 @@ def test_from_the_preference_center_to_a_real_confirmation_email_and_back(
         "confirmed",
     ]
     assert Tab(browser, f"/preferences/{preferences_token(ada)}/").checked("Weekly digest")
+
+
+def test_subscribing_again_once_confirmed_keeps_the_confirmed_subscription(ada, digest):
+    ask(ada, digest)
+    subscription_set(
+        contact=ada, message_type=digest, status="subscribed", source="api", confirmed=True
+    )
+    records = ConsentRecord.objects.count()
+
+    change = subscription_set(contact=ada, message_type=digest, status="subscribed", source="admin")
+
+    assert change.changed is False
+    assert Subscription.objects.get(contact=ada, message_type=digest).status == "subscribed"
+    assert ConsentRecord.objects.count() == records
+    assert contact_consent_skip_reason(contact=ada, message_type=digest) is None

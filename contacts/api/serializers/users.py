@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from contacts.api.serializers import UserIdentitySerializer
+from contacts.api.serializers import IterableRequestSerializer, UserIdentitySerializer
 
 
 class UserUpdateRequestSerializer(UserIdentitySerializer):
@@ -23,7 +23,7 @@ class BulkUpdateUsersRequestSerializer(serializers.Serializer):
     createNewFields = serializers.BooleanField(required=False)
 
 
-class BulkUpdateUsersEnvelopeSerializer(serializers.Serializer):
+class BulkUpdateUsersEnvelopeSerializer(IterableRequestSerializer):
     """What is checked of the whole body before any user is looked at."""
 
     users = serializers.ListField(child=serializers.JSONField(), allow_empty=True)
@@ -67,7 +67,7 @@ class BulkUpdateUsersResponseSerializer(serializers.Serializer):
     failures = FailedUserSerializer(many=True)
 
 
-class UpdateEmailRequestSerializer(serializers.Serializer):
+class UpdateEmailRequestSerializer(IterableRequestSerializer):
     """Iterable's UpdateEmailRequest: currentEmail or currentUserId, and newEmail."""
 
     currentEmail = serializers.EmailField(required=False, max_length=254)
@@ -86,7 +86,7 @@ class UserFieldsResponseSerializer(serializers.Serializer):
     fields = serializers.DictField(child=serializers.CharField())
 
 
-class DeviceSerializer(serializers.Serializer):
+class DeviceSerializer(IterableRequestSerializer):
     """Iterable's Device."""
 
     token = serializers.CharField(max_length=2048)
