@@ -475,6 +475,24 @@ def test_in_app_target_stores_the_message_for_the_app_and_creates_an_unknown_ema
     )
 
 
+def test_an_in_app_message_sent_by_the_api_is_what_the_app_then_fetches(api_client):
+    template = medium_template(
+        "in_app", title="Hi {{ firstName }}", text_body="Your order shipped."
+    )
+    ContactFactory(user_id="u-1", email=None, attributes={"firstName": "Ada"})
+
+    sent = api_client.post(
+        "/api/inApp/target", {"recipientUserId": "u-1", "campaignId": template.pk}, format="json"
+    )
+    inbox = api_client.get("/api/inApp/getMessages", {"userId": "u-1", "count": 10})
+
+    (message,) = inbox.json()["inAppMessages"]
+    assert message["messageId"] == sent.json()["params"]["messageId"]
+    assert message["campaignId"] == template.pk
+    assert message["customPayload"]["title"] == "Hi Ada"
+    assert message["read"] is False
+
+
 @pytest.mark.parametrize(
     "path", ["/api/push/target", "/api/whatsApp/target", "/api/webPush/target"]
 )
