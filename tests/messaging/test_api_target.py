@@ -423,6 +423,21 @@ def test_a_delivery_refused_for_now_says_when_it_is_tried_again(
     assert body["msg"].startswith("Delivery failed for now; it will be tried again at")
 
 
+def test_a_template_that_cannot_render_is_answered_as_failed(api_client, ada, smtp_server):
+    broken = TemplateFactory(subject="Hi {% if %}")
+
+    response = api_client.post(
+        EMAIL, {"recipientEmail": "ada@example.com", "campaignId": broken.pk}, format="json"
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["msg"] == "Message could not be sent: render failed."
+    assert body["params"]["status"] == "failed"
+    assert Message.objects.get().status == "failed"
+    assert smtp_server.messages == []
+
+
 def test_sms_target_writes_to_the_sms_outbox(api_client, outbox):
     template = medium_template("sms", text_body="Hi {{ firstName }}, code {{ code }}.")
     ContactFactory(user_id="u-1", phone="+14155550123", attributes={"firstName": "Ada"})
