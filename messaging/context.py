@@ -88,11 +88,19 @@ def placeholder_links() -> MessageLinks:
     )
 
 
-def message_context(*, contact, event=None, links: MessageLinks | None = None) -> dict:
-    """The context to render a template with for `contact`."""
+def message_context(*, contact, event=None, data=None, links: MessageLinks | None = None) -> dict:
+    """The context to render a template with for `contact`.
+
+    `data` is the dataFields of a send asked for through the API: as in
+    Iterable, they override the contact's attributes at top level. With no
+    triggering event they also stand in for it, so a journey's template that
+    reads `{{ event.x }}` renders the same when the API sends it.
+    """
     links = links or placeholder_links()
     context = dict(contact_context(contact))
-    context["event"] = dict(event or {})
+    if data:
+        context.update({key: value for key, value in data.items() if key != "contact"})
+    context["event"] = dict(event if event is not None else (data or {}))
     context["links"] = links.as_context()
     # Iterable's names for the same links, so imported templates keep working.
     context["unsubscribeUrl"] = links.unsubscribe

@@ -59,7 +59,9 @@ class SendingInTransaction(RuntimeError):
 class SendRequest:
     """One send to ask for. `context` is the template data besides the
     contact's own ({"event": {...}}); `hold` is handed to the
-    message_sending receivers (a journey passes its lease)."""
+    message_sending receivers (a journey passes its lease). A future
+    `send_at` leaves a new message queued for messaging's retry pass to send
+    then, consent checked at that instant."""
 
     contact: Any
     template: Template
@@ -68,6 +70,7 @@ class SendRequest:
     context: dict = field(default_factory=dict)
     origin_id: int | None = None
     hold: Any = None
+    send_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ def message_send(
     context: dict | None = None,
     origin_id: int | None = None,
     hold=None,
+    send_at: datetime | None = None,
 ) -> SendResult:
     """Send `template` to `contact` at most once for `idempotency_key`; see messages_send."""
     (result,) = messages_send(
@@ -125,6 +129,7 @@ def message_send(
                 context=context or {},
                 origin_id=origin_id,
                 hold=hold,
+                send_at=send_at,
             )
         ]
     )
@@ -155,7 +160,8 @@ def messages_send(requests: list[SendRequest]) -> list[SendResult]:
         elif row.status in Message.FINAL or request.idempotency_key in seen:
             results[index] = SendResult(row, detail=f"already {row.status}")
         elif row.next_attempt_at is not None:
-            results[index] = SendResult(row, retry_at=row.next_attempt_at, detail="will retry")
+            detail = "will retry" if row.attempts else "scheduled"
+            results[index] = SendResult(row, retry_at=row.next_attempt_at, detail=detail)
         else:
             items.append(_Item(index, row, request.contact, request.template, request.hold))
         seen.add(request.idempotency_key)
@@ -208,7 +214,10 @@ def message_render_again(*, message: Message):
         track_clicks=False,
     )
     context = message_context(
-        contact=message.contact, event=message.context.get("event"), links=links
+        contact=message.contact,
+        event=message.context.get("event"),
+        data=message.context.get("data"),
+        links=links,
     )
     return backend.preview(message.template, context)
 
@@ -236,6 +245,7 @@ def _rows_for(requests) -> dict:
             origin=request.origin,
             origin_id=request.origin_id,
             context=request.context,
+            next_attempt_at=request.send_at,
         )
     if missing:
         # A concurrent run may insert the same keys: theirs stand, ours are dropped.
@@ -478,7 +488,9 @@ def _mark_sending(item, backend):
         links = placeholder_links()
     else:
         links = message_links(contact=contact, message_type=message_type, message_id=row.pk)
-    context = message_context(contact=contact, event=row.context.get("event"), links=links)
+    context = message_context(
+        contact=contact, event=row.context.get("event"), data=row.context.get("data"), links=links
+    )
     try:
         rendered = backend.render(item.template, context, links=links)
     except RenderError as exc:
