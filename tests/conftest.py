@@ -92,10 +92,28 @@ def smtp_server(settings):
     controller.stop()
 
 
+class ClosedPort:
+    """A local port held bound but not listening: connections to it are refused
+    at once, and no other process can take it meanwhile (a free port released
+    at once could be taken by another test process's server, and answer)."""
+
+    def __init__(self):
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+
+    def release(self):
+        """Let a server of the test's own listen on the port from now on."""
+        self._socket.close()
+
+
 @pytest.fixture
 def smtp_down(settings):
     """Django's SMTP backend pointed at a port where nothing listens."""
-    point_email_at(settings, free_port())
+    closed = ClosedPort()
+    point_email_at(settings, closed.port)
+    yield closed
+    closed.release()
 
 
 @pytest.fixture

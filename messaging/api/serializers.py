@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
-from contacts.api.serializers import BIGINT_MAX, UserIdentitySerializer
+from contacts.api.serializers import BIGINT_MAX, IterableRequestSerializer, UserIdentitySerializer
 
 # Iterable schedules a send at most this far ahead.
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
@@ -53,7 +53,7 @@ class IterableDateTimeField(serializers.DateTimeField):
 # --- targeted sends ---------------------------------------------------------------------
 
 
-class TargetSerializer(serializers.Serializer):
+class TargetSerializer(IterableRequestSerializer):
     """Iterable's Target<Medium>Request: one template (campaignId) to one user."""
 
     recipientEmail = serializers.EmailField(required=False, allow_blank=False, max_length=254)

@@ -44,6 +44,7 @@ def test_mail_server_down_messaging_retries_the_message_while_the_journey_goes_o
 
     # When the server comes back on that port and the retry is due
     handler = SmtpRecorder()
+    smtp_down.release()
     controller = Controller(handler, hostname="127.0.0.1", port=settings.EMAIL_PORT)
     controller.start()
     try:
