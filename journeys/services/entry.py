@@ -9,7 +9,7 @@ from django.utils import timezone
 from contacts.models import ContactList, Event, ListMembership
 from contacts.redis import default_queue
 from contacts.services import contact_find
-from journeys.models import Enrollment, Journey, Step
+from journeys.models import Enrollment, Journey, Step, StepRun
 
 
 def _first_step(journey_id):
@@ -297,3 +297,33 @@ def _enroll_members(journey, list_id, after, upto, first_step, data, now) -> int
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+# --- A contact forgotten or deleted (contacts.signals.contact_forgetting) -------
+
+
+def journeys_erase_contact(*, contact_id: int, now=None) -> int:
+    """End a forgotten contact's open passages and erase the data they hold
+    (the triggering event's data, errors that may quote an address); the
+    passages and step runs stay, anonymous, for journey metrics. Returns how
+    many passages were ended.
+
+    Clearing the lease also stops a worker that is advancing one of them
+    right now: its next transition finds the lease gone.
+    """
+    now = now or timezone.now()
+    passages = Enrollment.objects.filter(contact_id=contact_id)
+    ended = passages.filter(state__in=Enrollment.OPEN_STATES).update(
+        state=Enrollment.State.EXITED,
+        exit_reason="contact forgotten",
+        finished_at=now,
+        next_run_at=None,
+        current_step=None,
+        wait_event_name="",
+        wait_timeout_at=None,
+        locked_until=None,
+        lease_token=None,
+    )
+    passages.update(trigger_data={}, last_error="")
+    StepRun.objects.filter(enrollment__contact_id=contact_id).exclude(error="").update(error="")
+    return ended
