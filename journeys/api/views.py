@@ -82,6 +82,8 @@ def _last(total, size):
 def _page_url(request, query, page):
     query = query.copy()
     query["page"] = str(page)
+    # A key sent as ?api_key= is not written into the answer (nor, from there, into logs).
+    query.pop("api_key", None)
     return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
 
 

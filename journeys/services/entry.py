@@ -159,6 +159,7 @@ def _enroll_from_events(journey, event_ids, now) -> int:
 # enough that a list of a million takes a few hundred statements, small
 # enough that no single statement holds locks for long.
 LIST_ENTRY_CHUNK = 5_000
+LIST_ENTRY_TIMEOUT = 60 * 60  # seconds
 
 
 class TriggerError(ValueError):
@@ -221,7 +222,12 @@ def _enqueue_list_entry(*, journey_id, list_id, data):
     from journeys.tasks import journeys_enroll_list_task
 
     default_queue().enqueue(
-        journeys_enroll_list_task, journey_id=journey_id, list_id=list_id, trigger_data=data
+        journeys_enroll_list_task,
+        journey_id=journey_id,
+        list_id=list_id,
+        trigger_data=data,
+        # A list of millions takes hundreds of chunks: more than rq's default 3 minutes.
+        job_timeout=LIST_ENTRY_TIMEOUT,
     )
 
 

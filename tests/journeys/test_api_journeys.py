@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
 from contacts.models import Contact
 from journeys.models import Enrollment, Journey
@@ -129,6 +130,15 @@ def test_journeys_come_a_page_at_a_time_with_links_to_the_neighbours(api_client,
     assert [j["id"] for j in last["journeys"]] == ids[4:]
     assert "nextPageUrl" not in last
     assert "previousPageUrl" not in api_client.get(JOURNEYS, {"pageSize": 2}).json()
+
+
+def test_page_links_keep_the_query_but_not_a_key_sent_in_it(api_key, db):
+    JourneyFactory.create_batch(3)
+
+    body = APIClient().get(f"{JOURNEYS}?api_key={api_key}&pageSize=1&page=2&state=Running").json()
+
+    assert body["nextPageUrl"] == "http://testserver/api/journeys?pageSize=1&page=3&state=Running"
+    assert body["previousPageUrl"].endswith("?pageSize=1&page=1&state=Running")
 
 
 def test_a_page_past_the_end_is_empty_and_links_back_to_the_last(api_client, db):
