@@ -14,6 +14,7 @@ from contacts.models import (
     ContactList,
     DeviceToken,
     Event,
+    ForgottenAddress,
     ListMembership,
     Segment,
 )
@@ -440,3 +441,20 @@ class DeviceTokenAdmin(BigTableAdmin):
             ids=queryset.values_list("pk", flat=True), reason=f"Disabled by {request.user}"
         )
         self.message_user(request, f"Disabled {count} device(s).", messages.SUCCESS)
+
+
+@admin.register(ForgottenAddress)
+class ForgottenAddressAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Addresses of forgotten contacts, as digests only: nothing is sent to
+    them again. Searching for an address finds its entry, if it has one."""
+
+    list_display = ("kind", "digest", "source", "requested_by", "created_at")
+    list_filter = ("kind", "source")
+    search_fields = ("digest",)
+    search_help_text = "An exact email address or phone number (E.164, e.g. +14155550123)."
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(digest=ForgottenAddress.digest_of(term)), False

@@ -17,6 +17,7 @@ from journeys.services.scheduling import scheduler_tick
 from messaging.models import Engagement, InAppMessage, Message, RejectedAddress, Suppression
 from messaging.services import message_send
 from subscriptions.models import ConsentRecord, Subscription
+from tests.admin_pages import result_rows
 from tests.factories import (
     ConsentRecordFactory,
     ContactFactory,
@@ -358,3 +359,15 @@ def test_contact_delete_removes_the_contact_and_records_no_digest(nia):
     assert not Contact.objects.exists()
     assert not Message.objects.exists()
     assert not ForgottenAddress.objects.exists()
+
+
+def test_staff_find_a_forgotten_address_by_typing_it(admin_client, db):
+    contact_forget(contact=ContactFactory(email="nia@example.com"), source="admin")
+    contact_forget(contact=ContactFactory(email="ada@example.com"), source="admin")
+    url = reverse("admin:contacts_forgottenaddress_changelist")
+
+    found = result_rows(admin_client.get(url, {"q": "Nia@example.com"}))
+
+    assert len(found) == 1
+    assert sha256("nia@example.com") in found[0]
+    assert "nia@example.com" not in admin_client.get(url).content.decode()
