@@ -1,5 +1,7 @@
 """Requests and responses of the journeys API, in Iterable's shapes."""
 
+from collections.abc import Mapping
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -122,6 +124,13 @@ class TriggerWorkflowRequestSerializer(serializers.Serializer):
     )
     listId = serializers.IntegerField(required=False, min_value=0, max_value=INT32_MAX)
     dataFields = serializers.DictField(required=False, default=dict)
+
+    def to_internal_value(self, data):
+        # Iterable's clients send null for what they leave out ("listId": null
+        # when triggering for one user); Iterable reads it as absent.
+        if isinstance(data, Mapping):
+            data = {name: value for name, value in data.items() if value is not None}
+        return super().to_internal_value(data)
 
     def validate(self, attrs):
         names_user = bool(attrs.get("email") or attrs.get("userId"))

@@ -220,6 +220,24 @@ def test_trigger_enrolls_the_user_with_the_data_fields(api_client, db):
     assert enrollment.current_step == journey.steps.get()
 
 
+def test_null_fields_read_as_absent_as_iterables_clients_send_them(api_client, db):
+    journey = journey_with_a_step()
+    nia = ContactFactory(email="nia@example.com")
+    body = {
+        "workflowId": journey.pk,
+        "email": "nia@example.com",
+        "userId": None,
+        "listId": None,
+        "dataFields": None,
+    }
+
+    response = api_client.post(TRIGGER, body, format="json")
+
+    assert (response.status_code, envelope(response)["code"]) == (200, "Success")
+    assert Enrollment.objects.get().contact == nia
+    assert Enrollment.objects.get().trigger_data == {}
+
+
 def test_trigger_finds_the_user_by_user_id(api_client, db):
     journey = journey_with_a_step()
     contact = ContactFactory(email=None, user_id="app-7")
