@@ -14,11 +14,13 @@ from contacts.models import (
     ContactList,
     DeviceToken,
     Event,
+    ForgottenAddress,
     ListMembership,
     Segment,
 )
 from contacts.phones import InvalidPhoneNumber, normalise_phone
 from contacts.services import api_key_create, api_key_revoke, device_tokens_disable, event_track
+from contacts.services.forget import contact_delete, contact_forget
 
 
 def become(obj, saved):
@@ -137,6 +139,7 @@ class ContactAdmin(BigTableAdmin):
     )
     inlines = (ListMembershipInline,)
     history_links = (("contacts_event", "Events"), ("contacts_devicetoken", "Devices"))
+    actions = ("forget_selected",)
 
     def lookup_allowed(self, lookup, value, request=None):
         # A list's member count links here filtered by the list; without a list
@@ -162,6 +165,48 @@ class ContactAdmin(BigTableAdmin):
     @admin.display(description="First name")
     def first_name(self, obj):
         return obj.first_name
+
+    # Deleting a contact also deletes rows the admin never lets staff delete
+    # one by one (the consent ledger, the send log, in-app inboxes), so the
+    # admin's own check would refuse every contact that has any. The service
+    # erases them, each app its own; deleting a contact needs only the
+    # permission to delete contacts.
+    def get_deleted_objects(self, objs, request):
+        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, model_count, set(), protected
+
+    def delete_model(self, request, obj):
+        contact_delete(contact=obj, actor=request.user, source="admin")
+
+    def delete_queryset(self, request, queryset):
+        for contact in queryset:
+            contact_delete(contact=contact, actor=request.user, source="admin")
+
+    @admin.action(description="Forget (erase personal data)", permissions=["delete"])
+    def forget_selected(self, request, queryset):
+        if request.POST.get("confirmed") == "yes":
+            for contact in queryset:
+                contact_forget(contact=contact, actor=request.user, source="admin")
+            count = len(queryset)
+            self.message_user(
+                request,
+                f"Forgot {count} contact(s): their personal data is erased, and their "
+                "addresses will never be sent anything again.",
+                messages.SUCCESS,
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/contacts/contact/forget_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Forget contacts",
+                "opts": self.model._meta,
+                "queryset": queryset,
+                "count": queryset.count(),
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
 
     @admin.display(description="Their records")
     def history(self, obj):
@@ -396,3 +441,20 @@ class DeviceTokenAdmin(BigTableAdmin):
             ids=queryset.values_list("pk", flat=True), reason=f"Disabled by {request.user}"
         )
         self.message_user(request, f"Disabled {count} device(s).", messages.SUCCESS)
+
+
+@admin.register(ForgottenAddress)
+class ForgottenAddressAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Addresses of forgotten contacts, as digests only: nothing is sent to
+    them again. Searching for an address finds its entry, if it has one."""
+
+    list_display = ("kind", "digest", "source", "requested_by", "created_at")
+    list_filter = ("kind", "source")
+    search_fields = ("digest",)
+    search_help_text = "An exact email address or phone number (E.164, e.g. +14155550123)."
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(digest=ForgottenAddress.digest_of(term)), False

@@ -1,3 +1,4 @@
+import hashlib
 import zoneinfo
 
 from django.conf import settings
@@ -273,3 +274,47 @@ class DeviceToken(models.Model):
     @property
     def is_active(self):
         return self.disabled_at is None
+
+
+class ForgottenAddress(models.Model):
+    """An email address or phone number whose owner asked to be forgotten,
+    kept only as a SHA-256 digest, so nothing is ever sent to it again even
+    when a new contact brings the same address back (an import, the API).
+
+    The digest is a plain SHA-256 of the address as Waymark stores it (email
+    trimmed and in lower case, phone in E.164), hex-encoded: unsalted on
+    purpose, since a salt taken from a secret would lose every entry when the
+    secret is rotated. A digest of a known address can be recomputed, so it
+    tells only whether that address was forgotten, never what an entry is.
+    """
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "Email address"
+        PHONE = "phone", "Phone number"
+
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    kind = models.CharField(max_length=8, choices=Kind.choices, editable=False)
+    # Who asked, without naming the person: "api", "admin", ...
+    source = models.CharField(max_length=16, blank=True, editable=False)
+    requested_by = models.CharField(
+        max_length=255, blank=True, editable=False, help_text="The API key or staff member."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Forgotten {self.get_kind_display().lower()} {self.digest[:12]}…"
+
+    @staticmethod
+    def digest_of(address: str) -> str:
+        return hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()
+
+    @staticmethod
+    def digest_sql(column: str, connection) -> str:
+        """SQL computing digest_of() from a stored address column, on
+        PostgreSQL and on SQLite (where Django registers SHA256())."""
+        if connection.vendor == "postgresql":
+            return f"encode(sha256(convert_to(lower(trim({column})), 'UTF8')), 'hex')"
+        return f"SHA256(lower(trim({column})))"

@@ -10,3 +10,11 @@ from django.dispatch import Signal
 
 # kwargs: events (list of contacts.models.Event, in the order they were stored)
 events_recorded = Signal()
+
+# Sent by contacts.services.contact_forget and contact_delete, inside their
+# transaction with the contact's row locked, before its own data is erased:
+# each app above erases what it keeps about the contact (consent ledger,
+# messages, journey passages) in the same transaction.
+# kwargs: contact (contacts.models.Contact, as it still is), forget (bool:
+# the row stays, anonymised; False: it is deleted right after), source (str).
+contact_forgetting = Signal()

@@ -2,8 +2,8 @@
 
 from django.dispatch import receiver
 
-from contacts.signals import events_recorded
-from journeys.services.entry import journeys_handle_events
+from contacts.signals import contact_forgetting, events_recorded
+from journeys.services.entry import journeys_erase_contact, journeys_handle_events
 from journeys.services.sending import journey_send_verdict
 from messaging.signals import message_sending
 
@@ -16,3 +16,8 @@ def on_events_recorded(sender, events, **kwargs):
 @receiver(message_sending, dispatch_uid="journeys.message_sending")
 def on_message_sending(sender, message, hold, now, **kwargs):
     return journey_send_verdict(message=message, hold=hold, now=now)
+
+
+@receiver(contact_forgetting, dispatch_uid="journeys.contact_forgetting")
+def on_contact_forgetting(sender, contact, forget, **kwargs):
+    journeys_erase_contact(contact_id=contact.pk)

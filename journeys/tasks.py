@@ -1,7 +1,12 @@
 """rq jobs: take ids, call one service."""
 
+from journeys.services.entry import journeys_enroll_list
 from journeys.services.runner import enrollments_advance
 
 
 def journeys_advance_task(*, enrollment_ids, token):
     return enrollments_advance(enrollment_ids=enrollment_ids, token=token)
+
+
+def journeys_enroll_list_task(*, journey_id, list_id, trigger_data=None):
+    return journeys_enroll_list(journey_id=journey_id, list_id=list_id, trigger_data=trigger_data)

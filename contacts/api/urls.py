@@ -2,6 +2,7 @@ from django.urls import path
 
 from contacts.api import views
 from contacts.api.views import users as user_views
+from contacts.api.views.forget import ForgetUserView
 
 urlpatterns = [
     path("events/track", views.TrackEventView.as_view(), name="api-events-track"),
@@ -26,4 +27,5 @@ urlpatterns = [
         user_views.RegisterBrowserTokenView.as_view(),
         name="api-users-register-browser-token",
     ),
+    path("users/forget", ForgetUserView.as_view(), name="api-users-forget"),
 ]

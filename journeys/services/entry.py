@@ -1,11 +1,15 @@
 """Contacts entering journeys, and leaving them on exit events."""
 
+from dataclasses import dataclass
+
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from contacts.models import Event
-from journeys.models import Enrollment, Journey, Step
+from contacts.models import ContactList, Event, ListMembership
+from contacts.redis import default_queue
+from contacts.services import contact_find
+from journeys.models import Enrollment, Journey, Step, StepRun
 
 
 def _first_step(journey_id):
@@ -147,3 +151,185 @@ def _enroll_from_events(journey, event_ids, now) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+# --- Entry through the API: POST /api/workflows/triggerWorkflow ---------------
+
+# Members enrolled per statement when a whole list enters a journey: large
+# enough that a list of a million takes a few hundred statements, small
+# enough that no single statement holds locks for long.
+LIST_ENTRY_CHUNK = 5_000
+LIST_ENTRY_TIMEOUT = 60 * 60  # seconds
+
+
+class TriggerError(ValueError):
+    """A trigger request that names something missing or not able to start."""
+
+
+@dataclass(frozen=True)
+class Triggered:
+    """What a trigger did: one contact enrolled (or not, by the re-entry
+    policy), or a list's entry handed to a worker."""
+
+    journey: Journey
+    enrollment: Enrollment | None = None
+    list_id: int | None = None
+
+    @property
+    def queued(self) -> bool:
+        return self.list_id is not None
+
+
+def journey_trigger(
+    *,
+    journey_id: int,
+    email: str | None = None,
+    user_id: str | None = None,
+    list_id: int | None = None,
+    data: dict | None = None,
+) -> Triggered:
+    """Start a live journey for one contact now, or for every member of a list soon.
+
+    One contact, named by email or user id, must already exist (Iterable
+    creates no user on a trigger). A list enters asynchronously: one rq job,
+    enqueued after this transaction commits, enrolls its members set-based
+    (journeys_enroll_list). `data` becomes each enrollment's trigger data.
+    """
+    journey = Journey.objects.filter(pk=journey_id).first()
+    if journey is None:
+        raise TriggerError(f"No journey with id {journey_id}.")
+    if journey.state != Journey.State.LIVE:
+        raise TriggerError(
+            f"Journey {journey_id} is {journey.get_state_display().lower()}: "
+            "only a live journey can be triggered."
+        )
+    data = data or {}
+    if list_id is not None:
+        if not ContactList.objects.filter(pk=list_id).exists():
+            raise TriggerError(f"No list with id {list_id}.")
+        transaction.on_commit(
+            lambda: _enqueue_list_entry(journey_id=journey.pk, list_id=list_id, data=data)
+        )
+        return Triggered(journey=journey, list_id=list_id)
+    contact = contact_find(email=email, user_id=user_id)
+    if contact is None:
+        raise TriggerError("No user with that email or userId.")
+    enrollment = journeys_enroll_contact(journey=journey, contact=contact, trigger_data=data)
+    return Triggered(journey=journey, enrollment=enrollment)
+
+
+def _enqueue_list_entry(*, journey_id, list_id, data):
+    from journeys.tasks import journeys_enroll_list_task
+
+    default_queue().enqueue(
+        journeys_enroll_list_task,
+        journey_id=journey_id,
+        list_id=list_id,
+        trigger_data=data,
+        # A list of millions takes hundreds of chunks: more than rq's default 3 minutes.
+        job_timeout=LIST_ENTRY_TIMEOUT,
+    )
+
+
+def journeys_enroll_list(
+    *, journey_id: int, list_id: int, trigger_data=None, chunk_size=None, now=None
+) -> int:
+    """Enroll every member of a list in a live journey, as its re-entry policy
+    allows; returns how many entered.
+
+    Set-based and chunked by contact id: per chunk one SELECT finds the
+    chunk's last member and one INSERT … SELECT enrolls the chunk, each in its
+    own transaction, so the statement count grows with the list's size
+    divided by the chunk, never with one statement per contact. Running it
+    twice is harmless: whoever is already on the journey is left alone.
+    A journey that stopped being live before the job ran enrolls no one.
+    """
+    journey = Journey.objects.filter(pk=journey_id, state=Journey.State.LIVE).first()
+    if journey is None:
+        return 0
+    first_step = _first_step(journey.pk)
+    if first_step is None:
+        return 0
+    now = now or timezone.now()
+    chunk_size = chunk_size or LIST_ENTRY_CHUNK
+    data = Enrollment._meta.get_field("trigger_data").get_db_prep_value(
+        trigger_data or {}, connection
+    )
+    membership = ListMembership.objects.filter(contact_list_id=list_id)
+    entered, after = 0, 0
+    while True:
+        # The chunk's last member, or None when fewer than a chunk remain.
+        upto = next(
+            iter(
+                membership.filter(contact_id__gt=after)
+                .order_by("contact_id")
+                .values_list("contact_id", flat=True)[chunk_size - 1 : chunk_size]
+            ),
+            None,
+        )
+        entered += _enroll_members(journey, list_id, after, upto, first_step, data, now)
+        if upto is None:
+            return entered
+        after = upto
+
+
+def _enroll_members(journey, list_id, after, upto, first_step, data, now) -> int:
+    """One INSERT … SELECT: the list's members with after < contact id <= upto
+    (no upper bound when upto is None) enter the journey."""
+    enrollment = Enrollment._meta.db_table
+    member = ListMembership._meta.db_table
+    open_states = ", ".join(["%s"] * len(Enrollment.OPEN_STATES))
+    before = f"SELECT 1 FROM {enrollment} x WHERE x.journey_id = %s AND x.contact_id = m.contact_id"
+    before_params = [journey.pk]
+    if journey.reentry != Journey.Reentry.NEVER:  # only an open passage keeps them out
+        before += f" AND x.state IN ({open_states})"
+        before_params += list(Enrollment.OPEN_STATES)
+    bound = "" if upto is None else "AND m.contact_id <= %s"
+    # Table names come from the models; every value is a parameter.
+    sql = f"""
+        INSERT INTO {enrollment}
+            (journey_id, contact_id, state, current_step_id, sequence, attempts, next_run_at,
+             wait_event_name, trigger_data, entered_at, exit_reason, last_error)
+        SELECT %s, m.contact_id, %s, %s, 0, 0, %s, '', %s, %s, '', ''
+        FROM {member} m
+        WHERE m.contact_list_id = %s AND m.contact_id > %s {bound}
+          AND NOT EXISTS ({before})
+        ON CONFLICT DO NOTHING
+    """
+    params = [
+        journey.pk, Enrollment.State.ACTIVE, first_step, now, data, now,
+        list_id, after, *([] if upto is None else [upto]), *before_params,
+    ]  # fmt: skip
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+# --- A contact forgotten or deleted (contacts.signals.contact_forgetting) -------
+
+
+def journeys_erase_contact(*, contact_id: int, now=None) -> int:
+    """End a forgotten contact's open passages and erase the data they hold
+    (the triggering event's data, errors that may quote an address); the
+    passages and step runs stay, anonymous, for journey metrics. Returns how
+    many passages were ended.
+
+    Clearing the lease also stops a worker that is advancing one of them
+    right now: its next transition finds the lease gone.
+    """
+    now = now or timezone.now()
+    passages = Enrollment.objects.filter(contact_id=contact_id)
+    ended = passages.filter(state__in=Enrollment.OPEN_STATES).update(
+        state=Enrollment.State.EXITED,
+        exit_reason="contact forgotten",
+        finished_at=now,
+        next_run_at=None,
+        current_step=None,
+        wait_event_name="",
+        wait_timeout_at=None,
+        locked_until=None,
+        lease_token=None,
+    )
+    passages.update(trigger_data={}, last_error="")
+    StepRun.objects.filter(enrollment__contact_id=contact_id).exclude(error="").update(error="")
+    return ended

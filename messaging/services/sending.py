@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from contacts.models import Contact
+from contacts.models import Contact, ForgottenAddress
 from messaging.backends import (
     AddressRejected,
     InvalidAddress,
@@ -615,6 +615,11 @@ def _locked_facts(item, message_type, backend, now) -> _Facts | None:
             if backend.uses_suppressions
             else "false"
         )
+        # Whatever the medium: the contact's email or phone was forgotten.
+        forgotten = ForgottenAddress._meta.db_table
+        email = ForgottenAddress.digest_sql("c.email", connection)
+        phone = ForgottenAddress.digest_sql("NULLIF(c.phone, '')", connection)
+        columns.append(f"EXISTS (SELECT 1 FROM {forgotten} WHERE digest IN ({email}, {phone}))")
         sent = (
             f"(SELECT count(*) FROM {m} AS sent WHERE sent.contact_id = c.id AND "
             "NOT sent.is_test AND sent.id <> m.id AND sent.sent_at >= %s AND sent.{} = %s)"
@@ -653,8 +658,9 @@ def _locked_facts(item, message_type, backend, now) -> _Facts | None:
         rest = row[3 + len(_CONTACT_FIELDS) :]
         facts.policy, kind = rest[:2]
         facts.transactional = kind == Channel.Kind.TRANSACTIONAL
-        facts.channel_status, facts.type_status, suppressed, type_sent, channel_sent = rest[2:]
-        facts.suppressed = bool(suppressed)
+        facts.channel_status, facts.type_status, suppressed, forgotten = rest[2:6]
+        type_sent, channel_sent = rest[6:]
+        facts.suppressed = bool(suppressed) or bool(forgotten)
         facts.type_sent = type_sent or 0
         facts.channel_sent = channel_sent
     return facts
