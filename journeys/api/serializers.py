@@ -1,11 +1,9 @@
 """Requests and responses of the journeys API, in Iterable's shapes."""
 
-from collections.abc import Mapping
-
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from contacts.api.serializers import BIGINT_MAX
+from contacts.api.serializers import BIGINT_MAX, IterableRequestSerializer
 from journeys.models import Journey
 
 # Iterable's names for a journey's states, as the `state` filter takes them.
@@ -113,7 +111,7 @@ class GetJourneysResponseSerializer(serializers.Serializer):
     nextPageUrl = serializers.URLField(required=False)
 
 
-class TriggerWorkflowRequestSerializer(serializers.Serializer):
+class TriggerWorkflowRequestSerializer(IterableRequestSerializer):
     """Iterable's TriggerWorkflowRequest: a journey and one user (email or
     userId) or a list."""
 
@@ -124,13 +122,6 @@ class TriggerWorkflowRequestSerializer(serializers.Serializer):
     )
     listId = serializers.IntegerField(required=False, min_value=0, max_value=INT32_MAX)
     dataFields = serializers.DictField(required=False, default=dict)
-
-    def to_internal_value(self, data):
-        # Iterable's clients send null for what they leave out ("listId": null
-        # when triggering for one user); Iterable reads it as absent.
-        if isinstance(data, Mapping):
-            data = {name: value for name, value in data.items() if value is not None}
-        return super().to_internal_value(data)
 
     def validate(self, attrs):
         names_user = bool(attrs.get("email") or attrs.get("userId"))

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from contacts.api.errors import IterableError, check_batch_size, iterable_response
 from contacts.api.schema import ERRORS, IterableResponse, envelope_responses
 from contacts.services import contact_find
+from contacts.services.forget import contact_delete
 from subscriptions.api.serializers import (
     BulkUpdateSubscriptionsResponseSerializer,
     BulkUpdateSubscriptionsSchema,
@@ -37,19 +38,43 @@ def _user_response(contact):
 USER_RESPONSES = {200: UserResponseSerializer, **ERRORS}
 
 
+def _delete_user(request, contact, named):
+    """DELETE /api/users/...: the contact and everything kept about it are
+    deleted. As in Iterable, nothing stops the address coming back (that is
+    users/forget); an unknown user is a 400 and deletes nothing."""
+    if contact is None:
+        raise IterableError(f"No user has that {named}.", "BadParams")
+    contact_delete(contact=contact, actor=f"API key “{request.auth.name}”", source="api")
+    return iterable_response("The user is deleted.")
+
+
+DELETE_SCHEMA = {
+    "summary": "Delete a user",
+    "description": "Deletes the user and everything kept about them (profile, events, "
+    "devices, consent records, messages). Unlike users/forget, the address may come back.",
+    "responses": envelope_responses("The user is deleted."),
+    "tags": ["Users"],
+}
+
+
 @extend_schema_view(
     get=extend_schema(
         operation_id="getUser",
         summary="Get a user by email (path parameter)",
         responses=USER_RESPONSES,
         tags=["Users"],
-    )
+    ),
+    delete=extend_schema(operation_id="deleteUser", **DELETE_SCHEMA),
 )
 class UserByEmailView(APIView):
-    """GET /api/users/{email} — the user's profile and subscriptions; {} when unknown."""
+    """GET /api/users/{email} — the user's profile and subscriptions; {} when unknown.
+    DELETE — delete the user."""
 
     def get(self, request, email):
         return _user_response(contact_find(email=email))
+
+    def delete(self, request, email):
+        return _delete_user(request, contact_find(email=email), "email")
 
 
 @extend_schema_view(
@@ -77,13 +102,22 @@ class UserGetByEmailView(APIView):
         parameters=[OpenApiParameter("userId", str, OpenApiParameter.PATH)],
         responses=USER_RESPONSES,
         tags=["Users"],
-    )
+    ),
+    delete=extend_schema(
+        operation_id="deleteUserByUserId",
+        parameters=[OpenApiParameter("userId", str, OpenApiParameter.PATH)],
+        **DELETE_SCHEMA,
+    ),
 )
 class UserByUserIdView(APIView):
-    """GET /api/users/byUserId/{userId} — the user's profile and subscriptions; {} when unknown."""
+    """GET /api/users/byUserId/{userId} — the user's profile and subscriptions; {} when unknown.
+    DELETE — delete the user."""
 
     def get(self, request, userId):
         return _user_response(contact_find(user_id=userId))
+
+    def delete(self, request, userId):
+        return _delete_user(request, contact_find(user_id=userId), "userId")
 
 
 def api_note(request, data=None) -> str:

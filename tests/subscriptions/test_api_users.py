@@ -137,3 +137,74 @@ def test_reading_a_user_takes_as_many_queries_however_many_subscriptions(api_cli
 
     assert len(response.json()["user"]["dataFields"]["unsubscribedMessageTypeIds"]) == 6
     assert len(more) == len(few)
+
+
+# --- DELETE /api/users/{email} and /api/users/byUserId/{userId} ---------------------
+
+
+def test_deleting_a_user_by_email_removes_the_contact_and_what_is_kept_about_them(api_client):
+    from contacts.models import Contact, Event
+    from messaging.models import Message
+    from subscriptions.models import ConsentRecord
+    from tests.factories import ConsentRecordFactory, EventFactory, MessageFactory
+
+    nia = ContactFactory(email="nia@example.com")
+    EventFactory(contact=nia)
+    MessageFactory(contact=nia)
+    ConsentRecordFactory(contact=nia)
+    other = ContactFactory(email="ada@example.com")
+    EventFactory(contact=other)
+
+    response = api_client.delete("/api/users/nia@example.com")
+
+    assert response.status_code == 200
+    assert response.json() == {"msg": "The user is deleted.", "code": "Success", "params": None}
+    assert list(Contact.objects.values_list("email", flat=True)) == ["ada@example.com"]
+    assert list(Event.objects.values_list("contact__email", flat=True)) == ["ada@example.com"]
+    assert not Message.objects.exists()
+    assert not ConsentRecord.objects.exists()
+
+
+def test_deleting_a_user_by_user_id_leaves_the_address_free_to_come_back(api_client):
+    from contacts.models import Contact
+
+    ContactFactory(email="nia@example.com", user_id="u-7")
+
+    response = api_client.delete("/api/users/byUserId/u-7")
+    again = api_client.post(
+        "/api/events/track", {"email": "nia@example.com", "eventName": "x"}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert again.status_code == 200
+    assert Contact.objects.get().user_id is None
+
+
+@pytest.mark.parametrize("path", ["/api/users/nobody@example.com", "/api/users/byUserId/nobody"])
+def test_deleting_an_unknown_user_is_a_400_that_deletes_nothing(api_client, path):
+    from contacts.models import Contact
+
+    ContactFactory(email="nia@example.com", user_id="u-7")
+
+    response = api_client.delete(path)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "BadParams"
+    assert Contact.objects.count() == 1
+
+
+def test_a_client_side_key_may_not_delete_users(db):
+    from rest_framework.test import APIClient
+
+    from contacts.models import ApiKey, Contact
+    from contacts.services import api_key_create
+
+    ContactFactory(email="nia@example.com")
+    _, raw = api_key_create(name="app", scope=ApiKey.Scope.CLIENT)
+    client = APIClient()
+    client.credentials(HTTP_API_KEY=raw)
+
+    response = client.delete("/api/users/nia@example.com")
+
+    assert response.status_code == 403
+    assert Contact.objects.count() == 1
