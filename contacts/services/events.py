@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from contacts.models import Contact, Event
@@ -194,3 +195,168 @@ def events_dispatch_all(*, limit: int = 1000) -> int:
         total += batch.events
         if batch.events < limit:
             return total
+
+
+@dataclass(frozen=True)
+class EventInput:
+    """One event of a bulk request, validated: named by email or by user id."""
+
+    name: str
+    email: str | None = None
+    user_id: str | None = None
+    data: dict | None = None
+    occurred_at: datetime | None = None
+    client_event_id: str | None = None
+    campaign_id: int | None = None
+    template_id: int | None = None
+
+
+@dataclass(frozen=True)
+class EventFailure:
+    """An event of a bulk request that was not stored, by its position (from 0)."""
+
+    index: int
+    reason: str  # "conflict": its id is another contact's, or its userId another email's
+    msg: str
+
+
+@dataclass(frozen=True)
+class RecordedEvents:
+    created: int
+    updated: int
+    failures: list  # EventFailure, in request order
+
+
+def _norm(value: str | None) -> str | None:
+    return (value or "").strip() or None
+
+
+def _contacts_for(items: list[EventInput]) -> tuple[dict, dict]:
+    """The contacts the items name, by email and by user id, creating those
+    not yet known: one select, one INSERT ... ON CONFLICT DO NOTHING, one select."""
+    emails, user_ids = {}, set()
+    for item in items:
+        email, user_id = _norm(item.email), _norm(item.user_id)
+        if email:
+            # A new contact takes the user id of the first event naming its email.
+            emails.setdefault(email.lower(), user_id)
+        elif user_id:
+            user_ids.add(user_id)
+
+    def select():
+        query = Q(pk__in=[])
+        if emails:
+            query |= Q(email__in=list(emails))
+        if user_ids:
+            query |= Q(user_id__in=list(user_ids))
+        by_email, by_user_id = {}, {}
+        for pk, email, user_id in Contact.objects.filter(query).values_list(
+            "pk", "email", "user_id"
+        ):
+            if email:
+                by_email[email] = pk
+            if user_id:
+                by_user_id[user_id] = pk
+        return by_email, by_user_id
+
+    by_email, by_user_id = select()
+    new = [
+        Contact(email=email, user_id=user_id)
+        for email, user_id in emails.items()
+        if email not in by_email
+    ]
+    taken = {contact.user_id for contact in new}
+    new += [Contact(user_id=user_id) for user_id in user_ids - taken if user_id not in by_user_id]
+    if not new:
+        return by_email, by_user_id
+    # A contact created concurrently, or a user id another email holds, is
+    # skipped here and found (or not) by the select after.
+    Contact.objects.bulk_create(new, ignore_conflicts=True)
+    return select()
+
+
+def events_record_many(*, items: list[EventInput], _retries: int = 2) -> RecordedEvents:
+    """Record a batch of events set-based: contacts created as needed, new
+    events inserted in one statement, re-delivered ids updated in one.
+
+    Each item follows event_record's rule: an id seen before updates that
+    event if it is the same contact's, and fails (nothing of it written) if
+    it is another's. Within one batch, a later event with an id updates the
+    earlier one. Listeners hear of new events after commit, as with event_record.
+    """
+    with transaction.atomic():
+        by_email, by_user_id = _contacts_for(items)
+        failures = []
+        now = timezone.now()
+        wanted = {}  # index -> (contact pk, item)
+        for index, item in enumerate(items):
+            email, user_id = _norm(item.email), _norm(item.user_id)
+            contact_id = by_email.get(email.lower()) if email else by_user_id.get(user_id)
+            if contact_id is None:
+                failures.append(
+                    EventFailure(
+                        index, "conflict", "That userId already belongs to another contact."
+                    )
+                )
+                continue
+            wanted[index] = (contact_id, item)
+
+        client_ids = {item.client_event_id for _, item in wanted.values() if item.client_event_id}
+        stored = {}
+        if client_ids:
+            stored = {
+                event.client_event_id: event
+                for event in Event.objects.select_for_update()
+                .filter(client_event_id__in=client_ids)
+                .only("pk", "client_event_id", "contact_id")
+            }
+        fields = ["name", "data", "occurred_at", "campaign_id", "template_id"]
+        to_create, to_update = {}, {}  # client id -> Event
+        fresh = []
+        for index, (contact_id, item) in wanted.items():
+            values = {
+                "name": item.name,
+                "data": item.data or {},
+                "occurred_at": item.occurred_at or now,
+                "campaign_id": item.campaign_id,
+                "template_id": item.template_id,
+            }
+            client_id = item.client_event_id
+            if not client_id:
+                fresh.append(
+                    Event(contact_id=contact_id, client_event_id=uuid.uuid4().hex, **values)
+                )
+                continue
+            event = stored.get(client_id) or to_create.get(client_id)
+            if event is not None and event.contact_id != contact_id:
+                failures.append(
+                    EventFailure(
+                        index,
+                        "conflict",
+                        f"The event id {client_id!r} belongs to another user's event.",
+                    )
+                )
+                continue
+            if event is None:
+                event = Event(contact_id=contact_id, client_event_id=client_id, **values)
+                to_create[client_id] = event
+            else:
+                for field, value in values.items():
+                    setattr(event, field, value)
+                if client_id in stored:
+                    to_update[client_id] = event
+        new_events = fresh + list(to_create.values())
+        try:
+            with transaction.atomic():
+                Event.objects.bulk_create(new_events)
+        except IntegrityError:
+            # An id stored concurrently: taken again, it is found and updated.
+            if _retries <= 0:
+                raise
+            return events_record_many(items=items, _retries=_retries - 1)
+        if to_update:
+            Event.objects.bulk_update(list(to_update.values()), fields)
+        if new_events:
+            transaction.on_commit(events_dispatch_soon)
+    failures.sort(key=lambda failure: failure.index)
+    return RecordedEvents(created=len(new_events), updated=len(to_update), failures=failures)

@@ -1,12 +1,23 @@
 """Events: /api/events/..."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
 from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import serializers
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from contacts.api.errors import IterableError, iterable_response
-from contacts.api.schema import envelope_responses
+from contacts.api.errors import IterableError, check_batch_size, iterable_response
+from contacts.api.schema import ERRORS, envelope_responses
 from contacts.api.serializers import TrackRequestSerializer
+from contacts.api.serializers.events import (
+    BulkTrackRequestSerializer,
+    BulkTrackResponseSerializer,
+)
 from contacts.services import ContactLookupError, EventIdConflict, event_track
+from contacts.services.events import EventInput, events_record_many
+
+TAGS = ["Events"]
 
 
 @extend_schema_view(
@@ -15,7 +26,7 @@ from contacts.services import ContactLookupError, EventIdConflict, event_track
         summary="Track an event",
         request=TrackRequestSerializer,
         responses=envelope_responses("Event with id: … tracked."),
-        tags=["Events"],
+        tags=TAGS,
     )
 )
 class TrackEventView(APIView):
@@ -42,3 +53,119 @@ class TrackEventView(APIView):
             raise IterableError(str(exc), "BadParams") from exc
         event_id = tracked.event.client_event_id
         return iterable_response(f"Event with id: {event_id} tracked.", params={"id": event_id})
+
+
+def _first_event_error(errors):
+    # DRF reports a list's errors as a list by position, or a dict of positions.
+    pairs = errors.items() if isinstance(errors, dict) else enumerate(errors)
+    for index, error in sorted(pairs, key=lambda pair: int(pair[0])):
+        if error and isinstance(error, dict):
+            field, messages = next(iter(error.items()))
+            where = f"events[{index}]" + ("" if field == "non_field_errors" else f".{field}")
+            return f"{where}: {messages[0] if isinstance(messages, list) else messages}"
+    return "Invalid events."
+
+
+def _email_is_valid(email):
+    if len(email) > 254:
+        return False
+    try:
+        validate_email(email.strip())
+    except DjangoValidationError:
+        return False
+    return True
+
+
+def _bulk_track_answer(count, failures):
+    invalid_emails = [f["email"] for f in failures if f["reason"] == "invalidEmail"]
+    return {
+        "successCount": count - len(failures),
+        "failCount": len(failures),
+        "invalidEmails": invalid_emails,
+        "invalidUserIds": [],
+        "disallowedEventNames": [],
+        "failedUpdates": {
+            "invalidEmails": invalid_emails,
+            "invalidUserIds": [],
+            "notFoundEmails": [],
+            "notFoundUserIds": [],
+            "forgottenEmails": [],
+            "forgottenUserIds": [],
+        },
+        "failures": failures,
+    }
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="trackBulk",
+        summary="Bulk track events",
+        description="Each event is recorded as by /api/events/track. An event with a "
+        "malformed email, or whose id belongs to another user's event, is not stored and "
+        "is reported in failCount and in failures (by its position in events); the others "
+        "are. A body whose shape is wrong is refused whole, and nothing is stored.",
+        request=BulkTrackRequestSerializer,
+        responses={200: BulkTrackResponseSerializer, **ERRORS},
+        tags=TAGS,
+    )
+)
+class TrackBulkView(APIView):
+    """POST /api/events/trackBulk — record many events, set-based."""
+
+    def post(self, request):
+        events = request.data.get("events") if isinstance(request.data, dict) else None
+        if isinstance(events, list):
+            # Before the items are looked at: a huge batch costs nothing to refuse.
+            check_batch_size(events, field="events")
+        serializer = BulkTrackRequestSerializer(data=request.data)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except serializers.ValidationError as exc:
+            errors = exc.detail.get("events") if isinstance(exc.detail, dict) else None
+            if isinstance(errors, list | dict) and errors and "non_field_errors" not in errors:
+                raise IterableError(
+                    _first_event_error(errors), "BadParams", {"errors": exc.detail}
+                ) from exc
+            raise
+        events = serializer.validated_data["events"]
+        items, positions, failures = [], [], []
+        for index, data in enumerate(events):
+            email = data.get("email")
+            if email and not _email_is_valid(email):
+                failures.append(
+                    {
+                        "index": index,
+                        "email": email,
+                        "userId": data.get("userId"),
+                        "reason": "invalidEmail",
+                        "msg": f"Invalid email: {email}",
+                    }
+                )
+                continue
+            positions.append(index)
+            items.append(
+                EventInput(
+                    name=data["eventName"],
+                    email=email,
+                    user_id=data.get("userId"),
+                    data=data.get("dataFields") or {},
+                    occurred_at=data.get("createdAt"),
+                    client_event_id=data.get("id"),
+                    campaign_id=data.get("campaignId"),
+                    template_id=data.get("templateId"),
+                )
+            )
+        result = events_record_many(items=items) if items else None
+        for failure in result.failures if result else []:
+            item = items[failure.index]
+            failures.append(
+                {
+                    "index": positions[failure.index],
+                    "email": item.email,
+                    "userId": item.user_id,
+                    "reason": failure.reason,
+                    "msg": failure.msg,
+                }
+            )
+        failures.sort(key=lambda failure: failure["index"])
+        return Response(_bulk_track_answer(len(events), failures))

@@ -1,0 +1,325 @@
+"""/api/events/trackBulk and /api/events/{email}: Iterable's contract and what is written."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from contacts.models import Contact, Event
+from contacts.services import events_dispatch_all
+from journeys.models import Enrollment
+from tests.factories import ContactFactory, EventFactory, JourneyFactory, SendMessageStepFactory
+
+BULK = "/api/events/trackBulk"
+
+
+def _no_failures(count):
+    return {
+        "successCount": count,
+        "failCount": 0,
+        "invalidEmails": [],
+        "invalidUserIds": [],
+        "disallowedEventNames": [],
+        "failedUpdates": {
+            "invalidEmails": [],
+            "invalidUserIds": [],
+            "notFoundEmails": [],
+            "notFoundUserIds": [],
+            "forgottenEmails": [],
+            "forgottenUserIds": [],
+        },
+        "failures": [],
+    }
+
+
+def test_track_bulk_stores_every_event_and_creates_unknown_contacts(api_client, db):
+    # Given one known contact
+    known = ContactFactory(email="nia@example.com")
+
+    # When events arrive for it, for a new email and for a new userId
+    response = api_client.post(
+        BULK,
+        {
+            "events": [
+                {
+                    "email": "NIA@example.com",
+                    "eventName": "purchase",
+                    "id": "order-17",
+                    "createdAt": 1700000000,
+                    "dataFields": {"total": 42.5},
+                    "campaignId": 12,
+                    "templateId": 34,
+                },
+                {"email": "new@example.com", "userId": "u-new", "eventName": "signed_up"},
+                {"userId": "app-7", "eventName": "opened_app"},
+            ]
+        },
+        format="json",
+    )
+
+    # Then all three are stored, each with its contact
+    assert response.status_code == 200
+    assert response.json() == _no_failures(3)
+    purchase = Event.objects.get(client_event_id="order-17")
+    assert purchase.contact == known
+    assert (purchase.name, purchase.data) == ("purchase", {"total": 42.5})
+    assert purchase.occurred_at == datetime.fromtimestamp(1700000000, tz=UTC)
+    assert (purchase.campaign_id, purchase.template_id) == (12, 34)
+    assert Event.objects.get(name="signed_up").contact.user_id == "u-new"
+    assert Event.objects.get(name="opened_app").contact.email is None
+    assert Contact.objects.count() == 3
+    assert all(event.client_event_id for event in Event.objects.all())
+
+
+def test_a_known_event_id_of_the_same_contact_is_updated_not_duplicated(api_client, db):
+    # Given an event stored earlier with the client's id
+    contact = ContactFactory(email="nia@example.com")
+    EventFactory(contact=contact, client_event_id="order-17", name="purchase", data={"v": 1})
+
+    # When it is delivered again, twice in one batch
+    response = api_client.post(
+        BULK,
+        {
+            "events": [
+                {
+                    "email": "nia@example.com",
+                    "eventName": "purchase",
+                    "id": "order-17",
+                    "dataFields": {"v": 2},
+                },
+                {
+                    "email": "nia@example.com",
+                    "eventName": "purchase",
+                    "id": "order-17",
+                    "dataFields": {"v": 3},
+                },
+            ]
+        },
+        format="json",
+    )
+
+    # Then it is one event, holding the last data
+    assert response.status_code == 200
+    assert response.json()["successCount"] == 2
+    assert Event.objects.count() == 1
+    assert Event.objects.get().data == {"v": 3}
+
+
+def test_an_event_id_of_another_contact_fails_that_event_alone(api_client, db):
+    # Given an event id that belongs to another contact
+    other = ContactFactory(email="other@example.com")
+    EventFactory(contact=other, client_event_id="order-17", name="purchase", data={"v": 1})
+
+    # When a batch reuses it for someone else, next to a good event
+    response = api_client.post(
+        BULK,
+        {
+            "events": [
+                {"email": "nia@example.com", "eventName": "ok"},
+                {
+                    "email": "nia@example.com",
+                    "eventName": "purchase",
+                    "id": "order-17",
+                    "dataFields": {"v": 2},
+                },
+            ]
+        },
+        format="json",
+    )
+
+    # Then that one is reported by its position and nothing of it is written
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["successCount"], body["failCount"]) == (1, 1)
+    assert body["failures"] == [
+        {
+            "index": 1,
+            "email": "nia@example.com",
+            "userId": None,
+            "reason": "conflict",
+            "msg": "The event id 'order-17' belongs to another user's event.",
+        }
+    ]
+    stored = Event.objects.get(client_event_id="order-17")
+    assert (stored.contact, stored.data) == (other, {"v": 1})
+    assert list(Event.objects.exclude(pk=stored.pk).values_list("name", flat=True)) == ["ok"]
+
+
+def test_a_new_event_id_claimed_twice_in_a_batch_fails_for_the_second_contact(api_client, db):
+    # When two contacts send the same new id in one batch
+    response = api_client.post(
+        BULK,
+        {
+            "events": [
+                {"email": "a@example.com", "eventName": "e", "id": "x1"},
+                {"email": "b@example.com", "eventName": "e", "id": "x1"},
+            ]
+        },
+        format="json",
+    )
+
+    # Then the first one has it
+    body = response.json()
+    assert (body["successCount"], body["failCount"]) == (1, 1)
+    assert body["failures"][0]["index"] == 1
+    assert Event.objects.get().contact.email == "a@example.com"
+
+
+def test_malformed_emails_are_reported_and_the_rest_stored(api_client, db):
+    # When one event names a malformed email
+    response = api_client.post(
+        BULK,
+        {
+            "events": [
+                {"email": "not-an-email", "eventName": "e"},
+                {"email": "nia@example.com", "eventName": "e"},
+            ]
+        },
+        format="json",
+    )
+
+    # Then it is listed as Iterable lists it, and the other is stored
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["successCount"], body["failCount"]) == (1, 1)
+    assert body["invalidEmails"] == ["not-an-email"]
+    assert body["failedUpdates"]["invalidEmails"] == ["not-an-email"]
+    assert body["failures"][0]["index"] == 0
+    assert body["failures"][0]["reason"] == "invalidEmail"
+    assert list(Contact.objects.values_list("email", flat=True)) == ["nia@example.com"]
+    assert Event.objects.count() == 1
+
+
+def test_a_user_id_held_by_another_email_fails_that_event(api_client, db):
+    # Given a contact that holds the userId
+    ContactFactory(email="owner@example.com", user_id="u1")
+
+    # When a new email claims it
+    response = api_client.post(
+        BULK,
+        {"events": [{"email": "thief@example.com", "userId": "u1", "eventName": "e"}]},
+        format="json",
+    )
+
+    # Then that event fails and no contact is created
+    body = response.json()
+    assert (body["successCount"], body["failCount"]) == (0, 1)
+    assert body["failures"][0]["reason"] == "conflict"
+    assert not Contact.objects.filter(email="thief@example.com").exists()
+    assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"events": "nope"},
+        {"events": [{"email": "a@example.com"}]},
+        {"events": [{"eventName": "no identity"}]},
+        {"events": [{"email": "a@example.com", "eventName": "ok"}, {"eventName": 5, "userId": []}]},
+        {"events": [{"userId": "u", "eventName": "e", "createdAt": "yesterday"}]},
+    ],
+)
+def test_a_malformed_body_is_refused_whole_and_writes_nothing(api_client, db, body):
+    response = api_client.post(BULK, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "BadParams"
+    assert not Contact.objects.exists()
+    assert not Event.objects.exists()
+
+
+def test_a_malformed_event_is_named_by_its_position(api_client, db):
+    response = api_client.post(
+        BULK,
+        {"events": [{"email": "a@example.com", "eventName": "ok"}, {"email": "b@example.com"}]},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["msg"] == "events[1].eventName: This field is required."
+
+
+def test_too_many_events_are_refused_before_anything_is_written(api_client, db, settings):
+    settings.WAYMARK_API = {**settings.WAYMARK_API, "MAX_BATCH": 2}
+    events = [{"email": f"c{n}@example.com", "eventName": "e"} for n in range(3)]
+
+    response = api_client.post(BULK, {"events": events}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "BatchTooLarge"
+    assert response.json()["params"] == {"limit": 2, "received": 3}
+    assert not Event.objects.exists()
+
+
+def test_a_client_side_key_may_not_bulk_track(db):
+    from rest_framework.test import APIClient
+
+    from contacts.models import ApiKey
+    from contacts.services import api_key_create
+
+    _, raw = api_key_create(name="app", scope=ApiKey.Scope.CLIENT)
+    client = APIClient()
+    client.credentials(HTTP_API_KEY=raw)
+
+    response = client.post(BULK, {"events": [{"userId": "u", "eventName": "e"}]}, format="json")
+
+    assert response.status_code == 403
+    assert not Event.objects.exists()
+
+
+def test_bulk_tracked_events_start_matching_journeys_after_commit(api_client, db):
+    # Given a live journey started by signed_up
+    journey = JourneyFactory(trigger_event_name="signed_up")
+    SendMessageStepFactory(journey=journey, position=1)
+
+    # When a batch brings two sign-ups and the worker dispatches them
+    api_client.post(
+        BULK,
+        {
+            "events": [
+                {"email": "a@example.com", "eventName": "signed_up"},
+                {"email": "b@example.com", "eventName": "signed_up"},
+            ]
+        },
+        format="json",
+    )
+    assert Event.objects.filter(dispatched=False).count() == 2
+    assert not Enrollment.objects.exists()
+    events_dispatch_all()
+
+    # Then each contact is enrolled once
+    assert Enrollment.objects.filter(journey=journey).count() == 2
+
+
+def test_bulk_tracking_costs_the_same_queries_for_n_or_2n_events(api_client, db):
+    # Given, for each size, half the events for known contacts and re-delivered ids
+    def queries_for(n):
+        known = [ContactFactory(email=f"known{i}-{n}@example.com") for i in range(n)]
+        for i, contact in enumerate(known):
+            EventFactory(contact=contact, client_event_id=f"id{i}-{n}")
+        events = [
+            {"email": contact.email, "eventName": "again", "id": f"id{i}-{n}"}
+            for i, contact in enumerate(known)
+        ]
+        events += [{"email": f"new{i}-{n}@example.com", "eventName": "e"} for i in range(n)]
+        events += [{"userId": f"u{i}-{n}", "eventName": "e", "id": f"new{i}-{n}"} for i in range(n)]
+        with CaptureQueriesContext(connection) as queries:
+            response = api_client.post(BULK, {"events": events}, format="json")
+        assert response.json()["successCount"] == 3 * n
+        return len(queries)
+
+    # Then (after a first request has cached the key)
+    api_client.post(BULK, {"events": []}, format="json")
+    assert queries_for(10) == queries_for(20)
+    assert Event.objects.filter(name="again").count() == 30
+    assert Event.objects.count() == 90
+
+
+def test_bulk_tracking_writes_nothing_for_an_empty_batch(api_client, db):
+    response = api_client.post(BULK, {"events": []}, format="json")
+
+    assert response.status_code == 200
+    assert response.json() == _no_failures(0)
+    assert not Event.objects.exists()
