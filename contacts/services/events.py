@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from contacts.models import Contact, Event
 from contacts.redis import default_queue, redis_client
-from contacts.services.contacts import contact_get_or_create
+from contacts.services.contacts import contact_find, contact_get_or_create
 from contacts.signals import events_recorded
 
 logger = logging.getLogger(__name__)
@@ -360,3 +360,19 @@ def events_record_many(*, items: list[EventInput], _retries: int = 2) -> Recorde
             transaction.on_commit(events_dispatch_soon)
     failures.sort(key=lambda failure: failure.index)
     return RecordedEvents(created=len(new_events), updated=len(to_update), failures=failures)
+
+
+def contact_events(
+    *, email: str | None = None, user_id: str | None = None, limit: int = 30
+) -> list[Event] | None:
+    """A contact's latest events, newest first; None for an unknown contact."""
+    # PostgreSQL cannot hold a NUL: no contact is named with one.
+    if "\x00" in (email or "") + (user_id or ""):
+        return None
+    contact = contact_find(email=email, user_id=user_id)
+    if contact is None:
+        return None
+    events = list(contact.events.order_by("-occurred_at", "-pk")[:limit])
+    for event in events:
+        event.contact = contact  # what the answer names each event's user by
+    return events

@@ -323,3 +323,104 @@ def test_bulk_tracking_writes_nothing_for_an_empty_batch(api_client, db):
     assert response.status_code == 200
     assert response.json() == _no_failures(0)
     assert not Event.objects.exists()
+
+
+def test_user_events_by_email_are_listed_newest_first_in_iterables_shape(api_client, db):
+    # Given a contact with two events, and another contact's event
+    contact = ContactFactory(email="nia@example.com", user_id="u-nia")
+    EventFactory(
+        contact=contact,
+        name="older",
+        client_event_id="e1",
+        occurred_at=datetime(2024, 1, 1, 9, 30, tzinfo=UTC),
+    )
+    EventFactory(
+        contact=contact,
+        name="purchase",
+        client_event_id="e2",
+        occurred_at=datetime(2024, 1, 2, 10, 0, 5, tzinfo=UTC),
+        data={"total": 5},
+        campaign_id=12,
+        template_id=34,
+    )
+    EventFactory(name="someone else's")
+
+    # When they are read by email, in any case
+    response = api_client.get("/api/events/NIA@example.com")
+
+    # Then
+    assert response.status_code == 200
+    assert response.json() == {
+        "events": [
+            {
+                "eventName": "purchase",
+                "eventType": "customEvent",
+                "createdAt": "2024-01-02 10:00:05 +00:00",
+                "email": "nia@example.com",
+                "userId": "u-nia",
+                "id": "e2",
+                "dataFields": {"total": 5},
+                "campaignId": 12,
+                "templateId": 34,
+            },
+            {
+                "eventName": "older",
+                "eventType": "customEvent",
+                "createdAt": "2024-01-01 09:30:00 +00:00",
+                "email": "nia@example.com",
+                "userId": "u-nia",
+                "id": "e1",
+                "dataFields": {},
+            },
+        ]
+    }
+
+
+def test_user_events_by_user_id_honour_the_limit(api_client, db):
+    # Given a contact known by userId only, with three events
+    contact = ContactFactory(email=None, user_id="app/7")
+    for day in (1, 2, 3):
+        EventFactory(
+            contact=contact, name=f"day{day}", occurred_at=datetime(2024, 1, day, tzinfo=UTC)
+        )
+
+    # When two are asked for (its userId holds a "/")
+    response = api_client.get("/api/events/byUserId/app%2F7?limit=2")
+
+    # Then the two newest come back
+    assert response.status_code == 200
+    assert [e["eventName"] for e in response.json()["events"]] == ["day3", "day2"]
+    assert response.json()["events"][0]["email"] is None
+
+
+def test_user_events_answer_thirty_by_default(api_client, db, django_assert_max_num_queries):
+    contact = ContactFactory(email="nia@example.com")
+    EventFactory.create_batch(35, contact=contact)
+    api_client.get("/api/events/nia@example.com")  # the key is cached from now on
+
+    with django_assert_max_num_queries(4):
+        response = api_client.get("/api/events/nia@example.com")
+
+    assert len(response.json()["events"]) == 30
+
+
+def test_an_unknown_user_has_no_events(api_client, db):
+    by_email = api_client.get("/api/events/nobody@example.com")
+    by_user_id = api_client.get("/api/events/byUserId/nobody")
+
+    assert (by_email.status_code, by_email.json()) == (200, {"events": []})
+    assert (by_user_id.status_code, by_user_id.json()) == (200, {"events": []})
+
+
+@pytest.mark.parametrize("limit", ["0", "201", "many"])
+def test_a_limit_out_of_range_is_refused(api_client, db, limit):
+    response = api_client.get(f"/api/events/nia@example.com?limit={limit}")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "BadParams"
+
+
+def test_the_email_path_does_not_shadow_other_event_paths(api_client, db):
+    # A path without "@" is not an email: events/track stays what it is.
+    assert api_client.get("/api/events/track").status_code == 405
+    assert api_client.get("/api/events/somebody").json()["code"] == "NotFound"

@@ -1,5 +1,7 @@
 """Events: /api/events/..."""
 
+from datetime import UTC
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -13,9 +15,11 @@ from contacts.api.serializers import TrackRequestSerializer
 from contacts.api.serializers.events import (
     BulkTrackRequestSerializer,
     BulkTrackResponseSerializer,
+    UserEventsQuerySerializer,
+    UserEventsResponseSerializer,
 )
 from contacts.services import ContactLookupError, EventIdConflict, event_track
-from contacts.services.events import EventInput, events_record_many
+from contacts.services.events import EventInput, contact_events, events_record_many
 
 TAGS = ["Events"]
 
@@ -169,3 +173,67 @@ class TrackBulkView(APIView):
             )
         failures.sort(key=lambda failure: failure["index"])
         return Response(_bulk_track_answer(len(events), failures))
+
+
+def _event_json(event):
+    answer = {
+        "eventName": event.name,
+        "eventType": "customEvent",
+        "createdAt": event.occurred_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S +00:00"),
+        "email": event.contact.email,
+        "userId": event.contact.user_id,
+        "id": event.client_event_id,
+        "dataFields": event.data,
+    }
+    if event.campaign_id is not None:
+        answer["campaignId"] = event.campaign_id
+    if event.template_id is not None:
+        answer["templateId"] = event.template_id
+    return answer
+
+
+def _user_events(request, **identity):
+    query = UserEventsQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    events = contact_events(**identity, limit=query.validated_data["limit"])
+    # Iterable answers an unknown user with no events, not with an error.
+    return Response({"events": [_event_json(event) for event in events or []]})
+
+
+_READ_RESPONSES = {200: UserEventsResponseSerializer, **ERRORS}
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="User events",
+        summary="Get user events",
+        description="The user's latest events, newest first (limit: 30 by default, at most "
+        "200). An unknown email has no events.",
+        parameters=[UserEventsQuerySerializer],
+        responses=_READ_RESPONSES,
+        tags=TAGS,
+    )
+)
+class UserEventsByEmailView(APIView):
+    """GET /api/events/{email} — a user's events, by email."""
+
+    def get(self, request, email):
+        return _user_events(request, email=email)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="User events by userId",
+        summary="Get user events by userId",
+        description="The user's latest events, newest first (limit: 30 by default, at most "
+        "200). An unknown userId has no events.",
+        parameters=[UserEventsQuerySerializer],
+        responses=_READ_RESPONSES,
+        tags=TAGS,
+    )
+)
+class UserEventsByUserIdView(APIView):
+    """GET /api/events/byUserId/{userId} — a user's events, by userId."""
+
+    def get(self, request, userId):
+        return _user_events(request, user_id=userId)
