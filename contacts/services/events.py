@@ -231,14 +231,32 @@ def _norm(value: str | None) -> str | None:
     return (value or "").strip() or None
 
 
-def _contacts_for(items: list[EventInput]) -> tuple[dict, dict]:
-    """The contacts the items name, by email and by user id, creating those
-    not yet known: one select, one INSERT ... ON CONFLICT DO NOTHING, one select."""
+@dataclass(frozen=True)
+class ContactIds:
+    """The contacts a batch names: their pks by (lower-case) email and by user id."""
+
+    by_email: dict
+    by_user_id: dict
+
+    def get(self, email: str | None, user_id: str | None) -> int | None:
+        """The contact named by email or, when no email is given, by user id."""
+        email, user_id = _norm(email), _norm(user_id)
+        return self.by_email.get(email.lower()) if email else self.by_user_id.get(user_id)
+
+
+def contacts_get_or_create_many(*, identities: list, create: bool = True) -> ContactIds:
+    """The contacts named by (email, user id) pairs, as contact_get_or_create
+    names them, creating those not yet known unless `create` is false.
+
+    One select, one INSERT ... ON CONFLICT DO NOTHING and one select, however
+    many pairs. A new contact takes the user id of the first pair naming its
+    email; one whose user id another contact holds is not created (get()
+    then answers None for it).
+    """
     emails, user_ids = {}, set()
-    for item in items:
-        email, user_id = _norm(item.email), _norm(item.user_id)
+    for email, user_id in identities:
+        email, user_id = _norm(email), _norm(user_id)
         if email:
-            # A new contact takes the user id of the first event naming its email.
             emails.setdefault(email.lower(), user_id)
         elif user_id:
             user_ids.add(user_id)
@@ -249,26 +267,30 @@ def _contacts_for(items: list[EventInput]) -> tuple[dict, dict]:
             query |= Q(email__in=list(emails))
         if user_ids:
             query |= Q(user_id__in=list(user_ids))
-        by_email, by_user_id = {}, {}
+        found = ContactIds(by_email={}, by_user_id={})
         for pk, email, user_id in Contact.objects.filter(query).values_list(
             "pk", "email", "user_id"
         ):
             if email:
-                by_email[email] = pk
+                found.by_email[email] = pk
             if user_id:
-                by_user_id[user_id] = pk
-        return by_email, by_user_id
+                found.by_user_id[user_id] = pk
+        return found
 
-    by_email, by_user_id = select()
+    found = select()
+    if not create:
+        return found
     new = [
         Contact(email=email, user_id=user_id)
         for email, user_id in emails.items()
-        if email not in by_email
+        if email not in found.by_email
     ]
     taken = {contact.user_id for contact in new}
-    new += [Contact(user_id=user_id) for user_id in user_ids - taken if user_id not in by_user_id]
+    new += [
+        Contact(user_id=user_id) for user_id in user_ids - taken if user_id not in found.by_user_id
+    ]
     if not new:
-        return by_email, by_user_id
+        return found
     # A contact created concurrently, or a user id another email holds, is
     # skipped here and found (or not) by the select after.
     Contact.objects.bulk_create(new, ignore_conflicts=True)
@@ -285,13 +307,14 @@ def events_record_many(*, items: list[EventInput], _retries: int = 2) -> Recorde
     earlier one. Listeners hear of new events after commit, as with event_record.
     """
     with transaction.atomic():
-        by_email, by_user_id = _contacts_for(items)
+        contacts = contacts_get_or_create_many(
+            identities=[(item.email, item.user_id) for item in items]
+        )
         failures = []
         now = timezone.now()
         wanted = {}  # index -> (contact pk, item)
         for index, item in enumerate(items):
-            email, user_id = _norm(item.email), _norm(item.user_id)
-            contact_id = by_email.get(email.lower()) if email else by_user_id.get(user_id)
+            contact_id = contacts.get(item.email, item.user_id)
             if contact_id is None:
                 failures.append(
                     EventFailure(
