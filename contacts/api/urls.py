@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 
 from contacts.api import views
-from contacts.api.views import events
+from contacts.api.views import events, lists
 
 urlpatterns = [
     path("events/track", views.TrackEventView.as_view(), name="api-events-track"),
@@ -17,4 +17,13 @@ urlpatterns = [
         events.UserEventsByEmailView.as_view(),
         name="api-events-by-email",
     ),
+    path("lists", lists.ListsView.as_view(), name="api-lists"),
+    path("lists/getUsers", lists.ListUsersView.as_view(), name="api-lists-get-users"),
+    path(
+        "lists/previewUsers", lists.ListPreviewUsersView.as_view(), name="api-lists-preview-users"
+    ),
+    path("lists/subscribe", lists.ListSubscribeView.as_view(), name="api-lists-subscribe"),
+    # Any id reaches the view, which answers one that is not a list's with BadParams.
+    re_path(r"^lists/(?P<listId>[^/]+)$", lists.ListView.as_view(), name="api-list"),
+    re_path(r"^lists/(?P<listId>[^/]+)/size$", lists.ListSizeView.as_view(), name="api-list-size"),
 ]

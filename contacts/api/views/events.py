@@ -59,18 +59,39 @@ class TrackEventView(APIView):
         return iterable_response(f"Event with id: {event_id} tracked.", params={"id": event_id})
 
 
-def _first_event_error(errors):
+def first_item_error(errors, field):
+    """The first error of a bulk body's items, named by position: events[3].eventName: ..."""
     # DRF reports a list's errors as a list by position, or a dict of positions.
     pairs = errors.items() if isinstance(errors, dict) else enumerate(errors)
     for index, error in sorted(pairs, key=lambda pair: int(pair[0])):
         if error and isinstance(error, dict):
-            field, messages = next(iter(error.items()))
-            where = f"events[{index}]" + ("" if field == "non_field_errors" else f".{field}")
+            name, messages = next(iter(error.items()))
+            where = f"{field}[{index}]" + ("" if name == "non_field_errors" else f".{name}")
             return f"{where}: {messages[0] if isinstance(messages, list) else messages}"
-    return "Invalid events."
+    return f"Invalid {field}."
 
 
-def _email_is_valid(email):
+def validate_bulk(serializer_class, data, *, field):
+    """The bulk body validated whole (a wrong shape writes nothing), after a
+    check of its size; an item's error names its position."""
+    items = data.get(field) if isinstance(data, dict) else None
+    if isinstance(items, list):
+        # Before the items are looked at: a huge batch costs nothing to refuse.
+        check_batch_size(items, field=field)
+    serializer = serializer_class(data=data)
+    try:
+        serializer.is_valid(raise_exception=True)
+    except serializers.ValidationError as exc:
+        errors = exc.detail.get(field) if isinstance(exc.detail, dict) else None
+        if isinstance(errors, list | dict) and errors and "non_field_errors" not in errors:
+            raise IterableError(
+                first_item_error(errors, field), "BadParams", {"errors": exc.detail}
+            ) from exc
+        raise
+    return serializer
+
+
+def email_is_valid(email):
     if len(email) > 254:
         return False
     try:
@@ -117,25 +138,12 @@ class TrackBulkView(APIView):
     """POST /api/events/trackBulk — record many events, set-based."""
 
     def post(self, request):
-        events = request.data.get("events") if isinstance(request.data, dict) else None
-        if isinstance(events, list):
-            # Before the items are looked at: a huge batch costs nothing to refuse.
-            check_batch_size(events, field="events")
-        serializer = BulkTrackRequestSerializer(data=request.data)
-        try:
-            serializer.is_valid(raise_exception=True)
-        except serializers.ValidationError as exc:
-            errors = exc.detail.get("events") if isinstance(exc.detail, dict) else None
-            if isinstance(errors, list | dict) and errors and "non_field_errors" not in errors:
-                raise IterableError(
-                    _first_event_error(errors), "BadParams", {"errors": exc.detail}
-                ) from exc
-            raise
+        serializer = validate_bulk(BulkTrackRequestSerializer, request.data, field="events")
         events = serializer.validated_data["events"]
         items, positions, failures = [], [], []
         for index, data in enumerate(events):
             email = data.get("email")
-            if email and not _email_is_valid(email):
+            if email and not email_is_valid(email):
                 failures.append(
                     {
                         "index": index,
