@@ -23,7 +23,10 @@ urlpatterns = [
         "lists/previewUsers", lists.ListPreviewUsersView.as_view(), name="api-lists-preview-users"
     ),
     path("lists/subscribe", lists.ListSubscribeView.as_view(), name="api-lists-subscribe"),
-    # Any id reaches the view, which answers one that is not a list's with BadParams.
-    re_path(r"^lists/(?P<listId>[^/]+)$", lists.ListView.as_view(), name="api-list"),
+    # Any id reaches the view, which answers one that is not a list's with
+    # BadParams; lists/unsubscribe is the subscriptions app's, mounted after this.
+    re_path(
+        r"^lists/(?P<listId>(?!unsubscribe$)[^/]+)$", lists.ListView.as_view(), name="api-list"
+    ),
     re_path(r"^lists/(?P<listId>[^/]+)/size$", lists.ListSizeView.as_view(), name="api-list-size"),
 ]

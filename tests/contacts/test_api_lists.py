@@ -341,3 +341,161 @@ def test_subscribe_costs_the_same_queries_for_n_or_2n_users(api_client):
 
     assert queries_for(10) == queries_for(20)
     assert ListMembership.objects.filter(contact_list=contact_list).count() == 90
+
+
+# POST /api/lists/unsubscribe
+
+UNSUBSCRIBE = "/api/lists/unsubscribe"
+
+
+def test_unsubscribe_removes_members_and_leaves_consent_alone(api_client):
+    # Given a list with three members, one also in another list
+    from subscriptions.models import ConsentRecord, Subscription
+
+    contact_list, other_list = ContactListFactory(), ContactListFactory()
+    a, b, c = (ContactFactory(email=f"{x}@example.com", user_id=f"id-{x}") for x in "abc")
+    for contact in (a, b, c):
+        ListMembershipFactory(contact_list=contact_list, contact=contact)
+    ListMembershipFactory(contact_list=other_list, contact=a)
+    outsider = ContactFactory(email="outsider@example.com")
+
+    # When two members, a non-member and an unknown user are removed
+    response = api_client.post(
+        UNSUBSCRIBE,
+        {
+            "listId": contact_list.pk,
+            "subscribers": [
+                {"email": "A@example.com"},
+                {"userId": "id-b"},
+                {"email": outsider.email},
+                {"email": "ghost@example.com"},
+            ],
+        },
+        format="json",
+    )
+
+    # Then they leave this list only, the unknown one is reported, consent is untouched
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["successCount"], body["failCount"]) == (3, 1)
+    assert body["failures"] == [
+        {
+            "index": 3,
+            "email": "ghost@example.com",
+            "userId": None,
+            "reason": "notFound",
+            "msg": "No such user.",
+        }
+    ]
+    assert body["failedUpdates"]["notFoundEmails"] == ["ghost@example.com"]
+    assert _members(contact_list) == ["c@example.com"]
+    assert _members(other_list) == ["a@example.com"]
+    assert not Subscription.objects.exists()
+    assert not ConsentRecord.objects.exists()
+    assert Contact.objects.count() == 4
+
+
+def test_a_channel_unsubscribe_records_consent_under_the_key_name(api_client):
+    # Given members, a marketing and a transactional email channel
+    from subscriptions.models import Channel, ConsentRecord, ConsentSource, Subscription
+    from tests.factories import ChannelFactory
+
+    marketing = ChannelFactory(name="Newsletter email")
+    ChannelFactory(name="Receipts", kind=Channel.Kind.TRANSACTIONAL)
+    ChannelFactory(name="Promo SMS", medium=Channel.Medium.SMS)
+    contact_list = ContactListFactory()
+    a, b = ContactFactory(email="a@example.com"), ContactFactory(email="b@example.com")
+    for contact in (a, b):
+        ListMembershipFactory(contact_list=contact_list, contact=contact)
+
+    # When one leaves the list with channelUnsubscribe
+    response = api_client.post(
+        UNSUBSCRIBE,
+        {
+            "listId": contact_list.pk,
+            "subscribers": [{"email": "a@example.com"}],
+            "channelUnsubscribe": True,
+            "campaignId": 77,
+        },
+        format="json",
+    )
+
+    # Then it is unsubscribed from the marketing email channel only, on the ledger
+    assert response.status_code == 200
+    assert response.json()["successCount"] == 1
+    assert _members(contact_list) == ["b@example.com"]
+    subscription = Subscription.objects.get()
+    assert (subscription.contact, subscription.channel) == (a, marketing)
+    assert subscription.status == Subscription.Status.UNSUBSCRIBED
+    record = ConsentRecord.objects.get()
+    assert (record.contact, record.channel, record.source) == (a, marketing, ConsentSource.API)
+    assert record.action == ConsentRecord.Action.UNSUBSCRIBED
+    assert (
+        record.note
+        == f"API key 'test integration': lists/unsubscribe, list {contact_list.pk}, campaign 77"
+    )
+
+
+def test_unsubscribe_from_an_unknown_list_writes_nothing(api_client):
+    from subscriptions.models import ConsentRecord
+    from tests.factories import ChannelFactory
+
+    ChannelFactory()
+    membership = ListMembershipFactory()
+
+    response = api_client.post(
+        UNSUBSCRIBE,
+        {
+            "listId": membership.contact_list_id + 1000,
+            "subscribers": [{"email": membership.contact.email}],
+            "channelUnsubscribe": True,
+        },
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "BadParams"
+    assert ListMembership.objects.count() == 1
+    assert not ConsentRecord.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"listId": 1},
+        {"listId": 1, "subscribers": [{}]},
+        {"listId": 1, "subscribers": [{"email": "a@example.com"}], "channelUnsubscribe": "x"},
+    ],
+)
+def test_a_malformed_unsubscribe_is_refused_whole(api_client, body):
+    contact_list = ContactListFactory(pk=1)
+    ListMembershipFactory(contact_list=contact_list, contact=ContactFactory(email="a@example.com"))
+
+    response = api_client.post(UNSUBSCRIBE, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "BadParams"
+    assert ListMembership.objects.count() == 1
+
+
+def test_unsubscribe_costs_the_same_queries_for_n_or_2n_users(api_client):
+    contact_list = ContactListFactory()
+    api_client.get("/api/lists")  # the key is cached from now on
+
+    def queries_for(n):
+        members = [ContactFactory(email=f"m{i}-{n}@example.com") for i in range(n)]
+        for contact in members:
+            ListMembershipFactory(contact_list=contact_list, contact=contact)
+        subscribers = [{"email": c.email} for c in members]
+        subscribers += [{"userId": f"ghost{i}-{n}"} for i in range(n)]
+        with CaptureQueriesContext(connection) as queries:
+            response = api_client.post(
+                UNSUBSCRIBE,
+                {"listId": contact_list.pk, "subscribers": subscribers},
+                format="json",
+            )
+        assert (response.json()["successCount"], response.json()["failCount"]) == (n, n)
+        return len(queries)
+
+    assert queries_for(10) == queries_for(20)
+    assert not ListMembership.objects.exists()
