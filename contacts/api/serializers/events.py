@@ -64,15 +64,16 @@ class UserEventsQuerySerializer(serializers.Serializer):
 
 
 class UserEventSerializer(serializers.Serializer):
-    """One event as Iterable's GetEventsResponse lists it."""
+    """One event as Iterable's GetEventsResponse lists it (_id: the event's id,
+    as given to events/track or made there)."""
 
+    _id = serializers.CharField()
     eventName = serializers.CharField()
     eventType = serializers.CharField()
     createdAt = serializers.CharField(help_text="When it happened: yyyy-MM-dd HH:mm:ss +00:00")
-    email = serializers.CharField(allow_null=True)
-    userId = serializers.CharField(allow_null=True)
+    email = serializers.CharField(required=False)
+    userId = serializers.CharField(required=False)
     dataFields = serializers.DictField()
-    id = serializers.CharField(required=False)
     campaignId = serializers.IntegerField(required=False)
     templateId = serializers.IntegerField(required=False)
 

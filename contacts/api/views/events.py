@@ -184,19 +184,21 @@ class TrackBulkView(APIView):
 
 
 def _event_json(event):
+    # Iterable's readers take a missing identity as absent, never as null.
     answer = {
+        "_id": event.client_event_id,
         "eventName": event.name,
         "eventType": "customEvent",
         "createdAt": event.occurred_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S +00:00"),
-        "email": event.contact.email,
-        "userId": event.contact.user_id,
-        "id": event.client_event_id,
         "dataFields": event.data,
     }
-    if event.campaign_id is not None:
-        answer["campaignId"] = event.campaign_id
-    if event.template_id is not None:
-        answer["templateId"] = event.template_id
+    optional = {
+        "email": event.contact.email,
+        "userId": event.contact.user_id,
+        "campaignId": event.campaign_id,
+        "templateId": event.template_id,
+    }
+    answer.update({key: value for key, value in optional.items() if value is not None})
     return answer
 
 
