@@ -191,6 +191,21 @@ def test_malformed_emails_are_reported_and_the_rest_stored(api_client, db):
     assert Event.objects.count() == 1
 
 
+def test_a_blank_user_id_is_reported_as_invalid(api_client, db):
+    response = api_client.post(
+        BULK,
+        {"events": [{"userId": "   ", "eventName": "e"}, {"userId": "u1", "eventName": "e"}]},
+        format="json",
+    )
+
+    body = response.json()
+    assert (body["successCount"], body["failCount"]) == (1, 1)
+    assert body["invalidUserIds"] == ["   "]
+    assert body["failedUpdates"]["invalidUserIds"] == ["   "]
+    assert body["failures"][0]["reason"] == "invalidUserId"
+    assert list(Contact.objects.values_list("user_id", flat=True)) == ["u1"]
+
+
 def test_a_user_id_held_by_another_email_fails_that_event(api_client, db):
     # Given a contact that holds the userId
     ContactFactory(email="owner@example.com", user_id="u1")

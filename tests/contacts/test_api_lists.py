@@ -258,6 +258,7 @@ def test_subscribe_reports_bad_and_unknown_users_by_position(api_client):
                 {"email": "known@example.com"},
                 {"email": "nobody@example.com"},
                 {"userId": "ghost"},
+                {"userId": " "},
             ],
         },
         format="json",
@@ -265,17 +266,19 @@ def test_subscribe_reports_bad_and_unknown_users_by_position(api_client):
 
     # Then the known one is added and the others are reported
     body = response.json()
-    assert (body["successCount"], body["failCount"]) == (1, 3)
+    assert (body["successCount"], body["failCount"]) == (1, 4)
     assert [(f["index"], f["reason"]) for f in body["failures"]] == [
         (0, "invalidEmail"),
         (2, "notFound"),
         (3, "notFound"),
+        (4, "invalidUserId"),
     ]
     assert body["failedUpdates"]["invalidEmails"] == ["bad-email"]
+    assert body["failedUpdates"]["invalidUserIds"] == [" "]
     assert body["failedUpdates"]["notFoundEmails"] == ["nobody@example.com"]
     assert body["failedUpdates"]["notFoundUserIds"] == ["ghost"]
     assert body["invalidEmails"] == ["bad-email", "nobody@example.com"]
-    assert body["invalidUserIds"] == ["ghost"]
+    assert body["invalidUserIds"] == ["ghost", " "]
     assert _members(contact_list) == ["known@example.com"]
     assert Contact.objects.count() == 1
 

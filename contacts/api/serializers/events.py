@@ -42,7 +42,7 @@ class FailedEventSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     email = serializers.CharField(allow_null=True)
     userId = serializers.CharField(allow_null=True)
-    reason = serializers.ChoiceField(choices=["invalidEmail", "conflict"])
+    reason = serializers.ChoiceField(choices=["invalidEmail", "invalidUserId", "conflict"])
     msg = serializers.CharField()
 
 

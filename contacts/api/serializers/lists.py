@@ -103,7 +103,9 @@ class FailedSubscriberSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     email = serializers.CharField(allow_null=True)
     userId = serializers.CharField(allow_null=True)
-    reason = serializers.ChoiceField(choices=["invalidEmail", "notFound", "conflict"])
+    reason = serializers.ChoiceField(
+        choices=["invalidEmail", "invalidUserId", "notFound", "conflict"]
+    )
     msg = serializers.CharField()
 
 

@@ -1,5 +1,6 @@
 """Events: /api/events/..."""
 
+import functools
 from datetime import UTC
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -91,7 +92,8 @@ def validate_bulk(serializer_class, data, *, field):
     return serializer
 
 
-def email_is_valid(email):
+@functools.lru_cache(maxsize=4096)
+def _email_is_valid(email):
     if len(email) > 254:
         return False
     try:
@@ -101,17 +103,31 @@ def email_is_valid(email):
     return True
 
 
+def identity_failure(index, data):
+    """The failure of a bulk item whose email is malformed, or which names
+    a user by a blank userId only; None when its identity is usable."""
+    email, user_id = data.get("email"), data.get("userId")
+    if email and not _email_is_valid(email):
+        reason, msg = "invalidEmail", f"Invalid email: {email}"
+    elif not email and not (user_id or "").strip():
+        reason, msg = "invalidUserId", "A userId must not be blank."
+    else:
+        return None
+    return {"index": index, "email": email, "userId": user_id, "reason": reason, "msg": msg}
+
+
 def _bulk_track_answer(count, failures):
     invalid_emails = [f["email"] for f in failures if f["reason"] == "invalidEmail"]
+    invalid_user_ids = [f["userId"] for f in failures if f["reason"] == "invalidUserId"]
     return {
         "successCount": count - len(failures),
         "failCount": len(failures),
         "invalidEmails": invalid_emails,
-        "invalidUserIds": [],
+        "invalidUserIds": invalid_user_ids,
         "disallowedEventNames": [],
         "failedUpdates": {
             "invalidEmails": invalid_emails,
-            "invalidUserIds": [],
+            "invalidUserIds": invalid_user_ids,
             "notFoundEmails": [],
             "notFoundUserIds": [],
             "forgottenEmails": [],
@@ -142,23 +158,15 @@ class TrackBulkView(APIView):
         events = serializer.validated_data["events"]
         items, positions, failures = [], [], []
         for index, data in enumerate(events):
-            email = data.get("email")
-            if email and not email_is_valid(email):
-                failures.append(
-                    {
-                        "index": index,
-                        "email": email,
-                        "userId": data.get("userId"),
-                        "reason": "invalidEmail",
-                        "msg": f"Invalid email: {email}",
-                    }
-                )
+            failure = identity_failure(index, data)
+            if failure:
+                failures.append(failure)
                 continue
             positions.append(index)
             items.append(
                 EventInput(
                     name=data["eventName"],
-                    email=email,
+                    email=data.get("email"),
                     user_id=data.get("userId"),
                     data=data.get("dataFields") or {},
                     occurred_at=data.get("createdAt"),

@@ -18,7 +18,7 @@ from contacts.api.serializers.lists import (
     ListUsersQuerySerializer,
     SubscribeRequestSerializer,
 )
-from contacts.api.views.events import email_is_valid, validate_bulk
+from contacts.api.views.events import identity_failure, validate_bulk
 from contacts.models import ContactList, ListMembership
 from contacts.services.lists import (
     ListNameTaken,
@@ -203,25 +203,17 @@ class ListPreviewUsersView(APIView):
 
 def subscribers_from(items):
     """The subscribers of a validated bulk list request, and the failures of
-    those whose email is malformed (by position)."""
+    those whose email or userId is malformed (by position)."""
     subscribers, positions, failures = [], [], []
     for index, data in enumerate(items):
-        email = data.get("email")
-        if email and not email_is_valid(email):
-            failures.append(
-                {
-                    "index": index,
-                    "email": email,
-                    "userId": data.get("userId"),
-                    "reason": "invalidEmail",
-                    "msg": f"Invalid email: {email}",
-                }
-            )
+        failure = identity_failure(index, data)
+        if failure:
+            failures.append(failure)
             continue
         positions.append(index)
         subscribers.append(
             Subscriber(
-                email=email,
+                email=data.get("email"),
                 user_id=data.get("userId"),
                 data=data.get("dataFields") or {},
                 merge_nested=data.get("mergeNestedObjects", False),
@@ -232,6 +224,7 @@ def subscribers_from(items):
 
 _FAILED_LISTS = {
     "invalidEmail": ("invalidEmails", None),
+    "invalidUserId": (None, "invalidUserIds"),
     "notFound": ("notFoundEmails", "notFoundUserIds"),
     "conflict": ("conflictEmails", "conflictUserIds"),
 }
