@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from contacts.models import Contact, Event
@@ -262,15 +261,11 @@ def contacts_get_or_create_many(*, identities: list, create: bool = True) -> Con
             user_ids.add(user_id)
 
     def select():
-        query = Q(pk__in=[])
-        if emails:
-            query |= Q(email__in=list(emails))
-        if user_ids:
-            query |= Q(user_id__in=list(user_ids))
+        named = Contact.objects.filter(email__in=list(emails)) | Contact.objects.filter(
+            user_id__in=list(user_ids)
+        )
         found = ContactIds(by_email={}, by_user_id={})
-        for pk, email, user_id in Contact.objects.filter(query).values_list(
-            "pk", "email", "user_id"
-        ):
+        for pk, email, user_id in named.values_list("pk", "email", "user_id"):
             if email:
                 found.by_email[email] = pk
             if user_id:
