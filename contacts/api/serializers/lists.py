@@ -81,8 +81,8 @@ class UnsubscribeRequestSerializer(serializers.Serializer):
     channelUnsubscribe = serializers.BooleanField(required=False, default=False)
 
 
-class FailedUserUpdatesSerializer(serializers.Serializer):
-    """Iterable's FailedUserUpdates."""
+class ListFailedUserUpdatesSerializer(serializers.Serializer):
+    """Iterable's FailedUserUpdates, as lists/subscribe and unsubscribe fill it."""
 
     conflictEmails = _strings()
     conflictUserIds = _strings()
@@ -116,5 +116,5 @@ class ListBulkResponseSerializer(serializers.Serializer):
     failCount = serializers.IntegerField()
     invalidEmails = _strings()
     invalidUserIds = _strings()
-    failedUpdates = FailedUserUpdatesSerializer()
+    failedUpdates = ListFailedUserUpdatesSerializer()
     failures = FailedSubscriberSerializer(many=True)
