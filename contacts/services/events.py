@@ -1,11 +1,12 @@
 """Write paths for events: recording them, and handing them to listeners in batches."""
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from contacts.models import Contact, Event
@@ -288,8 +289,69 @@ def contacts_get_or_create_many(*, identities: list, create: bool = True) -> Con
         return found
     # A contact created concurrently, or a user id another email holds, is
     # skipped here and found (or not) by the select after.
-    Contact.objects.bulk_create(new, ignore_conflicts=True)
+    if connection.vendor == "postgresql":
+        _insert_contacts_pg(new)
+    else:
+        Contact.objects.bulk_create(new, ignore_conflicts=True)
     return select()
+
+
+# On PostgreSQL a batch goes in as one array per column: a handful of
+# parameters instead of ten per row, which is most of the cost of a bulk
+# insert through the ORM. The columns are those contact_get_or_create and
+# Event.objects.create fill.
+_INSERT_CONTACTS_SQL = """
+INSERT INTO {contact}
+    (email, user_id, phone, timezone, locale, attributes, blocklisted, created_at, updated_at)
+SELECT email, user_id, '', '', '', '{{}}'::jsonb, false, %(now)s, %(now)s
+FROM unnest(%(emails)s::text[], %(user_ids)s::text[]) AS batch(email, user_id)
+ON CONFLICT DO NOTHING
+"""
+
+_INSERT_EVENTS_SQL = """
+INSERT INTO {event}
+    (contact_id, name, data, occurred_at, received_at, client_event_id,
+     campaign_id, template_id, dispatched)
+SELECT contact_id, name, data::jsonb, occurred_at, %(now)s, client_event_id,
+       campaign_id, template_id, false
+FROM unnest(
+    %(contact_ids)s::bigint[], %(names)s::text[], %(data)s::text[],
+    %(occurred_at)s::timestamptz[], %(client_event_ids)s::text[],
+    %(campaign_ids)s::bigint[], %(template_ids)s::bigint[]
+) AS batch(contact_id, name, data, occurred_at, client_event_id, campaign_id, template_id)
+"""
+
+
+def _insert_contacts_pg(contacts: list[Contact]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_CONTACTS_SQL.format(contact=Contact._meta.db_table),
+            {
+                "now": timezone.now(),
+                "emails": [contact.email for contact in contacts],
+                "user_ids": [contact.user_id for contact in contacts],
+            },
+        )
+
+
+def _insert_events(events: list[Event]) -> None:
+    if connection.vendor != "postgresql":
+        Event.objects.bulk_create(events)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_EVENTS_SQL.format(event=Event._meta.db_table),
+            {
+                "now": timezone.now(),
+                "contact_ids": [event.contact_id for event in events],
+                "names": [event.name for event in events],
+                "data": [json.dumps(event.data) for event in events],
+                "occurred_at": [event.occurred_at for event in events],
+                "client_event_ids": [event.client_event_id for event in events],
+                "campaign_ids": [event.campaign_id for event in events],
+                "template_ids": [event.template_id for event in events],
+            },
+        )
 
 
 def events_record_many(*, items: list[EventInput], _retries: int = 2) -> RecordedEvents:
@@ -366,7 +428,8 @@ def events_record_many(*, items: list[EventInput], _retries: int = 2) -> Recorde
         new_events = fresh + list(to_create.values())
         try:
             with transaction.atomic():
-                Event.objects.bulk_create(new_events)
+                if new_events:
+                    _insert_events(new_events)
         except IntegrityError:
             # An id stored concurrently: taken again, it is found and updated.
             if _retries <= 0:

@@ -440,3 +440,44 @@ def test_the_email_path_does_not_shadow_other_event_paths(api_client, db):
     # A path without "@" is not an email: events/track stays what it is.
     assert api_client.get("/api/events/track").status_code == 405
     assert api_client.get("/api/events/somebody").json()["code"] == "NotFound"
+
+
+def test_an_event_id_stored_meanwhile_by_another_request_is_updated_not_duplicated(api_client, db):
+    # Given a contact, and another request that stores the same event id right
+    # after this one looked for it (simulated at the moment of the look-up)
+    contact = ContactFactory(email="nia@example.com")
+    stored_meanwhile = []
+
+    def another_request(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if "FOR UPDATE" in sql and "client_event_id" in sql and not stored_meanwhile:
+            stored_meanwhile.append(
+                EventFactory(contact=contact, client_event_id="order-17", data={"v": 1})
+            )
+        return result
+
+    # When the batch brings that id
+    with connection.execute_wrapper(another_request):
+        response = api_client.post(
+            BULK,
+            {
+                "events": [
+                    {
+                        "email": "nia@example.com",
+                        "eventName": "purchase",
+                        "id": "order-17",
+                        "dataFields": {"v": 2},
+                    },
+                    {"email": "nia@example.com", "eventName": "other"},
+                ]
+            },
+            format="json",
+        )
+
+    # Then the insert is taken again: the stored event is updated, nothing is lost
+    assert response.status_code == 200
+    assert response.json()["successCount"] == 2
+    assert stored_meanwhile
+    assert Event.objects.get(client_event_id="order-17").data == {"v": 2}
+    assert Event.objects.filter(name="other").count() == 1
+    assert Event.objects.count() == 2
