@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from subscriptions.api import channels, subscriptions, users
+from subscriptions.api import channels, lists, subscriptions, users
 
 urlpatterns = [
     path("channels", channels.ChannelsView.as_view(), name="api-channels"),
@@ -47,4 +47,5 @@ urlpatterns = [
         subscriptions.SubscriptionUserByUserIdView.as_view(),
         name="api-subscriptions-user-id",
     ),
+    path("lists/unsubscribe", lists.ListUnsubscribeView.as_view(), name="api-lists-unsubscribe"),
 ]
