@@ -8,10 +8,16 @@ from email import policy
 import django_rq
 import pytest
 from aiosmtpd.controller import Controller
+from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 from rq import SimpleWorker
 
 from contacts.services import api_key_create
+
+# Tests open connections from server threads (live_server) that end with their
+# request: kept for reuse, as production keeps them (DATABASE_CONN_MAX_AGE), they
+# would outlive the thread and pile up. Closed at the end of each request instead.
+django_settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 
 @pytest.fixture(autouse=True)

@@ -284,10 +284,8 @@ class SubscribeToDoubleOptInView(APIView):
         data = serializer.validated_data
         contact = contact_find(email=data.get("email"), user_id=data.get("userId"))
         if contact is None:
-            return _text(
-                f"User not found for userId: {data.get('userId')} or email: {data.get('email')}",
-                400,
-            )
+            named = f"email: {data['email']}" if data.get("email") else f"userId: {data['userId']}"
+            return _text(f"User not found for {named}", 400)
         ids = list(dict.fromkeys(data["messageTypeIds"]))
         message_types = {mt.pk: mt for mt in MessageType.objects.filter(pk__in=ids)}
         unknown = [str(pk) for pk in ids if pk not in message_types]

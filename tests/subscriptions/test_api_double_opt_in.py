@@ -68,9 +68,7 @@ def test_an_unknown_user_is_a_plain_text_400_that_creates_nobody(api_client, dig
 
     assert response.status_code == 400
     assert response["Content-Type"].startswith("text/plain")
-    assert response.content.decode() == (
-        "User not found for userId: None or email: nobody@example.com"
-    )
+    assert response.content.decode() == ("User not found for email: nobody@example.com")
     assert not Contact.objects.exists()
 
 

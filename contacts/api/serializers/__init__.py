@@ -13,7 +13,8 @@ class IterableRequestSerializer(serializers.Serializer):
     as absent. So does Waymark, except for fields that take null."""
 
     def to_internal_value(self, data):
-        if isinstance(data, Mapping):
+        # A query string (a QueryDict, which can repeat a key) holds no nulls.
+        if isinstance(data, Mapping) and not hasattr(data, "getlist"):
             fields = self.fields
             data = {
                 name: value
