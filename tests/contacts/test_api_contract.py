@@ -169,3 +169,17 @@ def test_request_lines_in_the_log_hide_the_api_key():
 
     assert "wm_secret" not in record.getMessage()
     assert "api_key=***&x=1" in record.getMessage()
+
+
+def test_a_keys_rate_counter_expires_after_its_window(api_client, settings):
+    from contacts.redis import redis_client
+
+    settings.WAYMARK_API = {**settings.WAYMARK_API, "RATE_PER_MINUTE": {"server": 5, "client": 5}}
+
+    api_client.post(TRACK, {"email": "a@example.com", "eventName": "x"}, format="json")
+    api_client.post(TRACK, {"email": "a@example.com", "eventName": "x"}, format="json")
+
+    counters = list(redis_client().scan_iter("waymark:api-rate:*"))
+    assert len(counters) == 1
+    assert int(redis_client().get(counters[0])) == 2
+    assert 60 < redis_client().ttl(counters[0]) <= 120
