@@ -108,9 +108,11 @@ DATABASES = {
 }
 DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
 # Keep connections open between requests: opening one costs more than most
-# API requests do. Checked before reuse, so a restarted database is no error.
+# API requests do. Checking a kept connection before each request costs a
+# round trip too, so it is optional: without it, a connection the database
+# dropped (a restart) fails one request and is replaced.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A fresh checkout has no var/ yet; SQLite creates the file, not its folder.
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)

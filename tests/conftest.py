@@ -30,6 +30,15 @@ def empty_cache():
 
 
 @pytest.fixture(autouse=True)
+def no_dispatch_asked_yet():
+    """A process asks Redis for an event dispatch job at most twice a second
+    (contacts.services.events): each test starts as a fresh process would."""
+    from contacts.services import events
+
+    events._dispatch_asked_at = float("-inf")
+
+
+@pytest.fixture(autouse=True)
 def cheap_password_hashing(settings):
     # The production hasher costs most of a second per hash on a small
     # machine; logins and users work the same with a cheap one.

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -224,6 +225,15 @@ def event_record(
 _DISPATCH_SCHEDULED = "waymark:events-dispatch-scheduled"
 
 
+# When this process last made sure a dispatch job was on its way (monotonic
+# seconds). Within _DISPATCH_MEMO of it, the process does not ask Redis again:
+# at hundreds of events a second that is a round trip per request saved, and
+# an event that just missed the job is dispatched by the next request's, or by
+# the scheduler's pass within WAYMARK_SCHEDULER_INTERVAL.
+_DISPATCH_MEMO = 0.5
+_dispatch_asked_at = float("-inf")
+
+
 def events_dispatch_soon():
     """Have new events dispatched by a worker within moments, one job at a time.
 
@@ -231,6 +241,11 @@ def events_dispatch_soon():
     enqueues it. Should Redis lose it, the scheduler's pass dispatches
     whatever is left (events are marked in the database, not in Redis).
     """
+    global _dispatch_asked_at
+    now = time.monotonic()
+    if now - _dispatch_asked_at < _DISPATCH_MEMO:
+        return
+    _dispatch_asked_at = now
     if redis_client().set(_DISPATCH_SCHEDULED, 1, nx=True, ex=5):
         from contacts.tasks import contacts_dispatch_events_task
 

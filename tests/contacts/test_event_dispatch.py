@@ -50,6 +50,24 @@ def test_many_events_share_one_dispatch_job(api_client, signup_journey, rq_queue
     assert not Event.objects.filter(dispatched=False).exists()
 
 
+def test_an_event_just_after_a_dispatch_job_waits_for_the_schedulers_pass(
+    signup_journey, rq_queue, run_worker
+):
+    # Given an event whose job has run
+    event_track(name="signed_up", email="ada@example.com")
+    run_worker()
+    # When another event follows at once in the same process
+    event_track(name="signed_up", email="bob@example.com")
+
+    # Then no second job is asked for (a round trip saved per request) ...
+    assert rq_queue.count == 0
+    assert Event.objects.filter(dispatched=False).count() == 1
+    # ... and the scheduler's next pass dispatches it
+    call_command("run_scheduler", "--once")
+    entered = Enrollment.objects.values_list("contact__email", flat=True)
+    assert sorted(entered) == ["ada@example.com", "bob@example.com"]
+
+
 def test_a_listener_that_breaks_never_fails_the_api_call(
     api_client, signup_journey, poisoned_listener, rq_queue, run_worker
 ):
