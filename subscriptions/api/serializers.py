@@ -185,7 +185,9 @@ class BulkUpdateSubscriptionsSerializer(IterableRequestSerializer):
     """The body's shape; each request in it is checked on its own, so one bad
     request fails alone (see BulkUpdateSubscriptionsView)."""
 
-    updateSubscriptionsRequests = serializers.ListField(child=serializers.JSONField())
+    updateSubscriptionsRequests = serializers.ListField(
+        child=serializers.JSONField(allow_null=True)
+    )
 
 
 class BulkUpdateSubscriptionsSchema(serializers.Serializer):

@@ -7,6 +7,7 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -202,13 +203,20 @@ class BulkUpdateSubscriptionsView(APIView):
             "failures": [],
         }
         positions, updates = [], []
+        # One serializer for every request: its fields are built once, not per item.
+        validator = UpdateSubscriptionsSerializer()
         for index, item in enumerate(items):
-            serializer = UpdateSubscriptionsSerializer(data=item)
-            if serializer.is_valid():
+            try:
+                validated = validator.run_validation(item)
+            except serializers.ValidationError as exc:
+                # A null item is refused as a whole, not field by field.
+                errors = (
+                    exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+                )
+            else:
                 positions.append(index)
-                updates.append(_update(serializer.validated_data))
+                updates.append(_update(validated))
                 continue
-            errors = serializer.errors
             identity = item if isinstance(item, dict) else {}
             _fail(answer, index, identity, first_error(errors), invalid=errors.keys())
         result = subscriptions_update(

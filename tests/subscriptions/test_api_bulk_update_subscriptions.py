@@ -137,3 +137,16 @@ def test_twice_the_users_take_no_more_queries(api_client):
     assert many == few
     assert ListMembership.objects.count() == 32
     assert ConsentRecord.objects.filter(message_type=tips).count() == 32
+
+
+def test_a_null_or_non_object_request_in_the_batch_fails_alone(api_client):
+    response = api_client.post(
+        "/api/users/bulkUpdateSubscriptions",
+        {"updateSubscriptionsRequests": [None, [1], {"email": "ok@example.com"}]},
+        format="json",
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["successCount"], body["failCount"]) == (1, 2)
+    assert [failure["index"] for failure in body["failures"]] == [0, 1]

@@ -5,6 +5,7 @@ import json
 
 from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -157,14 +158,18 @@ class UsersBulkUpdateView(APIView):
         items = envelope.validated_data["users"]
         check_batch_size(items, field="users")
         failures, updates, positions = [], [], []
+        # One serializer for every user: its fields are built once, not per user.
+        validator = UserUpdateRequestSerializer()
         for index, item in enumerate(items):
-            serializer = UserUpdateRequestSerializer(data=item)
-            if not isinstance(item, dict) or not serializer.is_valid():
-                failures.append(
-                    _item_failure(index, item, serializer.errors if isinstance(item, dict) else [])
-                )
+            if not isinstance(item, dict):
+                failures.append(_item_failure(index, item, []))
                 continue
-            updates.append(_user_update(serializer.validated_data))
+            try:
+                validated = validator.run_validation(item)
+            except serializers.ValidationError as exc:
+                failures.append(_item_failure(index, item, exc.detail))
+                continue
+            updates.append(_user_update(validated))
             positions.append(index)
         try:
             result = users_update(updates=updates)
