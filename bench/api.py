@@ -1,7 +1,7 @@
 """The integrator API under load: `events/track` through gunicorn, driven by wrk.
 
 gunicorn, configured as in production (config/gunicorn.conf.py: threaded
-workers, two per core; WEB_CONCURRENCY and WAYMARK_WEB_THREADS override it),
+workers, one per core plus one; WEB_CONCURRENCY and WAYMARK_WEB_THREADS override it),
 serves the API on a bench database;
 wrk sends POST /api/events/track from 32 concurrent connections for 20
 seconds, every request a new contact and event, while a live journey waits
@@ -92,7 +92,7 @@ def serve():
 
 
 def gunicorn_shape():
-    workers = os.environ.get("WEB_CONCURRENCY", os.cpu_count() * 2)
+    workers = os.environ.get("WEB_CONCURRENCY", os.cpu_count() + 1)
     return f"gunicorn: {workers} workers x {os.environ.get('WAYMARK_WEB_THREADS', 4)} threads"
 
 

@@ -356,8 +356,9 @@ def contacts_get_or_create_many(*, identities: list, create: bool = True) -> Con
     """The contacts named by (email, user id) pairs, as contact_get_or_create
     names them, creating those not yet known unless `create` is false.
 
-    One select, one INSERT ... ON CONFLICT DO NOTHING and one select, however
-    many pairs. A new contact takes the user id of the first pair naming its
+    One select and one INSERT ... ON CONFLICT DO NOTHING ... RETURNING, however
+    many pairs (and a second select when a row was created concurrently or
+    its user id is another contact's). A new contact takes the user id of the first pair naming its
     email; one whose user id another contact holds is not created (get()
     then answers None for it).
     """
@@ -398,7 +399,15 @@ def contacts_get_or_create_many(*, identities: list, create: bool = True) -> Con
     # A contact created concurrently, or a user id another email holds, is
     # skipped here and found (or not) by the select after.
     if connection.vendor == "postgresql":
-        _insert_contacts_pg(new)
+        inserted = _insert_contacts_pg(new)
+        if len(inserted) == len(new):
+            # All of them went in: the first select and these are every contact named.
+            for pk, email, user_id in inserted:
+                if email:
+                    found.by_email[email] = pk
+                if user_id:
+                    found.by_user_id[user_id] = pk
+            return found
     else:
         Contact.objects.bulk_create(new, ignore_conflicts=True)
     return select()
@@ -414,6 +423,7 @@ INSERT INTO {contact}
 SELECT email, user_id, '', '', '', '{{}}'::jsonb, false, %(now)s, %(now)s
 FROM unnest(%(emails)s::text[], %(user_ids)s::text[]) AS batch(email, user_id)
 ON CONFLICT DO NOTHING
+RETURNING id, email, user_id
 """
 
 _INSERT_EVENTS_SQL = """
@@ -430,7 +440,8 @@ FROM unnest(
 """
 
 
-def _insert_contacts_pg(contacts: list[Contact]) -> None:
+def _insert_contacts_pg(contacts: list[Contact]) -> list[tuple]:
+    """Insert what no one has inserted meanwhile; (id, email, user id) of each row in."""
     with connection.cursor() as cursor:
         cursor.execute(
             _INSERT_CONTACTS_SQL.format(contact=Contact._meta.db_table),
@@ -440,6 +451,7 @@ def _insert_contacts_pg(contacts: list[Contact]) -> None:
                 "user_ids": [contact.user_id for contact in contacts],
             },
         )
+        return cursor.fetchall()
 
 
 def _insert_events(events: list[Event]) -> None:
