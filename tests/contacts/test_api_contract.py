@@ -171,6 +171,30 @@ def test_request_lines_in_the_log_hide_the_api_key():
     assert "api_key=***&x=1" in record.getMessage()
 
 
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        ("/api/users/nia@example.com", "/api/users/***"),
+        ("/api/users/nia%40example.com", "/api/users/***"),
+        ("/api/events/byUserId/u-42", "/api/events/byUserId/***"),
+        ("/api/subscriptions/emailList/3/user/a@b.co", "/api/subscriptions/emailList/3/user/***"),
+        ("/api/users/getByEmail?email=nia@example.com&x=1", "/api/users/getByEmail?email=***&x=1"),
+        ("/api/events/track", "/api/events/track"),
+    ],
+)  # fmt: skip
+def test_log_lines_name_no_user_an_api_path_names(path, shown):
+    from config.logging import RedactSecretsFilter
+
+    # As Django logs a 4xx: "Bad Request: <path>".
+    record = logging.LogRecord(
+        "django.request", logging.WARNING, "", 0, "%s: %s", ("Bad Request", path), None
+    )
+
+    RedactSecretsFilter().filter(record)
+
+    assert record.getMessage() == f"Bad Request: {shown}"
+
+
 def test_a_keys_rate_counter_expires_after_its_window(api_client, settings):
     from contacts.redis import redis_client
 
