@@ -30,6 +30,15 @@ def empty_cache():
 
 
 @pytest.fixture(autouse=True)
+def no_requests_reserved_yet():
+    """A process reserves rate-limited requests from Redis in chunks
+    (contacts.api.throttling): each test starts as a fresh process would."""
+    from contacts.api.throttling import _allowance
+
+    _allowance.clear()
+
+
+@pytest.fixture(autouse=True)
 def no_dispatch_asked_yet():
     """A process asks Redis for an event dispatch job at most twice a second
     (contacts.services.events): each test starts as a fresh process would."""

@@ -205,5 +205,30 @@ def test_a_keys_rate_counter_expires_after_its_window(api_client, settings):
 
     counters = list(redis_client().scan_iter("waymark:api-rate:*"))
     assert len(counters) == 1
-    assert int(redis_client().get(counters[0])) == 2
+    assert int(redis_client().get(counters[0])) == 2  # a small limit is counted exactly
     assert 60 < redis_client().ttl(counters[0]) <= 120
+
+
+def test_a_high_limit_is_reserved_from_redis_in_chunks_and_still_holds(api_client, settings):
+    from contacts.api.throttling import MAX_CHUNK
+    from contacts.redis import redis_client
+
+    limit = 200 * MAX_CHUNK  # chunks of MAX_CHUNK requests
+    settings.WAYMARK_API = {
+        **settings.WAYMARK_API,
+        "RATE_PER_MINUTE": {"server": limit, "client": limit},
+    }
+    body = {"email": "a@example.com", "eventName": "x"}
+
+    codes = {api_client.post(TRACK, body, format="json").status_code for _ in range(MAX_CHUNK + 1)}
+
+    # One chunk served the first MAX_CHUNK requests; the next took a second one.
+    (counter,) = redis_client().scan_iter("waymark:api-rate:*")
+    assert codes == {200}
+    assert int(redis_client().get(counter)) == 2 * MAX_CHUNK
+
+    # When the window's counter is past the limit, the reserved rest is still
+    # served, and then the key is refused.
+    redis_client().set(counter, limit)
+    served = [api_client.post(TRACK, body, format="json").status_code for _ in range(MAX_CHUNK)]
+    assert served == [200] * (MAX_CHUNK - 1) + [429]
