@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from contacts.models import Contact
 from contacts.phones import InvalidPhoneNumber, normalise_phone
+from contacts.sql import update_from_values
 
 
 class UserError(ValueError):
@@ -227,7 +228,7 @@ class _Batch:
             contact.updated_at = now
         if changed:
             if connection.vendor == "postgresql":
-                _update_contacts_from_values(changed)
+                update_from_values(Contact, changed, _WRITTEN_FIELDS)
             else:
                 Contact.objects.bulk_update(changed, _WRITTEN_FIELDS)
         if self.new:
@@ -239,30 +240,6 @@ class _Batch:
 
 
 _WRITTEN_FIELDS = ["email", "user_id", "phone", "timezone", "locale", "attributes", "updated_at"]
-
-
-def _update_contacts_from_values(contacts):
-    """One UPDATE … FROM (VALUES …) for many contacts (PostgreSQL): bulk_update
-    would build a CASE per field per row."""
-    quote = connection.ops.quote_name
-    fields = [Contact._meta.get_field(name) for name in _WRITTEN_FIELDS]
-    casts = [field.db_type(connection) for field in fields]
-    placeholders = "(%s, " + ", ".join(f"%s::{cast}" for cast in casts) + ")"
-    params = []
-    for contact in contacts:
-        params.append(contact.pk)
-        params.extend(
-            field.get_db_prep_save(getattr(contact, field.attname), connection) for field in fields
-        )
-    columns = ", ".join(quote(field.column) for field in fields)
-    assignments = ", ".join(f"{quote(field.column)} = v.{quote(field.column)}" for field in fields)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {quote(Contact._meta.db_table)} AS c SET {assignments} "
-            f"FROM (VALUES {', '.join([placeholders] * len(contacts))}) AS v(id, {columns}) "
-            "WHERE c.id = v.id",
-            params,
-        )
 
 
 # A batch that loses a race (another request created or renamed one of its

@@ -31,6 +31,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from contacts.models import Contact, ForgottenAddress
+from contacts.sql import update_from_values
 from messaging.backends import (
     AddressRejected,
     InvalidAddress,
@@ -327,7 +328,7 @@ class _Results:
             return
         pending, self.pending = self.pending, []
         if connection.vendor == "postgresql":
-            _update_messages_from_values(pending, self.FIELDS)
+            update_from_values(Message, pending, self.FIELDS)
         else:
             for row in pending:
                 _update_message(row.pk, {name: getattr(row, name) for name in self.FIELDS})
@@ -336,31 +337,6 @@ class _Results:
         if self.pending:
             with transaction.atomic():
                 self.write(force=True)
-
-
-def _update_messages_from_values(rows, field_names):
-    """One UPDATE … FROM (VALUES …) for many rows (PostgreSQL). Django's
-    bulk_update builds a CASE per field per row, and building it costs more
-    than the update itself."""
-    quote = connection.ops.quote_name
-    fields = [Message._meta.get_field(name) for name in field_names]
-    casts = [field.db_type(connection) for field in fields]
-    placeholders = "(%s, " + ", ".join(f"%s::{cast}" for cast in casts) + ")"
-    params = []
-    for row in rows:
-        params.append(row.pk)
-        params.extend(
-            field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields
-        )
-    columns = ", ".join(quote(field.column) for field in fields)
-    assignments = ", ".join(f"{quote(field.column)} = v.{quote(field.column)}" for field in fields)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {quote(Message._meta.db_table)} AS m SET {assignments} "
-            f"FROM (VALUES {', '.join([placeholders] * len(rows))}) AS v(id, {columns}) "
-            "WHERE m.id = v.id",
-            params,
-        )
 
 
 def _attempt(items):

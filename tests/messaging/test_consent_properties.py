@@ -199,12 +199,14 @@ class Oracle:
             return REFUSED
         if channel and status == PENDING:
             return REFUSED
-        # A double opt-in subscription counts once confirmed by link.
+        # A double opt-in subscription counts once confirmed by link; asking
+        # again once confirmed changes nothing.
         if (
             message_type
             and self.policy[message_type] == DOUBLE_OPT_IN
             and status == SUBSCRIBED
             and not confirmed
+            and self.type_status.get((contact, message_type)) != SUBSCRIBED
         ):
             status = PENDING
         if channel:

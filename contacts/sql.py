@@ -1,0 +1,28 @@
+"""SQL the ORM does not write well, shared by the apps (PostgreSQL only)."""
+
+from django.db import connection
+
+
+def update_from_values(model, objects, field_names) -> None:
+    """Write `field_names` of many saved `objects` with one
+    UPDATE … FROM (VALUES …). Django's bulk_update builds a CASE per field
+    per row, and building it costs more than the update itself."""
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in field_names]
+    casts = [field.db_type(connection) for field in fields]
+    placeholders = "(%s, " + ", ".join(f"%s::{cast}" for cast in casts) + ")"
+    params = []
+    for obj in objects:
+        params.append(obj.pk)
+        params.extend(
+            field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields
+        )
+    columns = ", ".join(quote(field.column) for field in fields)
+    assignments = ", ".join(f"{quote(field.column)} = v.{quote(field.column)}" for field in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(model._meta.db_table)} AS t SET {assignments} "
+            f"FROM (VALUES {', '.join([placeholders] * len(objects))}) AS v(id, {columns}) "
+            "WHERE t.id = v.id",
+            params,
+        )
