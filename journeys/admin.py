@@ -29,6 +29,7 @@ from journeys.services.editing import (
     enrollments_exit,
     enrollments_move,
     journey_set_state,
+    journeys_sharing_trigger,
     step_open_enrollment_counts,
 )
 
@@ -169,6 +170,27 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
     inlines = (StepInline,)
     save_on_top = True
 
+    def get_readonly_fields(self, request, obj=None):
+        # A journey's state changes only through the lifecycle actions, which
+        # check who asks and whether the journey may go live; a new one is a draft.
+        return ("state", *self.readonly_fields)
+
+    def has_activate_permission(self, request):
+        """Going live, pausing and archiving (the "Journey managers" role)."""
+        return request.user.has_perm("journeys.activate_journey")
+
+    def _manages(self, request, obj):
+        # Drafters edit drafts; a journey contacts may be in is managers' to change.
+        return (
+            obj is None or obj.state == Journey.State.DRAFT or self.has_activate_permission(request)
+        )
+
+    def has_change_permission(self, request, obj=None):
+        return self._manages(request, obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._manages(request, obj) and super().has_delete_permission(request, obj)
+
     def get_inline_formsets(self, request, formsets, inline_instances, obj=None):
         inline_admin_formsets = super().get_inline_formsets(
             request, formsets, inline_instances, obj
@@ -211,34 +233,32 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
                 changed += 1
             except JourneyStateError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
+                continue
+            live = state == Journey.State.LIVE
+            if live and (others := journeys_sharing_trigger(journey=journey)):
+                names = ", ".join(f"“{other}”" for other in others)
+                self.message_user(
+                    request,
+                    f"“{journey}” starts on the event “{journey.trigger_event_name}”, like the "
+                    f"live {'journey' if len(others) == 1 else 'journeys'} {names}: a contact "
+                    "who tracks it enters each of them.",
+                    messages.WARNING,
+                )
         if changed:
             label = Journey.State(state).label.lower()
             self.message_user(request, f"{changed} journey(s) now {label}.", messages.SUCCESS)
 
-    @admin.action(description="Go live with selected journeys", permissions=["change"])
+    @admin.action(description="Go live with selected journeys", permissions=["activate"])
     def go_live(self, request, queryset):
         self._set_state(request, queryset, Journey.State.LIVE)
 
-    @admin.action(description="Pause selected journeys", permissions=["change"])
+    @admin.action(description="Pause selected journeys", permissions=["activate"])
     def pause(self, request, queryset):
         self._set_state(request, queryset, Journey.State.PAUSED)
 
-    @admin.action(description="Archive selected journeys", permissions=["change"])
+    @admin.action(description="Archive selected journeys", permissions=["activate"])
     def archive(self, request, queryset):
         self._set_state(request, queryset, Journey.State.ARCHIVED)
-
-    def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
-        journey = form.instance
-        if journey.state == Journey.State.LIVE and not journey.steps.exists():
-            # Steps are saved after the journey, so this is the first moment
-            # the rule for going live can be checked.
-            journey_set_state(journey=journey, state=Journey.State.DRAFT, actor=request.user)
-            self.message_user(
-                request,
-                f"“{journey}” has no steps yet, so it was kept as a draft.",
-                messages.WARNING,
-            )
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -62,6 +62,9 @@ class Journey(models.Model):
 
     class Meta:
         ordering = ["folder", "name"]
+        permissions = [
+            ("activate_journey", "Can go live with, pause and archive journeys"),
+        ]
         indexes = [
             models.Index(
                 fields=["state", "trigger_type", "trigger_event_name"], name="journey_trigger"

@@ -84,3 +84,20 @@ def journey_set_state(*, journey: Journey, state: str, actor=None) -> Journey:
     journey.state = state
     journey.modified_by = actor
     return journey
+
+
+def journeys_sharing_trigger(*, journey: Journey) -> list[Journey]:
+    """The other live journeys that start on the same trigger as `journey`:
+    a contact who sets it off enters each of them (and may get each one's
+    messages). A warning for whoever takes `journey` live, not a refusal."""
+    if journey.trigger_type != Journey.Trigger.EVENT or not journey.trigger_event_name:
+        return []
+    return list(
+        Journey.objects.filter(
+            state=Journey.State.LIVE,
+            trigger_type=journey.trigger_type,
+            trigger_event_name=journey.trigger_event_name,
+        )
+        .exclude(pk=journey.pk)
+        .order_by("name")
+    )

@@ -283,24 +283,3 @@ def test_journeys_go_live_and_pause_from_the_changelist(staff_client, welcome_se
     assert empty.state == "draft"  # no steps: refused, with a message saying so
     shown = [str(m) for m in staff_client.get(url).context["messages"]]
     assert "“Empty” has no steps yet." in shown
-
-
-def test_a_journey_saved_live_without_steps_stays_a_draft(staff_client):
-    response = staff_client.post(
-        reverse("admin:journeys_journey_add"),
-        {
-            "name": "Half-built",
-            "state": "live",
-            "trigger_type": "event",
-            "trigger_event_name": "signed_up",
-            "reentry": "never",
-            "steps-TOTAL_FORMS": 0,
-            "steps-INITIAL_FORMS": 0,
-            "steps-MIN_NUM_FORMS": 0,
-            "steps-MAX_NUM_FORMS": 1000,
-        },
-        follow=True,
-    )
-
-    assert Journey.objects.get(name="Half-built").state == "draft"
-    assert "has no steps yet, so it was kept as a draft" in response.content.decode()

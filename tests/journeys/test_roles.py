@@ -1,0 +1,146 @@
+"""Who may do what with journeys: viewers look, drafters build drafts, managers
+go live, pause and archive. Enforced by the server, whatever the page offers."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.urls import reverse
+
+from journeys.models import Journey
+from tests.admin_pages import form_data
+from tests.factories import JourneyFactory, SendMessageStepFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:journeys_journey_changelist")
+
+
+def signed_in(role):
+    user = UserFactory(is_superuser=False, is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def draft():
+    journey = JourneyFactory(name="Spring sale", state=Journey.State.DRAFT)
+    SendMessageStepFactory(journey=journey, key="announce", position=1)
+    return journey
+
+
+@pytest.fixture
+def live():
+    journey = JourneyFactory(name="Welcome", state=Journey.State.LIVE)
+    SendMessageStepFactory(journey=journey, key="hello", position=1)
+    return journey
+
+
+def change_url(journey):
+    return reverse("admin:journeys_journey_change", args=[journey.pk])
+
+
+def test_the_three_roles_exist_with_what_they_may_do():
+    def codenames(name):
+        return set(Group.objects.get(name=name).permissions.values_list("codename", flat=True))
+
+    viewers, drafters, managers = (
+        codenames("Journey viewers"),
+        codenames("Journey drafters"),
+        codenames("Journey managers"),
+    )
+    assert {"view_journey", "view_enrollment", "view_steprun"} <= viewers
+    assert not {p for p in viewers if not p.startswith("view_")}
+    assert {"add_journey", "change_journey", "change_sendmessagestep"} <= drafters
+    assert "activate_journey" not in drafters and "delete_journey" not in drafters
+    assert {"activate_journey", "delete_journey", "change_enrollment"} <= managers
+
+
+def test_a_viewer_sees_journeys_but_cannot_change_one(draft):
+    viewer = signed_in("Journey viewers")
+
+    assert viewer.get(CHANGELIST).status_code == 200
+    page = viewer.get(change_url(draft))
+    refused = viewer.post(change_url(draft), {"name": "Renamed"})
+
+    assert page.status_code == 200
+    assert refused.status_code == 403
+    draft.refresh_from_db()
+    assert draft.name == "Spring sale"
+
+
+def test_a_drafter_edits_a_draft_but_its_state_is_not_the_forms_to_change(draft):
+    drafter = signed_in("Journey drafters")
+    data = form_data(drafter.get(change_url(draft)))
+
+    response = drafter.post(change_url(draft), {**data, "name": "Spring sale 2", "state": "live"})
+
+    assert response.status_code == 302
+    draft.refresh_from_db()
+    assert (draft.name, draft.state) == ("Spring sale 2", Journey.State.DRAFT)
+
+
+@pytest.mark.parametrize("action", ["go_live", "pause", "archive"])
+def test_a_drafter_cannot_go_live_pause_or_archive(draft, live, action):
+    drafter = signed_in("Journey drafters")
+
+    action_form = drafter.get(CHANGELIST).context["action_form"]  # None: no action at all
+    offered = [name for name, _ in action_form.fields["action"].choices] if action_form else []
+    drafter.post(CHANGELIST, {"action": action, "_selected_action": [draft.pk, live.pk]})
+
+    assert action not in offered
+    draft.refresh_from_db()
+    live.refresh_from_db()
+    assert (draft.state, live.state) == (Journey.State.DRAFT, Journey.State.LIVE)
+
+
+def test_a_drafter_cannot_change_or_delete_a_live_journey(live):
+    drafter = signed_in("Journey drafters")
+
+    page = drafter.get(change_url(live))
+    changed = drafter.post(change_url(live), {"name": "Renamed"})
+    deleted = drafter.post(
+        reverse("admin:journeys_journey_delete", args=[live.pk]), {"post": "yes"}
+    )
+
+    assert page.status_code == 200  # shown read-only
+    assert (changed.status_code, deleted.status_code) == (403, 403)
+    live.refresh_from_db()
+    assert (live.name, live.state) == ("Welcome", Journey.State.LIVE)
+
+
+def test_a_manager_goes_live_pauses_and_archives(draft):
+    manager = signed_in("Journey managers")
+
+    manager.post(CHANGELIST, {"action": "go_live", "_selected_action": [draft.pk]})
+    draft.refresh_from_db()
+    assert draft.state == Journey.State.LIVE
+    manager.post(CHANGELIST, {"action": "pause", "_selected_action": [draft.pk]})
+    draft.refresh_from_db()
+    assert draft.state == Journey.State.PAUSED
+    manager.post(CHANGELIST, {"action": "archive", "_selected_action": [draft.pk]})
+    draft.refresh_from_db()
+    assert draft.state == Journey.State.ARCHIVED
+
+
+def test_a_new_journey_is_a_draft_whatever_the_form_says():
+    manager = signed_in("Journey managers")
+
+    response = manager.post(
+        reverse("admin:journeys_journey_add"),
+        {
+            "name": "Half-built",
+            "state": "live",
+            "trigger_type": "event",
+            "trigger_event_name": "signed_up",
+            "reentry": "never",
+            "steps-TOTAL_FORMS": 0,
+            "steps-INITIAL_FORMS": 0,
+            "steps-MIN_NUM_FORMS": 0,
+            "steps-MAX_NUM_FORMS": 1000,
+        },
+    )
+
+    assert response.status_code == 302
+    assert Journey.objects.get(name="Half-built").state == Journey.State.DRAFT
