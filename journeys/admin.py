@@ -29,6 +29,7 @@ from journeys.services.editing import (
     enrollments_exit,
     enrollments_move,
     journey_set_state,
+    journeys_open_enrollment_counts,
     journeys_sharing_trigger,
     step_open_enrollment_counts,
 )
@@ -258,7 +259,28 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
 
     @admin.action(description="Archive selected journeys", permissions=["activate"])
     def archive(self, request, queryset):
-        self._set_state(request, queryset, Journey.State.ARCHIVED)
+        counts = journeys_open_enrollment_counts(journey_ids=queryset.values_list("pk", flat=True))
+        if request.POST.get("confirmed") == "yes" or not any(counts.values()):
+            self._set_state(request, queryset, Journey.State.ARCHIVED)
+            if exited := sum(counts.values()):
+                self.message_user(
+                    request, f"{exited} contact(s) left the archived journeys.", messages.INFO
+                )
+            return None
+        # Contacts are still inside: say how many leave before anyone does.
+        journeys = list(queryset)
+        return TemplateResponse(
+            request,
+            "admin/journeys/journey/archive_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Archive journeys",
+                "opts": self.model._meta,
+                "journeys": [(journey, counts.get(journey.pk, 0)) for journey in journeys],
+                "total": sum(counts.values()),
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
 
     def save_model(self, request, obj, form, change):
         if not change:

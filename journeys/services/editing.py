@@ -64,12 +64,17 @@ class JourneyStateError(ValueError):
     pass
 
 
+ARCHIVED_EXIT_REASON = "The journey was archived."
+
+
 def journey_set_state(*, journey: Journey, state: str, actor=None) -> Journey:
     """Move a journey to draft, live, paused or archived.
 
     Going live needs an entry trigger and at least one step. Pausing keeps
     contacts where they are (the scheduler skips paused journeys) and takes no
-    new entries; going live again resumes them.
+    new entries; going live again resumes them. Archiving takes every contact
+    still in the journey out of it (exited, "The journey was archived."), in
+    the same transaction: an archived journey strands no one.
     """
     if state not in Journey.State.values:
         raise JourneyStateError(f"Unknown journey state {state!r}.")
@@ -78,9 +83,15 @@ def journey_set_state(*, journey: Journey, state: str, actor=None) -> Journey:
             raise JourneyStateError(f"“{journey}” has no entry event: name one before going live.")
         if not journey.steps.exists():
             raise JourneyStateError(f"“{journey}” has no steps yet.")
-    Journey.objects.filter(pk=journey.pk).update(
-        state=state, modified_by=actor, updated_at=timezone.now()
-    )
+    with transaction.atomic():
+        Journey.objects.filter(pk=journey.pk).update(
+            state=state, modified_by=actor, updated_at=timezone.now()
+        )
+        if state == Journey.State.ARCHIVED:
+            enrollments_exit(
+                enrollments=Enrollment.objects.filter(journey=journey),
+                reason=ARCHIVED_EXIT_REASON,
+            )
     journey.state = state
     journey.modified_by = actor
     return journey
@@ -101,3 +112,14 @@ def journeys_sharing_trigger(*, journey: Journey) -> list[Journey]:
         .exclude(pk=journey.pk)
         .order_by("name")
     )
+
+
+def journeys_open_enrollment_counts(*, journey_ids) -> dict:
+    """How many contacts are in each journey now (active or waiting)."""
+    open_enrollments = Enrollment.objects.filter(state__in=Enrollment.OPEN_STATES)
+    rows = (
+        open_enrollments.filter(journey_id__in=list(journey_ids))
+        .values("journey_id")
+        .annotate(n=Count("pk"))
+    )
+    return {row["journey_id"]: row["n"] for row in rows}

@@ -1,0 +1,90 @@
+"""A journey's lifecycle never strands contacts: archiving takes out whoever is inside."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.urls import reverse
+
+from journeys.models import Enrollment, Journey
+from journeys.services.editing import journey_set_state
+from journeys.services.scheduling import scheduler_tick
+from tests.factories import (
+    ContactFactory,
+    EnrollmentFactory,
+    JourneyFactory,
+    SendMessageStepFactory,
+    UserFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:journeys_journey_changelist")
+
+
+@pytest.fixture
+def manager():
+    user = UserFactory(is_superuser=False)
+    user.groups.add(Group.objects.get(name="Journey managers"))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def busy_journey():
+    """A live journey with two contacts waiting on its first step and one finished."""
+    journey = JourneyFactory(name="Onboarding", state=Journey.State.LIVE)
+    step = SendMessageStepFactory(journey=journey, key="hello", position=1)
+    for _ in range(2):
+        EnrollmentFactory(journey=journey, current_step=step, state=Enrollment.State.WAITING)
+    EnrollmentFactory(
+        journey=journey, current_step=None, state=Enrollment.State.COMPLETED, next_run_at=None
+    )
+    return journey
+
+
+def test_archiving_takes_every_contact_still_inside_out_of_the_journey(busy_journey):
+    journey_set_state(journey=busy_journey, state=Journey.State.ARCHIVED)
+
+    states = sorted(Enrollment.objects.values_list("state", "exit_reason"))
+    assert states == [
+        ("completed", ""),
+        ("exited", "The journey was archived."),
+        ("exited", "The journey was archived."),
+    ]
+    assert not Enrollment.objects.filter(next_run_at__isnull=False).exists()
+    assert scheduler_tick() == 0
+
+
+def test_the_archive_action_says_how_many_leave_before_anyone_does(manager, busy_journey):
+    page = manager.post(CHANGELIST, {"action": "archive", "_selected_action": [busy_journey.pk]})
+
+    assert page.status_code == 200
+    assert "2 contacts are still in this journey" in page.content.decode()
+    busy_journey.refresh_from_db()
+    assert busy_journey.state == Journey.State.LIVE
+    assert Enrollment.objects.filter(state=Enrollment.State.WAITING).count() == 2
+
+
+def test_confirming_archives_and_exits_them(manager, busy_journey):
+    response = manager.post(
+        CHANGELIST,
+        {"action": "archive", "_selected_action": [busy_journey.pk], "confirmed": "yes"},
+        follow=True,
+    )
+
+    busy_journey.refresh_from_db()
+    assert busy_journey.state == Journey.State.ARCHIVED
+    assert Enrollment.objects.filter(state=Enrollment.State.EXITED).count() == 2
+    shown = [str(m) for m in response.context["messages"]]
+    assert "2 contact(s) left the archived journeys." in shown
+
+
+def test_an_empty_journey_is_archived_without_asking(manager):
+    journey = JourneyFactory(name="Old promo", state=Journey.State.PAUSED)
+    ContactFactory()
+
+    manager.post(CHANGELIST, {"action": "archive", "_selected_action": [journey.pk]})
+
+    journey.refresh_from_db()
+    assert journey.state == Journey.State.ARCHIVED
