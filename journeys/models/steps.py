@@ -49,6 +49,13 @@ class Step(PolymorphicModel):
     # webhooks): the runner commits before them and runs them outside any
     # transaction. Steps that only read and write the database leave it False.
     performs_io = False
+    # For the checks before going live (journeys.services.validation): whether
+    # a contact waits here (a loop through such a step is not a runaway), goes
+    # on from here at all, and which fields pick the next step by branch
+    # (empty: `next_step`, or the next by position).
+    waits = False
+    continues = True
+    branch_fields = ()
 
     class Meta:
         ordering = ["position", "id"]
@@ -135,6 +142,8 @@ class SendMessageStep(Step):
 class DelayStep(Step):
     """Wait a fixed time before going on."""
 
+    waits = True
+
     class Unit(models.TextChoices):
         MINUTES = "minutes", "minutes"
         HOURS = "hours", "hours"
@@ -195,6 +204,8 @@ class ConditionStep(Step):
         help_text="Empty: the next step by position.",
     )
 
+    branch_fields = ("yes_step", "no_step")
+
     class Meta:
         verbose_name = "yes/no condition step"
 
@@ -228,6 +239,8 @@ class ConditionStep(Step):
 
 class ExitStep(Step):
     """End the contact's passage through the journey here."""
+
+    continues = False
 
     class Meta:
         verbose_name = "exit step"

@@ -5,6 +5,7 @@ from django.db.models import Count, F
 from django.utils import timezone
 
 from journeys.models import Enrollment, Journey, Step
+from journeys.services.validation import journey_problems
 
 
 def step_open_enrollment_counts(*, step_ids) -> dict:
@@ -81,8 +82,8 @@ def journey_set_state(*, journey: Journey, state: str, actor=None) -> Journey:
     if state == Journey.State.LIVE:
         if journey.trigger_type == Journey.Trigger.EVENT and not journey.trigger_event_name:
             raise JourneyStateError(f"“{journey}” has no entry event: name one before going live.")
-        if not journey.steps.exists():
-            raise JourneyStateError(f"“{journey}” has no steps yet.")
+        if problems := journey_problems(journey=journey):
+            raise JourneyStateError(" ".join(problems))
     with transaction.atomic():
         Journey.objects.filter(pk=journey.pk).update(
             state=state, modified_by=actor, updated_at=timezone.now()

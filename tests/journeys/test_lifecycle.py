@@ -6,11 +6,14 @@ from django.test import Client
 from django.urls import reverse
 
 from journeys.models import Enrollment, Journey
-from journeys.services.editing import journey_set_state
+from journeys.services.editing import JourneyStateError, journey_set_state
 from journeys.services.scheduling import scheduler_tick
 from tests.factories import (
+    ConditionStepFactory,
     ContactFactory,
+    DelayStepFactory,
     EnrollmentFactory,
+    ExitStepFactory,
     JourneyFactory,
     SendMessageStepFactory,
     UserFactory,
@@ -88,3 +91,59 @@ def test_an_empty_journey_is_archived_without_asking(manager):
 
     journey.refresh_from_db()
     assert journey.state == Journey.State.ARCHIVED
+
+
+# --- Checks before going live ---------------------------------------------------------
+
+
+def test_a_condition_looping_back_to_a_send_without_a_delay_cannot_go_live():
+    # As a marketer built it: both branches lead back to the email before them.
+    journey = JourneyFactory(name="Runaway", state=Journey.State.DRAFT)
+    send = SendMessageStepFactory(journey=journey, key="promo", position=1)
+    ConditionStepFactory(
+        journey=journey, key="bought", position=2, attribute="plan", yes_step=send, no_step=send
+    )
+
+    with pytest.raises(JourneyStateError) as refused:
+        journey_set_state(journey=journey, state=Journey.State.LIVE)
+
+    assert "The steps “promo” → “bought” → “promo” form a loop with no delay in it" in str(
+        refused.value
+    )
+    journey.refresh_from_db()
+    assert journey.state == Journey.State.DRAFT
+
+
+def test_a_loop_with_a_delay_on_it_may_go_live():
+    journey = JourneyFactory(name="Weekly reminder", state=Journey.State.DRAFT)
+    send = SendMessageStepFactory(journey=journey, key="remind", position=1)
+    DelayStepFactory(journey=journey, key="week", position=2, amount=7, unit="days")
+    ConditionStepFactory(
+        journey=journey, key="still-free", position=3, attribute="plan", yes_step=send
+    )
+    ExitStepFactory(journey=journey, key="done", position=4)
+
+    journey_set_state(journey=journey, state=Journey.State.LIVE)
+
+    journey.refresh_from_db()
+    assert journey.state == Journey.State.LIVE
+
+
+def test_a_step_no_contact_can_reach_keeps_the_journey_a_draft():
+    journey = JourneyFactory(name="Orphan", state=Journey.State.DRAFT)
+    done = ExitStepFactory(journey=journey, key="done", position=3)
+    SendMessageStepFactory(journey=journey, key="hello", position=1, next_step=done)
+    SendMessageStepFactory(journey=journey, key="forgotten", position=2)
+
+    with pytest.raises(JourneyStateError, match="No contact can reach “forgotten”"):
+        journey_set_state(journey=journey, state=Journey.State.LIVE)
+
+
+def test_the_welcome_series_passes_the_checks(welcome_series):
+    welcome_series.state = Journey.State.DRAFT
+    welcome_series.save()
+
+    journey_set_state(journey=welcome_series, state=Journey.State.LIVE)
+
+    welcome_series.refresh_from_db()
+    assert welcome_series.state == Journey.State.LIVE

@@ -1,0 +1,77 @@
+"""What must hold before a journey goes live: its steps form a graph a
+contact can walk through without looping on the spot."""
+
+from journeys.models import Journey, Step
+
+
+def _following(step, ordered, index_of):
+    """Where a step goes when no connection is chosen (as the runner does)."""
+    if step.next_step_id:
+        return step.next_step_id
+    index = index_of[step.pk]
+    return ordered[index + 1].pk if index + 1 < len(ordered) else None
+
+
+def _targets(step, ordered, index_of) -> list[int]:
+    """The steps a contact can go to from `step` (None, the journey's end, left out)."""
+    if not step.continues:
+        return []
+    default = _following(step, ordered, index_of)
+    branches = [getattr(step, field + "_id") for field in step.branch_fields] or [None]
+    return [target for target in (branch or default for branch in branches) if target]
+
+
+def journey_problems(*, journey: Journey) -> list[str]:
+    """Why `journey` cannot go live, in words for the marketer; empty if it can.
+
+    - every step can be reached from the first;
+    - no loop without a step that waits (a delay): a loop of sends and
+      conditions alone would send to a contact as fast as the workers run.
+    """
+    ordered = list(Step.objects.filter(journey=journey).order_by("position", "id"))
+    if not ordered:
+        return [f"“{journey}” has no steps yet."]
+    by_id = {step.pk: step for step in ordered}
+    index_of = {step.pk: index for index, step in enumerate(ordered)}
+    targets = {step.pk: _targets(step, ordered, index_of) for step in ordered}
+    problems = []
+
+    reached, stack = {ordered[0].pk}, [ordered[0].pk]
+    while stack:
+        for target in targets[stack.pop()]:
+            if target not in reached:
+                reached.add(target)
+                stack.append(target)
+    unreachable = [step for step in ordered if step.pk not in reached]
+    if unreachable:
+        names = ", ".join(f"“{step.key}”" for step in unreachable)
+        problems.append(f"No contact can reach {names}: no step leads there.")
+
+    # A loop is harmless if a contact waits somewhere on it: look for loops
+    # among the steps that do not wait.
+    moving = {pk for pk, step in by_id.items() if not step.waits and pk in reached}
+    state = {}  # pk -> "open" while on the path, "done" after
+
+    def visit(pk, path):
+        state[pk] = "open"
+        path.append(pk)
+        for target in targets[pk]:
+            if target not in moving:
+                continue
+            if state.get(target) == "open":
+                return path[path.index(target) :]
+            if target not in state and (loop := visit(target, path)):
+                return loop
+        path.pop()
+        state[pk] = "done"
+        return None
+
+    for pk in (step.pk for step in ordered):  # in order: the same loop is named each time
+        if pk in moving and pk not in state and (loop := visit(pk, [])):
+            names = " → ".join(f"“{by_id[step].key}”" for step in [*loop, loop[0]])
+            problems.append(
+                f"The steps {names} form a loop with no delay in it: a contact would go "
+                "round it without stopping. Put a delay on the loop, or end it."
+            )
+            break
+    return problems
