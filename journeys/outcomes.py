@@ -34,8 +34,16 @@ class RetryAt:
 
 
 @dataclass(frozen=True)
+class Complete:
+    """End the passage here, as the journey means it to: the contact has
+    completed the journey (an exit step), as one who runs off its last step has."""
+
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Exit:
-    """Leave the journey now."""
+    """Leave the journey now, before its end."""
 
     reason: str = "exit step"
     detail: str = ""

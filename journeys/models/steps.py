@@ -22,7 +22,7 @@ from contacts.conditions import (
 )
 from contacts.models import Event
 from journeys.models.journey import Journey
-from journeys.outcomes import Abandoned, Continue, Exit, RetryAt, WaitUntil
+from journeys.outcomes import Abandoned, Complete, Continue, RetryAt, WaitUntil
 from messaging.models import Message, Template
 from messaging.services import SendRequest, messages_send
 
@@ -238,7 +238,8 @@ class ConditionStep(Step):
 
 
 class ExitStep(Step):
-    """End the contact's passage through the journey here."""
+    """End the contact's passage through the journey here: they have completed
+    it, as if they had run off its last step."""
 
     continues = False
 
@@ -246,4 +247,4 @@ class ExitStep(Step):
         verbose_name = "exit step"
 
     def execute(self, run):
-        return Exit(reason="exit step")
+        return Complete()

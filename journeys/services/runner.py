@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from journeys.models import Enrollment, Step, StepRun
-from journeys.outcomes import Abandoned, Continue, Exit, RetryAt, WaitUntil
+from journeys.outcomes import Abandoned, Complete, Continue, Exit, RetryAt, WaitUntil
 
 logger = logging.getLogger(__name__)
 
@@ -378,6 +378,8 @@ def _next_state(outcome, enrollment, at, step):
         case RetryAt():
             # Same step, same sequence: a retried send reuses its idempotency key.
             return Outcome.RETRY, _released(state=State.WAITING, next_run_at=outcome.at), False
+        case Complete():
+            return Outcome.COMPLETED, {**finished, "state": State.COMPLETED}, False
         case Exit():
             changes = {**finished, "state": State.EXITED, "exit_reason": outcome.reason}
             return Outcome.EXITED, changes, False

@@ -244,8 +244,9 @@ def test_an_attribute_condition_branches_on_the_contacts_data(run_worker, rq_que
     # Then each took its branch
     runs = {r.enrollment.contact_id: r for r in StepRun.objects.filter(step=condition)}
     assert (runs[pro.pk].branch, runs[free.pk].branch) == ("yes", "no")
-    assert StepRun.objects.get(enrollment__contact=pro, outcome="exited").step_id == pro_exit.pk
-    assert StepRun.objects.get(enrollment__contact=free, outcome="exited").step_id == free_exit.pk
+    ended = StepRun.objects.filter(outcome="completed")
+    assert ended.get(enrollment__contact=pro).step_id == pro_exit.pk
+    assert ended.get(enrollment__contact=free).step_id == free_exit.pk
 
 
 @pytest.mark.parametrize("contacts", [3, 6])
@@ -278,7 +279,7 @@ def test_advancing_a_batch_costs_a_fixed_number_of_queries_per_enrollment(welcom
         claim = enrollments_claim_due(enqueue=False)
         with CaptureQueriesContext(connection) as queries:
             counts = enrollments_advance(enrollment_ids=claim.enrollment_ids, token=claim.token)
-        assert counts == {"exited": contacts}
+        assert counts == {"completed": contacts}
         return len(queries)
 
     # When each batch is advanced (after one that fills the process's caches,
@@ -323,4 +324,4 @@ def test_a_slow_batch_keeps_its_leases(welcome_series, settings):
 
     # Then no other scheduler could take any of it, and every enrollment moved on
     assert stolen == [None, None, None]
-    assert counts == {"exited": 3}
+    assert counts == {"completed": 3}

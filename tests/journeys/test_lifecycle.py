@@ -147,3 +147,23 @@ def test_the_welcome_series_passes_the_checks(welcome_series):
 
     welcome_series.refresh_from_db()
     assert welcome_series.state == Journey.State.LIVE
+
+
+def test_a_passage_that_reaches_an_exit_step_is_completed_like_one_that_runs_off_the_end():
+    from journeys.services.runner import enrollments_advance
+    from journeys.services.scheduling import enrollments_claim_due
+
+    with_exit = JourneyFactory(name="Ends at an exit step")
+    exit_step = ExitStepFactory(journey=with_exit, key="done", position=1)
+    without = JourneyFactory(name="Runs off its last step")
+    last = ConditionStepFactory(journey=without, key="plan", position=1, attribute="plan")
+    EnrollmentFactory(journey=with_exit, current_step=exit_step)
+    EnrollmentFactory(journey=without, current_step=last)
+
+    claim = enrollments_claim_due(enqueue=False)
+    enrollments_advance(enrollment_ids=claim.enrollment_ids, token=claim.token)
+
+    assert sorted(Enrollment.objects.values_list("journey__name", "state", "exit_reason")) == [
+        ("Ends at an exit step", "completed", ""),
+        ("Runs off its last step", "completed", ""),
+    ]

@@ -65,7 +65,7 @@ def test_signup_sends_welcome_then_nudge_when_no_project(
         assert advance(run_worker) == 1
     assert [m["Subject"] for m in smtp_server.messages] == ["Welcome, Nia!", "Need a hand, Nia?"]
     enrollment.refresh_from_db()
-    assert enrollment.state == Enrollment.State.EXITED
+    assert enrollment.state == Enrollment.State.COMPLETED  # the exit step: the journey's end
     assert enrollment.lease_token is None
     condition_run = StepRun.objects.get(step=welcome_series.step_map["condition"])
     assert condition_run.branch == "no"
@@ -78,7 +78,7 @@ def test_signup_sends_welcome_then_nudge_when_no_project(
         ("wait", "waiting"),
         ("created-project", "continued"),
         ("nudge", "continued"),
-        ("done", "exited"),
+        ("done", "completed"),
     ]
     assert Message.objects.filter(contact=nia, status=Message.Status.SENT).count() == 2
 
@@ -101,7 +101,7 @@ def test_contact_who_creates_a_project_gets_no_nudge(
     assert len(smtp_server.messages) == 1
     assert StepRun.objects.get(step=welcome_series.step_map["condition"]).branch == "yes"
     enrollment = Enrollment.objects.get(contact=nia)
-    assert enrollment.state == Enrollment.State.EXITED
+    assert enrollment.state == Enrollment.State.COMPLETED
     assert not StepRun.objects.filter(step=welcome_series.step_map["nudge"]).exists()
 
 
