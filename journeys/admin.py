@@ -2,11 +2,14 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q
+from django.http import HttpResponse
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.http import urlencode
+from django.utils.text import slugify
 from django.utils.translation import gettext
 from polymorphic.admin import PolymorphicInlineSupportMixin, StackedPolymorphicInline
 from polymorphic.admin.helpers import PolymorphicInlineAdminFormSet
@@ -33,6 +36,7 @@ from journeys.services.editing import (
     journeys_sharing_trigger,
     step_open_enrollment_counts,
 )
+from journeys.services.exchange import JourneyImportError, journey_export, journey_import
 
 STEP_LINK_FIELDS = {"next_step", "yes_step", "no_step"}
 COMMON_STEP_FIELDS = ("position", "key", "name")
@@ -54,6 +58,26 @@ class StepChildInline(StackedPolymorphicInline.Child):
                 "message_type__channel"
             ).filter(**db_field.get_limit_choices_to())
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class JourneyImportForm(forms.Form):
+    file = forms.FileField(help_text="A journey document, as “Export as JSON” saves it.")
+    name = forms.CharField(
+        required=False, max_length=200, help_text="Empty: the name the document gives."
+    )
+
+    # Journey documents are small; a larger file is not one.
+    MAX_BYTES = 2 * 1024 * 1024
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > self.MAX_BYTES:
+            raise ValidationError("That file is too large to be a journey document.")
+        try:
+            self.cleaned_data["document"] = json.loads(upload.read().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ValidationError(f"That file is not JSON: {exc}") from None
+        return upload
 
 
 class StepFormSet(BasePolymorphicInlineFormSet):
@@ -224,7 +248,60 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
     def finished_enrollments(self, obj):
         return obj.finished_count
 
-    actions = ("go_live", "pause", "archive")
+    actions = ("go_live", "pause", "archive", "export_json")
+    change_list_template = "admin/journeys/journey/change_list.html"
+
+    def get_urls(self):
+        return [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="journeys_journey_import",
+            ),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request):
+        """Create a journey, as a draft, from a document export_json made."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = JourneyImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                journey = journey_import(
+                    document=form.cleaned_data["document"],
+                    name=form.cleaned_data["name"] or None,
+                    actor=request.user,
+                )
+            except JourneyImportError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, f"Imported “{journey}” as a draft.", messages.SUCCESS)
+                return redirect("admin:journeys_journey_change", journey.pk)
+        return TemplateResponse(
+            request,
+            "admin/journeys/journey/import.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Import a journey",
+                "opts": self.model._meta,
+                "form": form,
+            },
+        )
+
+    @admin.action(description="Export as JSON (one journey)", permissions=["view"])
+    def export_json(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Export one journey at a time.", messages.ERROR)
+            return None
+        journey = queryset.get()
+        response = HttpResponse(
+            json.dumps(journey_export(journey=journey), indent=2, ensure_ascii=False),
+            content_type="application/json",
+        )
+        filename = slugify(journey.name) or f"journey-{journey.pk}"
+        response["Content-Disposition"] = f'attachment; filename="{filename}.json"'
+        return response
 
     def _set_state(self, request, queryset, state):
         changed = 0

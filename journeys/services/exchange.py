@@ -1,0 +1,198 @@
+"""Journeys as documents: export a journey to JSON and import one as a draft.
+
+The format is documented in docs/journey-format.md. Steps are named by their
+key and connected by label ("next", "yes", "no"), never by database ids, so a
+document moves between installations; templates are named by their name.
+"""
+
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from journeys.models import ConditionStep, DelayStep, ExitStep, Journey, SendMessageStep, Step
+from messaging.models import Template
+
+FORMAT = "waymark.journey/1"
+
+# type name -> (model, its own settings as they appear in the document)
+STEP_TYPES = {
+    "send_message": (SendMessageStep, ("template",)),
+    "delay": (DelayStep, ("amount", "unit")),
+    "condition": (ConditionStep, ("kind", "attribute", "operator", "value", "event_name")),
+    "exit": (ExitStep, ()),
+}
+_TYPE_OF = {model: name for name, (model, _) in STEP_TYPES.items()}
+JOURNEY_FIELDS = ("folder", "description", "reentry", "exit_event_name", "goal_event_name")
+
+
+class JourneyImportError(ValueError):
+    """The document cannot be imported; the message says where and why."""
+
+
+def _links(model) -> dict:
+    """label -> field of the step's outgoing connections: next_step -> "next"."""
+    fields = [
+        f.name
+        for f in model._meta.get_fields()
+        if getattr(f, "related_model", None) is Step
+        and f.many_to_one
+        and not f.remote_field.parent_link
+    ]
+    return {name.removesuffix("_step"): name for name in fields}
+
+
+def journey_export(*, journey: Journey) -> dict:
+    """The document describing `journey` (its definition, not its contacts)."""
+    steps = list(journey.steps.order_by("position", "id"))
+    key_of = {step.pk: step.key for step in steps}
+    exported = []
+    for step in steps:
+        type_name = _TYPE_OF[type(step)]
+        entry = {"key": step.key, "type": type_name}
+        if step.name:
+            entry["name"] = step.name
+        for field in STEP_TYPES[type_name][1]:
+            value = getattr(step, field)
+            entry[field] = value.name if isinstance(value, Template) else value
+        connections = {
+            label: key_of[getattr(step, f"{field}_id")]
+            for label, field in _links(type(step)).items()
+            if getattr(step, f"{field}_id")
+        }
+        if connections:
+            entry["connections"] = connections
+        exported.append(entry)
+    return {
+        "format": FORMAT,
+        "name": journey.name,
+        **{field: getattr(journey, field) for field in JOURNEY_FIELDS},
+        "trigger": {"type": journey.trigger_type, "event_name": journey.trigger_event_name},
+        "steps": exported,
+    }
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    step: Step
+    connections: dict
+
+
+def _require(condition, message):
+    if not condition:
+        raise JourneyImportError(message)
+
+
+def _parse_step(index, entry, templates) -> _Parsed:
+    where = f"steps[{index}]"
+    _require(isinstance(entry, dict), f"{where} must be an object.")
+    type_name = entry.get("type")
+    _require(
+        type_name in STEP_TYPES,
+        f"{where}: unknown type {type_name!r}; one of {', '.join(STEP_TYPES)}.",
+    )
+    model, settings_fields = STEP_TYPES[type_name]
+    allowed = {"key", "type", "name", "connections", *settings_fields}
+    unknown = sorted(set(entry) - allowed)
+    _require(not unknown, f"{where}: unknown field(s) {', '.join(unknown)} for a {type_name} step.")
+    key = entry.get("key")
+    _require(isinstance(key, str) and key, f"{where}: every step needs a key.")
+    values = {"key": key, "name": entry.get("name") or ""}
+    for field in settings_fields:
+        if field not in entry:
+            continue
+        if field == "template":
+            template = templates.get(entry[field])
+            _require(template, f"{where} ({key}): no template is named {entry[field]!r}.")
+            values["template"] = template
+        else:
+            values[field] = entry[field]
+    if type_name == "send_message":
+        _require("template" in values, f"{where} ({key}): a send_message step names its template.")
+    connections = entry.get("connections") or {}
+    _require(isinstance(connections, dict), f"{where} ({key}): connections must be an object.")
+    labels = _links(model)
+    bad = sorted(set(connections) - set(labels))
+    _require(
+        not bad,
+        f"{where} ({key}): a {type_name} step has no connection {', '.join(map(repr, bad))}"
+        f" (it has: {', '.join(labels) or 'none'}).",
+    )
+    return _Parsed(step=model(**values), connections=connections)
+
+
+def journey_import(*, document, name: str | None = None, actor=None) -> Journey:
+    """Create the journey `document` describes, as a draft named `name` (else
+    the document's). Raises JourneyImportError, having written nothing, for a
+    document that is not one, a name already taken, a template that does not
+    exist, or a connection to a step the document does not hold."""
+    _require(isinstance(document, dict), "A journey document is a JSON object.")
+    _require(
+        document.get("format") == FORMAT,
+        f'Not a journey document: "format" must be "{FORMAT}".',
+    )
+    name = (name or document.get("name") or "").strip()
+    _require(name, "The journey needs a name.")
+    _require(
+        not Journey.objects.filter(name=name).exists(),
+        f"A journey named “{name}” already exists: import it under another name.",
+    )
+    trigger = document.get("trigger") or {}
+    _require(isinstance(trigger, dict), '"trigger" must be an object.')
+    entries = document.get("steps")
+    _require(isinstance(entries, list), '"steps" must be a list.')
+    template_names = [entry.get("template") for entry in entries if isinstance(entry, dict)]
+    templates = {t.name: t for t in Template.objects.filter(name__in=template_names)}
+    parsed = [_parse_step(index, entry, templates) for index, entry in enumerate(entries)]
+    keys = [p.step.key for p in parsed]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    _require(not duplicates, f"Step keys must be unique: {', '.join(duplicates)} repeated.")
+    for p in parsed:
+        for label, target in p.connections.items():
+            _require(
+                target in keys,
+                f"Step {p.step.key!r}: its {label!r} connection names {target!r}, "
+                "which is not a step of this journey.",
+            )
+
+    journey = Journey(
+        name=name,
+        state=Journey.State.DRAFT,
+        trigger_type=trigger.get("type") or Journey.Trigger.EVENT,
+        trigger_event_name=trigger.get("event_name") or "",
+        created_by=actor,
+        modified_by=actor,
+        **{field: document[field] for field in JOURNEY_FIELDS if field in document},
+    )
+    try:
+        with transaction.atomic():
+            _full_clean(journey, "the journey")
+            journey.save()
+            by_key = {}
+            for position, p in enumerate(parsed, start=1):
+                p.step.journey = journey
+                p.step.position = position
+                _full_clean(p.step, f"step {p.step.key!r}", exclude=["journey"])
+                p.step.save()
+                by_key[p.step.key] = p.step
+            for p in parsed:
+                if not p.connections:
+                    continue
+                links = _links(type(p.step))
+                for label, target in p.connections.items():
+                    setattr(p.step, links[label], by_key[target])
+                _full_clean(p.step, f"step {p.step.key!r}")
+                p.step.save(update_fields=[links[label] for label in p.connections])
+    except IntegrityError as exc:
+        raise JourneyImportError(f"The journey could not be stored: {exc}") from None
+    return journey
+
+
+def _full_clean(obj, what, exclude=None):
+    try:
+        obj.full_clean(exclude=exclude, validate_unique=False)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()
+        )
+        raise JourneyImportError(f"In {what}: {details}") from None

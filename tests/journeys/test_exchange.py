@@ -1,0 +1,165 @@
+"""Journeys as documents: export, import as a draft, and the round trip."""
+
+import io
+import json
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
+
+from journeys.models import ConditionStep, Journey, Step
+from journeys.services.exchange import JourneyImportError, journey_export, journey_import
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def export(journey):
+    out = io.StringIO()
+    call_command("export_journey", journey.name, stdout=out)
+    return json.loads(out.getvalue())
+
+
+def test_export_import_under_another_name_export_gives_the_same_document(welcome_series):
+    first = export(welcome_series)
+
+    copy = journey_import(document=first, name="Welcome series (copy)")
+
+    second = export(copy)
+    assert second == {**first, "name": "Welcome series (copy)"}
+    assert copy.state == Journey.State.DRAFT
+    condition = ConditionStep.objects.get(journey=copy)
+    assert (condition.yes_step.key, condition.no_step.key) == ("done", "nudge")
+    assert condition.yes_step.journey_id == copy.pk
+
+
+def test_the_document_names_steps_by_key_and_templates_by_name(welcome_series):
+    document = journey_export(journey=welcome_series)
+
+    assert document["format"] == "waymark.journey/1"
+    assert document["trigger"] == {"type": "event", "event_name": "signed_up"}
+    assert [step["key"] for step in document["steps"]] == [
+        "welcome",
+        "wait",
+        "created-project",
+        "nudge",
+        "done",
+    ]
+    welcome, wait, condition = document["steps"][:3]
+    assert welcome == {"key": "welcome", "type": "send_message", "template": "Welcome email"}
+    assert wait == {"key": "wait", "type": "delay", "amount": 2, "unit": "days"}
+    assert condition["connections"] == {"yes": "done", "no": "nudge"}
+
+
+def test_export_journey_finds_a_journey_by_id_too(welcome_series):
+    out = io.StringIO()
+    call_command("export_journey", str(welcome_series.pk), stdout=out)
+
+    assert json.loads(out.getvalue())["name"] == "Welcome series"
+
+
+def test_export_journey_of_an_unknown_journey_is_a_clear_error(db):
+    with pytest.raises(CommandError, match="No journey is named or numbered 'Nope'"):
+        call_command("export_journey", "Nope")
+
+
+def test_import_journey_creates_a_draft_from_a_file(welcome_series, tmp_path):
+    path = tmp_path / "welcome.json"
+    path.write_text(json.dumps(export(welcome_series)))
+    out = io.StringIO()
+
+    call_command("import_journey", str(path), "--name", "Welcome again", stdout=out)
+
+    journey = Journey.objects.get(name="Welcome again")
+    assert journey.state == Journey.State.DRAFT
+    assert journey.steps.count() == 5
+    assert "Imported “Welcome again”" in out.getvalue()
+
+
+def test_importing_under_a_name_already_taken_is_refused_and_writes_nothing(
+    welcome_series, tmp_path
+):
+    path = tmp_path / "welcome.json"
+    path.write_text(json.dumps(export(welcome_series)))
+    steps = Step.objects.count()
+
+    with pytest.raises(CommandError, match="A journey named “Welcome series” already exists"):
+        call_command("import_journey", str(path))
+
+    assert (Journey.objects.count(), Step.objects.count()) == (1, steps)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["steps"][0].update(template="Gone"), "no template is named 'Gone'"),
+        (
+            lambda d: d["steps"][2]["connections"].update(yes="nowhere"),
+            "its 'yes' connection names 'nowhere', which is not a step of this journey",
+        ),
+        (lambda d: d["steps"][1].update(type="teleport"), "unknown type 'teleport'"),
+        (lambda d: d["steps"][1].update(key="welcome"), "Step keys must be unique: welcome"),
+        (lambda d: d["steps"][1].update(amount=-3), "In step 'wait': amount:"),
+        (lambda d: d["steps"][1].update(connections={"yes": "done"}), "has no connection 'yes'"),
+        (lambda d: d.update(format="other/2"), 'Not a journey document: "format"'),
+    ],
+)
+def test_a_wrong_document_is_refused_with_where_and_why_and_writes_nothing(
+    welcome_series, change, message
+):
+    document = journey_export(journey=welcome_series)
+    change(document)
+    steps = Step.objects.count()
+
+    with pytest.raises(JourneyImportError, match=message):
+        journey_import(document=document, name="Broken")
+
+    assert not Journey.objects.filter(name="Broken").exists()
+    assert Step.objects.count() == steps
+
+
+def test_the_admin_exports_a_journey_and_imports_it_back(welcome_series):
+    user = UserFactory(is_superuser=False)
+    user.groups.add(Group.objects.get(name="Journey drafters"))
+    client = Client()
+    client.force_login(user)
+    changelist = reverse("admin:journeys_journey_changelist")
+
+    download = client.post(
+        changelist, {"action": "export_json", "_selected_action": [welcome_series.pk]}
+    )
+    assert download["Content-Disposition"] == 'attachment; filename="welcome-series.json"'
+    upload = SimpleUploadedFile("welcome-series.json", download.content, "application/json")
+    imported = client.post(
+        reverse("admin:journeys_journey_import"), {"file": upload, "name": "Welcome, imported"}
+    )
+
+    journey = Journey.objects.get(name="Welcome, imported")
+    assert imported.status_code == 302
+    assert imported["Location"] == reverse("admin:journeys_journey_change", args=[journey.pk])
+    assert (journey.state, journey.steps.count()) == (Journey.State.DRAFT, 5)
+
+
+def test_the_admin_import_page_shows_what_is_wrong(welcome_series):
+    client = Client()
+    client.force_login(UserFactory(is_superuser=True))
+    document = journey_export(journey=welcome_series)  # its name is taken
+    upload = SimpleUploadedFile("w.json", json.dumps(document).encode(), "application/json")
+
+    page = client.post(reverse("admin:journeys_journey_import"), {"file": upload})
+
+    assert page.status_code == 200
+    assert "A journey named “Welcome series” already exists" in page.content.decode()
+    assert Journey.objects.count() == 1
+
+
+def test_a_viewer_may_not_import(db):
+    user = UserFactory(is_superuser=False)
+    user.groups.add(Group.objects.get(name="Journey viewers"))
+    client = Client()
+    client.force_login(user)
+
+    assert client.get(reverse("admin:journeys_journey_import")).status_code == 403
