@@ -21,6 +21,7 @@ from contacts.models import (
 from contacts.phones import InvalidPhoneNumber, normalise_phone
 from contacts.services import api_key_create, api_key_revoke, device_tokens_disable, event_track
 from contacts.services.forget import contact_delete, contact_forget
+from contacts.services.lists import memberships_joined
 
 
 def become(obj, saved):
@@ -140,6 +141,14 @@ class ContactAdmin(BigTableAdmin):
     inlines = (ListMembershipInline,)
     history_links = (("contacts_event", "Events"), ("contacts_devicetoken", "Devices"))
     actions = ("forget_selected",)
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        if formset.model is ListMembership:
+            for membership in formset.new_objects:
+                memberships_joined(
+                    contact_list_id=membership.contact_list_id, contact_ids=[membership.contact_id]
+                )
 
     def lookup_allowed(self, lookup, value, request=None):
         # A list's member count links here filtered by the list; without a list

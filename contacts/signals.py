@@ -18,3 +18,9 @@ events_recorded = Signal()
 # kwargs: contact (contacts.models.Contact, as it still is), forget (bool:
 # the row stays, anonymised; False: it is deleted right after), source (str).
 contact_forgetting = Signal()
+
+# Sent by the services that add members to a list (lists/subscribe, the
+# subscriptions API, the admin), inside their transaction, with the contacts
+# who were not members before: apps above start what a list join starts.
+# kwargs: contact_list_id (int), contact_ids (list of int).
+list_members_joined = Signal()

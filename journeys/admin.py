@@ -188,7 +188,7 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
     readonly_fields = ("created_by", "modified_by", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("name", "folder", "description", "state")}),
-        ("Entry", {"fields": ("trigger_type", "trigger_event_name", "reentry")}),
+        ("Entry", {"fields": ("trigger_type", "trigger_event_name", "trigger_list", "reentry")}),
         ("Exit and goal", {"fields": ("exit_event_name", "goal_event_name")}),
         ("History", {"fields": readonly_fields, "classes": ("collapse",)}),
     )
@@ -230,6 +230,7 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
+            .select_related("trigger_list")
             .annotate(
                 open_count=Count("enrollments", filter=Q(enrollments__state__in=open_states)),
                 finished_count=Count("enrollments", filter=~Q(enrollments__state__in=open_states)),
@@ -238,6 +239,8 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
 
     @admin.display(description="Trigger")
     def trigger_summary(self, obj):
+        if obj.trigger_type == Journey.Trigger.LIST_JOIN:
+            return f"joins “{obj.trigger_list}”" if obj.trigger_list_id else "—"
         return f"event “{obj.trigger_event_name}”" if obj.trigger_event_name else "—"
 
     @admin.display(description="In journey", ordering="open_count")
@@ -317,9 +320,9 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
                 names = ", ".join(f"“{other}”" for other in others)
                 self.message_user(
                     request,
-                    f"“{journey}” starts on the event “{journey.trigger_event_name}”, like the "
-                    f"live {'journey' if len(others) == 1 else 'journeys'} {names}: a contact "
-                    "who tracks it enters each of them.",
+                    f"“{journey}” starts on {self.trigger_summary(journey)}, like the live "
+                    f"{'journey' if len(others) == 1 else 'journeys'} {names}: a contact "
+                    "who sets it off enters each of them.",
                     messages.WARNING,
                 )
         if changed:

@@ -2,8 +2,12 @@
 
 from django.dispatch import receiver
 
-from contacts.signals import contact_forgetting, events_recorded
-from journeys.services.entry import journeys_erase_contact, journeys_handle_events
+from contacts.signals import contact_forgetting, events_recorded, list_members_joined
+from journeys.services.entry import (
+    journeys_erase_contact,
+    journeys_handle_events,
+    journeys_handle_list_joins,
+)
 from journeys.services.sending import journey_send_verdict
 from messaging.signals import message_sending
 
@@ -21,3 +25,8 @@ def on_message_sending(sender, message, hold, now, **kwargs):
 @receiver(contact_forgetting, dispatch_uid="journeys.contact_forgetting")
 def on_contact_forgetting(sender, contact, forget, **kwargs):
     journeys_erase_contact(contact_id=contact.pk)
+
+
+@receiver(list_members_joined, dispatch_uid="journeys.list_members_joined")
+def on_list_members_joined(sender, contact_list_id, contact_ids, **kwargs):
+    journeys_handle_list_joins(contact_list_id=contact_list_id, contact_ids=contact_ids)

@@ -1,5 +1,7 @@
 """Write paths (and the streamed reads) of static lists and their members."""
 
+import logging
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -8,6 +10,9 @@ from django.utils import timezone
 
 from contacts.models import Contact, ContactList, ListMembership
 from contacts.services.events import contacts_get_or_create_many
+from contacts.signals import list_members_joined
+
+logger = logging.getLogger(__name__)
 
 
 class ListError(ValueError):
@@ -159,18 +164,58 @@ def list_subscribe(
                 )
                 contact.updated_at = now
             Contact.objects.bulk_update(profiles.values(), ["attributes", "updated_at"])
-        ListMembership.objects.bulk_create(
-            [
-                ListMembership(
-                    contact_list=contact_list,
-                    contact_id=contact_id,
-                    source=ListMembership.Source.API,
-                )
-                for contact_id in set(contact_ids.values())
-            ],
-            ignore_conflicts=True,
+        memberships_add(
+            pairs={(contact_id, contact_list.pk) for contact_id in contact_ids.values()},
+            source=ListMembership.Source.API,
         )
     return ListChange(contact_ids=contact_ids, failures=failures)
+
+
+def memberships_add(*, pairs, source: str) -> int:
+    """Make each (contact id, list id) pair a membership unless it is one,
+    and tell listeners who joined which list (list_members_joined: journeys
+    that start on joining it). Two queries and a signal per list, however
+    many pairs. Returns how many joined."""
+    pairs = set(pairs)
+    if not pairs:
+        return 0
+    existing = set(
+        ListMembership.objects.filter(
+            contact_id__in={contact_id for contact_id, _ in pairs},
+            contact_list_id__in={list_id for _, list_id in pairs},
+        ).values_list("contact_id", "contact_list_id")
+    )
+    new = sorted(pairs - existing)
+    ListMembership.objects.bulk_create(
+        [
+            ListMembership(contact_id=contact_id, contact_list_id=list_id, source=source)
+            for contact_id, list_id in new
+        ],
+        ignore_conflicts=True,
+    )
+    joined = defaultdict(list)
+    for contact_id, list_id in new:
+        joined[list_id].append(contact_id)
+    for list_id, contact_ids in joined.items():
+        memberships_joined(contact_list_id=list_id, contact_ids=contact_ids)
+    return len(new)
+
+
+def memberships_joined(*, contact_list_id: int, contact_ids) -> None:
+    """Tell listeners that these contacts just joined the list (for paths that
+    store memberships themselves, such as the admin's form).
+
+    What listeners do is a consequence of the join, not part of it: if one
+    fails, its writes roll back alone and the join stands (logged)."""
+    try:
+        with transaction.atomic():
+            list_members_joined.send(
+                sender=ListMembership,
+                contact_list_id=contact_list_id,
+                contact_ids=list(contact_ids),
+            )
+    except Exception:
+        logger.exception("listeners failed on contacts joining list %s", contact_list_id)
 
 
 def list_unsubscribe(*, list_id: int, subscribers: list[Subscriber]) -> ListChange:

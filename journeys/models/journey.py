@@ -13,6 +13,7 @@ class Journey(models.Model):
 
     class Trigger(models.TextChoices):
         EVENT = "event", "An event is tracked"
+        LIST_JOIN = "list_join", "A contact joins a list"
 
     class Reentry(models.TextChoices):
         NEVER = "never", "Never: a contact takes this journey once"
@@ -27,6 +28,14 @@ class Journey(models.Model):
         max_length=255,
         blank=True,
         help_text="Contacts enter when an event of this name is tracked.",
+    )
+    trigger_list = models.ForeignKey(
+        "contacts.ContactList",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Contacts enter when they join this list (for “A contact joins a list”).",
     )
     reentry = models.CharField(
         "re-entry", max_length=16, choices=Reentry.choices, default=Reentry.NEVER

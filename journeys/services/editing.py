@@ -82,6 +82,8 @@ def journey_set_state(*, journey: Journey, state: str, actor=None) -> Journey:
     if state == Journey.State.LIVE:
         if journey.trigger_type == Journey.Trigger.EVENT and not journey.trigger_event_name:
             raise JourneyStateError(f"“{journey}” has no entry event: name one before going live.")
+        if journey.trigger_type == Journey.Trigger.LIST_JOIN and not journey.trigger_list_id:
+            raise JourneyStateError(f"“{journey}” starts when a contact joins a list: choose it.")
         if problems := journey_problems(journey=journey):
             raise JourneyStateError(" ".join(problems))
     with transaction.atomic():
@@ -102,14 +104,14 @@ def journeys_sharing_trigger(*, journey: Journey) -> list[Journey]:
     """The other live journeys that start on the same trigger as `journey`:
     a contact who sets it off enters each of them (and may get each one's
     messages). A warning for whoever takes `journey` live, not a refusal."""
-    if journey.trigger_type != Journey.Trigger.EVENT or not journey.trigger_event_name:
+    if journey.trigger_type == Journey.Trigger.EVENT and journey.trigger_event_name:
+        same = {"trigger_event_name": journey.trigger_event_name}
+    elif journey.trigger_type == Journey.Trigger.LIST_JOIN and journey.trigger_list_id:
+        same = {"trigger_list_id": journey.trigger_list_id}
+    else:
         return []
     return list(
-        Journey.objects.filter(
-            state=Journey.State.LIVE,
-            trigger_type=journey.trigger_type,
-            trigger_event_name=journey.trigger_event_name,
-        )
+        Journey.objects.filter(state=Journey.State.LIVE, trigger_type=journey.trigger_type, **same)
         .exclude(pk=journey.pk)
         .order_by("name")
     )

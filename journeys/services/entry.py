@@ -6,7 +6,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from contacts.models import ContactList, Event, ListMembership
+from contacts.models import Contact, ContactList, Event, ListMembership
 from contacts.redis import default_queue
 from contacts.services import contact_find
 from journeys.models import Enrollment, Journey, Step, StepRun
@@ -276,33 +276,85 @@ def journeys_enroll_list(
 def _enroll_members(journey, list_id, after, upto, first_step, data, now) -> int:
     """One INSERT … SELECT: the list's members with after < contact id <= upto
     (no upper bound when upto is None) enter the journey."""
-    enrollment = Enrollment._meta.db_table
     member = ListMembership._meta.db_table
+    bound = "" if upto is None else "AND m.contact_id <= %s"
+    source = f"""
+        FROM {member} m
+        WHERE m.contact_list_id = %s AND m.contact_id > %s {bound}
+    """
+    source_params = [list_id, after, *([] if upto is None else [upto])]
+    return _enroll_from(journey, source, source_params, first_step, data, now)
+
+
+def _enroll_from(journey, source, source_params, first_step, data, now) -> int:
+    """INSERT … SELECT: the contacts `source` (a FROM … WHERE over rows `m`
+    with a contact_id) names enter the journey, but for those its re-entry
+    policy keeps out."""
+    enrollment = Enrollment._meta.db_table
     open_states = ", ".join(["%s"] * len(Enrollment.OPEN_STATES))
     before = f"SELECT 1 FROM {enrollment} x WHERE x.journey_id = %s AND x.contact_id = m.contact_id"
     before_params = [journey.pk]
     if journey.reentry != Journey.Reentry.NEVER:  # only an open passage keeps them out
         before += f" AND x.state IN ({open_states})"
         before_params += list(Enrollment.OPEN_STATES)
-    bound = "" if upto is None else "AND m.contact_id <= %s"
     # Table names come from the models; every value is a parameter.
     sql = f"""
         INSERT INTO {enrollment}
             (journey_id, contact_id, state, current_step_id, sequence, attempts, next_run_at,
              wait_event_name, trigger_data, entered_at, exit_reason, last_error)
         SELECT %s, m.contact_id, %s, %s, 0, 0, %s, '', %s, %s, '', ''
-        FROM {member} m
-        WHERE m.contact_list_id = %s AND m.contact_id > %s {bound}
+        {source}
           AND NOT EXISTS ({before})
         ON CONFLICT DO NOTHING
     """
     params = [
         journey.pk, Enrollment.State.ACTIVE, first_step, now, data, now,
-        list_id, after, *([] if upto is None else [upto]), *before_params,
+        *source_params, *before_params,
     ]  # fmt: skip
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+# --- Contacts joining a list (contacts.signals.list_members_joined) -------------
+
+LIST_JOIN_CHUNK = 1000
+
+
+def journeys_handle_list_joins(*, contact_list_id: int, contact_ids, now=None) -> int:
+    """Contacts who just joined a list enter every live journey that starts
+    when a contact joins it, as each journey's re-entry policy allows.
+    Set-based: one INSERT … SELECT per journey and thousand contacts.
+    Returns how many entered."""
+    journeys = list(
+        Journey.objects.filter(
+            state=Journey.State.LIVE,
+            trigger_type=Journey.Trigger.LIST_JOIN,
+            trigger_list_id=contact_list_id,
+        )
+    )
+    contact_ids = sorted(set(contact_ids))
+    if not journeys or not contact_ids:
+        return 0
+    now = now or timezone.now()
+    data = Enrollment._meta.get_field("trigger_data").get_db_prep_value(
+        {"listId": contact_list_id}, connection
+    )
+    contact = Contact._meta.db_table
+    entered = 0
+    for journey in journeys:
+        first_step = _first_step(journey.pk)
+        if first_step is None:
+            continue
+        for start in range(0, len(contact_ids), LIST_JOIN_CHUNK):
+            chunk = contact_ids[start : start + LIST_JOIN_CHUNK]
+            placeholders = ", ".join(["%s"] * len(chunk))
+            source = (
+                f"FROM (SELECT id AS contact_id FROM {contact} WHERE id IN ({placeholders})) m "
+                "WHERE true"
+            )
+            entered += _enroll_from(journey, source, chunk, first_step, data, now)
+    return entered
 
 
 # --- A contact forgotten or deleted (contacts.signals.contact_forgetting) -------

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from contacts.models import ContactList
 from journeys.models import ConditionStep, DelayStep, ExitStep, Journey, SendMessageStep, Step
 from messaging.models import Template
 
@@ -67,9 +68,15 @@ def journey_export(*, journey: Journey) -> dict:
         "format": FORMAT,
         "name": journey.name,
         **{field: getattr(journey, field) for field in JOURNEY_FIELDS},
-        "trigger": {"type": journey.trigger_type, "event_name": journey.trigger_event_name},
+        "trigger": _trigger_export(journey),
         "steps": exported,
     }
+
+
+def _trigger_export(journey) -> dict:
+    if journey.trigger_type == Journey.Trigger.LIST_JOIN:
+        return {"type": journey.trigger_type, "list": getattr(journey.trigger_list, "name", None)}
+    return {"type": journey.trigger_type, "event_name": journey.trigger_event_name}
 
 
 @dataclass(frozen=True)
@@ -155,11 +162,16 @@ def journey_import(*, document, name: str | None = None, actor=None) -> Journey:
                 "which is not a step of this journey.",
             )
 
+    trigger_list = None
+    if trigger.get("list") is not None:
+        trigger_list = ContactList.objects.filter(name=trigger["list"]).first()
+        _require(trigger_list, f"trigger: no list is named {trigger['list']!r}.")
     journey = Journey(
         name=name,
         state=Journey.State.DRAFT,
         trigger_type=trigger.get("type") or Journey.Trigger.EVENT,
         trigger_event_name=trigger.get("event_name") or "",
+        trigger_list=trigger_list,
         created_by=actor,
         modified_by=actor,
         **{field: document[field] for field in JOURNEY_FIELDS if field in document},

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from django.utils import timezone
 
 from contacts.models import Contact, ContactList, ListMembership
+from contacts.services.lists import memberships_add
 from subscriptions.models import Channel, ConsentRecord, MessageType, Subscription
 from subscriptions.selectors import EXPIRED, choice_status
 from subscriptions.services.consent import ConsentError
@@ -182,17 +183,7 @@ class ConsentBatch:
         if self.records:
             ConsentRecord.objects.bulk_create(self.records)
         if self.joins:
-            ListMembership.objects.bulk_create(
-                [
-                    ListMembership(
-                        contact_id=contact_id,
-                        contact_list_id=list_id,
-                        source=ListMembership.Source.API,
-                    )
-                    for contact_id, list_id in sorted(self.joins)
-                ],
-                ignore_conflicts=True,
-            )
+            memberships_add(pairs=self.joins, source=ListMembership.Source.API)
         if self.leaves:
             ListMembership.objects.filter(pk__in=self.leaves).delete()
         for row, previous in changed:

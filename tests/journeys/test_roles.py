@@ -144,3 +144,23 @@ def test_a_new_journey_is_a_draft_whatever_the_form_says():
 
     assert response.status_code == 302
     assert Journey.objects.get(name="Half-built").state == Journey.State.DRAFT
+
+
+def test_going_live_on_a_trigger_another_live_journey_uses_warns_but_goes_live(live):
+    manager = signed_in("Journey managers")
+    second = JourneyFactory(
+        name="Welcome, take two", state=Journey.State.DRAFT, trigger_event_name="signed_up"
+    )
+    SendMessageStepFactory(journey=second, key="hi", position=1)
+
+    response = manager.post(
+        CHANGELIST, {"action": "go_live", "_selected_action": [second.pk]}, follow=True
+    )
+
+    second.refresh_from_db()
+    assert second.state == Journey.State.LIVE
+    shown = [str(m) for m in response.context["messages"]]
+    assert (
+        "“Welcome, take two” starts on event “signed_up”, like the live journey “Welcome”: "
+        "a contact who sets it off enters each of them."
+    ) in shown
