@@ -163,3 +163,23 @@ def test_a_viewer_may_not_import(db):
     client.force_login(user)
 
     assert client.get(reverse("admin:journeys_journey_import")).status_code == 403
+
+
+def test_a_list_join_journey_names_its_list_and_needs_it_where_imported(db):
+    from tests.factories import ContactListFactory, ExitStepFactory, JourneyFactory
+
+    readers = ContactListFactory(name="Readers")
+    journey = JourneyFactory(
+        name="Readers welcome", trigger_type="list_join", trigger_event_name="",
+        trigger_list=readers,
+    )  # fmt: skip
+    ExitStepFactory(journey=journey, key="done", position=1)
+    document = journey_export(journey=journey)
+
+    copy = journey_import(document=document, name="Readers welcome 2")
+
+    assert document["trigger"] == {"type": "list_join", "list": "Readers"}
+    assert copy.trigger_list == readers
+    with pytest.raises(JourneyImportError, match="trigger: no list is named 'Gone'"):
+        journey_import(document={**document, "trigger": {"type": "list_join", "list": "Gone"}},
+                       name="Readers welcome 3")  # fmt: skip
