@@ -136,6 +136,12 @@ def _dig(attributes, path):
     return value
 
 
+def attribute_value(attributes, path, default=None):
+    """The value at `path` ("address.city") in a contact's attributes, or `default`."""
+    value = _dig(attributes or {}, path)
+    return default if value is _MISSING else value
+
+
 def attribute_matches(attributes, path, op, value):
     """Whether one contact's attributes satisfy `path op value`."""
     validate_attribute_path(path)

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 from django.db.models import Q
-from django.utils.timezone import now
+from django.utils.timezone import get_default_timezone, now
 
 from contacts.phones import InvalidPhoneNumber, normalise_phone
 
@@ -82,6 +82,14 @@ class Contact(models.Model):
                 errors["phone"] = str(exc)
         if errors:
             raise ValidationError(errors)
+
+    @property
+    def zone(self):
+        """The contact's time zone, or the site's (TIME_ZONE) when none is known."""
+        try:
+            return zoneinfo.ZoneInfo(self.timezone) if self.timezone else get_default_timezone()
+        except (KeyError, ValueError):
+            return get_default_timezone()
 
     @property
     def first_name(self):

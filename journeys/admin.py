@@ -150,7 +150,14 @@ class StepInline(StackedPolymorphicInline):
 
     class DelayStepInline(StepChildInline):
         model = DelayStep
-        fields = (*COMMON_STEP_FIELDS, ("amount", "unit"), "next_step")
+        fields = (
+            *COMMON_STEP_FIELDS,
+            "wait_until",
+            ("amount", "unit"),
+            ("at_time", "weekdays"),
+            ("date_attribute", "offset_days"),
+            "next_step",
+        )
 
     class ConditionStepInline(StepChildInline):
         model = ConditionStep

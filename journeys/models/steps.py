@@ -6,7 +6,7 @@ enqueues: journeys.services.runner does that for every step type alike.
 `run` is a journeys.services.runner.StepContext.
 """
 
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -17,6 +17,7 @@ from contacts.conditions import (
     VALUELESS_OPERATORS,
     ConditionError,
     attribute_matches,
+    attribute_value,
     parse_value,
     validate_attribute_path,
 )
@@ -140,7 +141,13 @@ class SendMessageStep(Step):
 
 
 class DelayStep(Step):
-    """Wait a fixed time before going on."""
+    """Wait before going on: for a time; until a time of day on chosen
+    weekdays; or until a date in the contact's profile, plus or minus days.
+
+    Times of day are the contact's own (their time zone, else TIME_ZONE). A
+    date that is missing, unreadable or already past lets the contact go on
+    at once: the step says why in its run's detail.
+    """
 
     waits = True
 
@@ -150,8 +157,36 @@ class DelayStep(Step):
         DAYS = "days", "days"
         WEEKS = "weeks", "weeks"
 
+    class Until(models.TextChoices):
+        DURATION = "duration", "For a time (amount and unit)"
+        TIME_OF_DAY = "time_of_day", "Until a time of day, on the chosen weekdays"
+        DATE_ATTRIBUTE = "date_attribute", "Until a date in the contact's profile, ± days"
+
+    ALL_WEEKDAYS = "0123456"
+    DEFAULT_TIME = time(9, 0)
+
+    wait_until = models.CharField(max_length=16, choices=Until.choices, default=Until.DURATION)
     amount = models.PositiveIntegerField(default=1)
     unit = models.CharField(max_length=8, choices=Unit.choices, default=Unit.DAYS)
+    at_time = models.TimeField(
+        null=True,
+        blank=True,
+        help_text="The contact's local time of day (their time zone). For a date: 09:00 if empty.",
+    )
+    weekdays = models.CharField(
+        max_length=7,
+        default=ALL_WEEKDAYS,
+        blank=True,
+        help_text="Days it may be, as digits: 0 Monday … 6 Sunday (01234: weekdays only).",
+    )
+    date_attribute = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text='Attribute holding a date, e.g. "renewal_date" (2027-03-01 or a full time).',
+    )
+    offset_days = models.IntegerField(
+        default=0, help_text="Days after the date (negative: before it)."
+    )
 
     class Meta:
         verbose_name = "delay step"
@@ -160,12 +195,57 @@ class DelayStep(Step):
     def duration(self):
         return timedelta(**{self.unit: self.amount})
 
+    def clean(self):
+        super().clean()
+        if self.wait_until == self.Until.TIME_OF_DAY:
+            if self.at_time is None:
+                raise ValidationError({"at_time": "Give the time of day to wait for."})
+            if not self.weekdays or set(self.weekdays) - set(self.ALL_WEEKDAYS):
+                raise ValidationError(
+                    {"weekdays": "Give the allowed days as digits 0 (Monday) to 6 (Sunday)."}
+                )
+        elif self.wait_until == self.Until.DATE_ATTRIBUTE:
+            try:
+                validate_attribute_path(self.date_attribute)
+            except ConditionError as exc:
+                raise ValidationError({"date_attribute": str(exc)}) from exc
+
     def execute(self, run):
+        next_step = run.following(self)
+        if self.wait_until == self.Until.TIME_OF_DAY:
+            at = self._next_time_of_day(run.now, run.contact.zone)
+            return WaitUntil(at=at, next_step=next_step, detail=f"until {at.isoformat()}")
+        if self.wait_until == self.Until.DATE_ATTRIBUTE:
+            at, why = self._date_from_profile(run.contact, run.now)
+            if at is None:
+                return Continue(next_step, detail=why)
+            return WaitUntil(at=at, next_step=next_step, detail=f"until {at.isoformat()}")
         return WaitUntil(
             at=run.now + self.duration,
-            next_step=run.following(self),
+            next_step=next_step,
             detail=f"{self.amount} {self.unit}",
         )
+
+    def _next_time_of_day(self, now, zone):
+        local = now.astimezone(zone)
+        for days in range(8):
+            day = local.date() + timedelta(days=days)
+            at = datetime.combine(day, self.at_time, tzinfo=zone)
+            if at > local and str(day.weekday()) in (self.weekdays or self.ALL_WEEKDAYS):
+                return at
+        raise AssertionError("a week always holds an allowed day")  # clean() guarantees it
+
+    def _date_from_profile(self, contact, now):
+        raw = attribute_value(contact.attributes, self.date_attribute)
+        try:
+            day = date.fromisoformat(str(raw)[:10])
+        except ValueError:
+            return None, f"no date in {self.date_attribute!r}: went on at once"
+        day += timedelta(days=self.offset_days)
+        at = datetime.combine(day, self.at_time or self.DEFAULT_TIME, tzinfo=contact.zone)
+        if at <= now:
+            return None, f"{day.isoformat()} has passed: went on at once"
+        return at, ""
 
 
 class ConditionStep(Step):

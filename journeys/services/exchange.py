@@ -6,6 +6,7 @@ document moves between installations; templates are named by their name.
 """
 
 from dataclasses import dataclass
+from datetime import time
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -16,14 +17,19 @@ from messaging.models import Template
 
 FORMAT = "waymark.journey/1"
 
-# type name -> (model, its own settings as they appear in the document)
+# type name -> (model, its own settings as they appear in the document,
+# settings that appear only when not at their default)
 STEP_TYPES = {
-    "send_message": (SendMessageStep, ("template",)),
-    "delay": (DelayStep, ("amount", "unit")),
-    "condition": (ConditionStep, ("kind", "attribute", "operator", "value", "event_name")),
-    "exit": (ExitStep, ()),
+    "send_message": (SendMessageStep, ("template",), ()),
+    "delay": (
+        DelayStep,
+        ("amount", "unit"),
+        ("wait_until", "at_time", "weekdays", "date_attribute", "offset_days"),
+    ),
+    "condition": (ConditionStep, ("kind", "attribute", "operator", "value", "event_name"), ()),
+    "exit": (ExitStep, (), ()),
 }
-_TYPE_OF = {model: name for name, (model, _) in STEP_TYPES.items()}
+_TYPE_OF = {model: name for name, (model, _, _) in STEP_TYPES.items()}
 JOURNEY_FIELDS = ("folder", "description", "reentry", "exit_event_name", "goal_event_name")
 
 
@@ -53,9 +59,14 @@ def journey_export(*, journey: Journey) -> dict:
         entry = {"key": step.key, "type": type_name}
         if step.name:
             entry["name"] = step.name
-        for field in STEP_TYPES[type_name][1]:
+        _, settings_fields, optional = STEP_TYPES[type_name]
+        for field in settings_fields:
             value = getattr(step, field)
             entry[field] = value.name if isinstance(value, Template) else value
+        for field in optional:
+            value = getattr(step, field)
+            if value != step._meta.get_field(field).get_default():
+                entry[field] = value.isoformat() if isinstance(value, time) else value
         connections = {
             label: key_of[getattr(step, f"{field}_id")]
             for label, field in _links(type(step)).items()
@@ -98,7 +109,8 @@ def _parse_step(index, entry, templates) -> _Parsed:
         type_name in STEP_TYPES,
         f"{where}: unknown type {type_name!r}; one of {', '.join(STEP_TYPES)}.",
     )
-    model, settings_fields = STEP_TYPES[type_name]
+    model, settings_fields, optional = STEP_TYPES[type_name]
+    settings_fields = (*settings_fields, *optional)
     allowed = {"key", "type", "name", "connections", *settings_fields}
     unknown = sorted(set(entry) - allowed)
     _require(not unknown, f"{where}: unknown field(s) {', '.join(unknown)} for a {type_name} step.")

@@ -24,7 +24,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -503,10 +502,7 @@ def _fail(row, now, error) -> SendResult:
 
 
 def _contact_zone(contact):
-    try:
-        return ZoneInfo(contact.timezone) if contact.timezone else timezone.get_default_timezone()
-    except (KeyError, ValueError):
-        return timezone.get_default_timezone()
+    return contact.zone
 
 
 def quiet_hours_end(contact, now) -> datetime | None:

@@ -183,3 +183,27 @@ def test_a_list_join_journey_names_its_list_and_needs_it_where_imported(db):
     with pytest.raises(JourneyImportError, match="trigger: no list is named 'Gone'"):
         journey_import(document={**document, "trigger": {"type": "list_join", "list": "Gone"}},
                        name="Readers welcome 3")  # fmt: skip
+
+
+def test_a_delay_until_a_time_of_day_round_trips(db):
+    from datetime import time
+
+    from journeys.models import DelayStep
+    from tests.factories import DelayStepFactory, JourneyFactory
+
+    journey = JourneyFactory(name="Mornings")
+    DelayStepFactory(
+        journey=journey, key="nine", position=1, wait_until="time_of_day",
+        at_time=time(9, 0), weekdays="01234",
+    )  # fmt: skip
+    document = journey_export(journey=journey)
+
+    copy = journey_import(document=document, name="Mornings 2")
+
+    assert document["steps"][0] == {
+        "key": "nine", "type": "delay", "amount": 2, "unit": "days",
+        "wait_until": "time_of_day", "at_time": "09:00:00", "weekdays": "01234",
+    }  # fmt: skip
+    delay = DelayStep.objects.get(journey=copy)
+    assert (delay.wait_until, delay.at_time, delay.weekdays) == ("time_of_day", time(9), "01234")
+    assert journey_export(journey=copy) == {**document, "name": "Mornings 2"}
