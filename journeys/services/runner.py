@@ -275,8 +275,17 @@ def _run_database_steps(enrollment, token, steps, group, taken, at_io):
         else:
             group.join()
             try:
-                with transaction.atomic():  # a failing step's writes roll back alone
+                # The step's writes and its transition stand or fall together:
+                # a failing step's writes roll back alone, and so do those of
+                # a step whose enrollment another worker took meanwhile.
+                with transaction.atomic():
                     outcome = step.execute(_context(enrollment, token, steps, now))
+                    taken[enrollment.pk] += 1
+                    if not _apply(outcome, enrollment, token, step, base, group):
+                        return enrollment.state
+                continue
+            except LeaseLost:
+                raise
             except Exception as exc:
                 _record_step_error(enrollment, token, step, base, exc, group)
                 return enrollment.state

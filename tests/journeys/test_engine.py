@@ -7,7 +7,8 @@ import time_machine
 from django.conf import settings
 from django.utils import timezone
 
-from journeys.models import Enrollment, Journey
+from contacts.models import Contact
+from journeys.models import Enrollment, Journey, StepRun
 from journeys.services.entry import journeys_enroll_contact
 from journeys.services.runner import JourneySteps, enrollment_advance, enrollments_advance
 from journeys.services.scheduling import enrollments_claim_due, scheduler_tick
@@ -325,3 +326,38 @@ def test_a_slow_batch_keeps_its_leases(welcome_series, settings):
     # Then no other scheduler could take any of it, and every enrollment moved on
     assert stolen == [None, None, None]
     assert counts == {"completed": 3}
+
+
+def test_a_steps_writes_roll_back_with_its_transition_when_the_lease_is_stolen(welcome_series):
+    import uuid
+    from unittest import mock
+
+    from journeys.models import ConditionStep
+
+    # Given two contacts at the condition, advanced in one batch
+    condition = welcome_series.step_map["condition"]
+    ada = ContactFactory(email="ada@example.com", attributes={"plan": "free"})
+    bob = ContactFactory(email="bob@example.com", attributes={"plan": "free"})
+    for contact in (ada, bob):
+        EnrollmentFactory(journey=welcome_series, contact=contact, current_step=condition)
+    claim = enrollments_claim_due(enqueue=False)
+
+    def writing_step(step, run):
+        # A step that writes (as an update-contact step will) ...
+        Contact.objects.filter(pk=run.contact.pk).update(attributes={"seen": True})
+        if run.contact.pk == ada.pk:
+            # ... while another worker takes Ada's enrollment over.
+            Enrollment.objects.filter(contact=ada).update(lease_token=uuid.uuid4())
+        return True
+
+    # When the worker advances the batch
+    with mock.patch.object(ConditionStep, "matches", autospec=True, side_effect=writing_step):
+        counts = enrollments_advance(enrollment_ids=claim.enrollment_ids, token=claim.token)
+
+    # Then Ada's step left nothing behind, and Bob's write and transition both stand
+    ada.refresh_from_db()
+    bob.refresh_from_db()
+    assert (ada.attributes, bob.attributes) == ({"plan": "free"}, {"seen": True})
+    assert counts == {"lease_lost": 1, "completed": 1}
+    assert not StepRun.objects.filter(enrollment__contact=ada).exists()
+    assert Enrollment.objects.get(contact=ada).current_step_id == condition.pk
