@@ -25,6 +25,7 @@ from journeys.models import (
     SendMessageStep,
     Step,
     StepRun,
+    UpdateContactStep,
 )
 from journeys.services.editing import (
     JourneyStateError,
@@ -169,11 +170,27 @@ class StepInline(StackedPolymorphicInline):
             ("yes_step", "no_step"),
         )
 
+    class UpdateContactStepInline(StepChildInline):
+        model = UpdateContactStep
+        fields = (
+            *COMMON_STEP_FIELDS,
+            "action",
+            ("attribute", "value"),
+            ("contact_list", "message_type", "channel"),
+            "next_step",
+        )
+
     class ExitStepInline(StepChildInline):
         model = ExitStep
         fields = COMMON_STEP_FIELDS
 
-    child_inlines = (SendMessageStepInline, DelayStepInline, ConditionStepInline, ExitStepInline)
+    child_inlines = (
+        SendMessageStepInline,
+        DelayStepInline,
+        ConditionStepInline,
+        UpdateContactStepInline,
+        ExitStepInline,
+    )
 
     def get_queryset(self, request):
         return super().get_queryset(request).order_by("position", "id")

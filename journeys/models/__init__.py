@@ -1,6 +1,13 @@
 from journeys.models.enrollment import Enrollment, StepRun
 from journeys.models.journey import Journey
-from journeys.models.steps import ConditionStep, DelayStep, ExitStep, SendMessageStep, Step
+from journeys.models.steps import (
+    ConditionStep,
+    DelayStep,
+    ExitStep,
+    SendMessageStep,
+    Step,
+    UpdateContactStep,
+)
 
 __all__ = [
     "ConditionStep",
@@ -11,4 +18,5 @@ __all__ = [
     "SendMessageStep",
     "Step",
     "StepRun",
+    "UpdateContactStep",
 ]

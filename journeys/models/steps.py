@@ -6,10 +6,12 @@ enqueues: journeys.services.runner does that for every step type alike.
 `run` is a journeys.services.runner.StepContext.
 """
 
+import copy
 from datetime import date, datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 from polymorphic.models import PolymorphicModel
 
 from contacts.conditions import (
@@ -21,11 +23,14 @@ from contacts.conditions import (
     parse_value,
     validate_attribute_path,
 )
-from contacts.models import Event
+from contacts.models import ContactList, Event, ListMembership
+from contacts.services.lists import memberships_add
 from journeys.models.journey import Journey
 from journeys.outcomes import Abandoned, Complete, Continue, RetryAt, WaitUntil
 from messaging.models import Message, Template
 from messaging.services import SendRequest, messages_send
+from subscriptions.models import Channel, ConsentSource, MessageType, Subscription
+from subscriptions.services import subscription_set
 
 
 class Step(PolymorphicModel):
@@ -315,6 +320,154 @@ class ConditionStep(Step):
         if self.matches(run):
             return Continue(run.step(self.yes_step_id) or run.following(self), branch="yes")
         return Continue(run.step(self.no_step_id) or run.following(self), branch="no")
+
+
+class UpdateContactStep(Step):
+    """Change the contact, then go on: set, remove or add to an attribute (a
+    lead score up or down), add to or remove from a list, subscribe to or
+    unsubscribe from a message type, unsubscribe from a channel, or blocklist.
+
+    Consent changes go through the consent services and write the ledger
+    (source "journey step"). The change is written in the same transaction
+    as the contact's move to the next step: if that move is not made (another
+    worker took the enrollment), neither is the change. Adding to a number
+    that is not one fails the step, with the reason, rather than guess.
+    """
+
+    class Action(models.TextChoices):
+        SET = "set", "Set an attribute"
+        UNSET = "unset", "Remove an attribute"
+        INCREMENT = "increment", "Add to a number attribute (a negative value subtracts)"
+        ADD_TO_LIST = "add_to_list", "Add to a list"
+        REMOVE_FROM_LIST = "remove_from_list", "Remove from a list"
+        SUBSCRIBE = "subscribe", "Subscribe to a message type"
+        UNSUBSCRIBE = "unsubscribe", "Unsubscribe from a message type"
+        UNSUBSCRIBE_CHANNEL = "unsubscribe_channel", "Unsubscribe from a channel"
+        BLOCKLIST = "blocklist", "Blocklist the contact"
+
+    ATTRIBUTE_ACTIONS = (Action.SET, Action.UNSET, Action.INCREMENT)
+
+    action = models.CharField(max_length=24, choices=Action.choices, default=Action.SET)
+    attribute = models.CharField(
+        max_length=255, blank=True, help_text='Attribute path, e.g. "score" or "address.city".'
+    )
+    value = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text='Read as JSON when it parses (30, true, "x"): the value to set, or to add.',
+    )
+    contact_list = models.ForeignKey(
+        ContactList, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    message_type = models.ForeignKey(
+        MessageType, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    channel = models.ForeignKey(
+        Channel, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "update contact step"
+
+    def clean(self):
+        super().clean()
+        needs = {
+            self.Action.ADD_TO_LIST: "contact_list",
+            self.Action.REMOVE_FROM_LIST: "contact_list",
+            self.Action.SUBSCRIBE: "message_type",
+            self.Action.UNSUBSCRIBE: "message_type",
+            self.Action.UNSUBSCRIBE_CHANNEL: "channel",
+        }
+        if self.action in self.ATTRIBUTE_ACTIONS:
+            try:
+                validate_attribute_path(self.attribute)
+            except ConditionError as exc:
+                raise ValidationError({"attribute": str(exc)}) from exc
+            if self.action == self.Action.INCREMENT and not isinstance(
+                parse_value(self.value), int | float
+            ):
+                raise ValidationError({"value": "Give the number to add, e.g. 10 or -5."})
+        elif (field := needs.get(self.action)) and getattr(self, f"{field}_id") is None:
+            raise ValidationError({field: "Choose one for this action."})
+        scope = self.channel if self.action == self.Action.UNSUBSCRIBE_CHANNEL else None
+        if self.action == self.Action.UNSUBSCRIBE and self.message_type_id:
+            scope = self.message_type.channel
+        if scope is not None and scope.is_transactional:
+            raise ValidationError(f"{scope} is transactional: contacts cannot unsubscribe from it.")
+
+    def execute(self, run):
+        contact, action = run.contact, self.action
+        if action in self.ATTRIBUTE_ACTIONS:
+            detail = self._update_attribute(contact)
+        elif action == self.Action.ADD_TO_LIST:
+            joined = memberships_add(
+                pairs={(contact.pk, self.contact_list_id)}, source=ListMembership.Source.JOURNEY
+            )
+            detail = f"added to {self.contact_list}" if joined else "already in the list"
+        elif action == self.Action.REMOVE_FROM_LIST:
+            ListMembership.objects.filter(
+                contact_list_id=self.contact_list_id, contact_id=contact.pk
+            ).delete()
+            detail = f"removed from {self.contact_list}"
+        elif action == self.Action.BLOCKLIST:
+            type(contact).objects.filter(pk=contact.pk).update(blocklisted=True)
+            contact.blocklisted = True
+            detail = "blocklisted"
+        else:
+            status = (
+                Subscription.Status.SUBSCRIBED
+                if action == self.Action.SUBSCRIBE
+                else Subscription.Status.UNSUBSCRIBED
+            )
+            scope = (
+                {"channel": self.channel}
+                if action == self.Action.UNSUBSCRIBE_CHANNEL
+                else {"message_type": self.message_type}
+            )
+            change = subscription_set(
+                contact=contact,
+                status=status,
+                source=ConsentSource.JOURNEY,
+                note=f"Journey {run.enrollment.journey_id}, step “{self.key}”"[:255],
+                **scope,
+            )
+            detail = f"{change.subscription.status}" if change.changed else "unchanged"
+        return Continue(run.following(self), detail=detail)
+
+    def _update_attribute(self, contact):
+        # The row is locked: an API update of the same contact waits, and
+        # neither loses the other's change.
+        locked = type(contact).objects.select_for_update().only("attributes").get(pk=contact.pk)
+        attributes = copy.deepcopy(locked.attributes or {})
+        *parents, leaf = self.attribute.split(".")
+        node = attributes
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                if self.action == self.Action.UNSET:
+                    return f"{self.attribute} was not set"
+                node[part] = {}
+            node = node[part]
+        if self.action == self.Action.UNSET:
+            if node.pop(leaf, _NOT_SET) is _NOT_SET:
+                return f"{self.attribute} was not set"
+            detail = f"{self.attribute} removed"
+        elif self.action == self.Action.SET:
+            node[leaf] = parse_value(self.value)
+            detail = f"{self.attribute} = {node[leaf]!r}"
+        else:
+            current = node.get(leaf, 0)
+            if isinstance(current, bool) or not isinstance(current, int | float):
+                raise ValueError(f"{self.attribute} holds {current!r}, not a number to add to")
+            node[leaf] = current + parse_value(self.value)
+            detail = f"{self.attribute} = {node[leaf]!r}"
+        type(contact).objects.filter(pk=contact.pk).update(
+            attributes=attributes, updated_at=timezone.now()
+        )
+        contact.attributes = attributes  # what the journey's next steps read
+        return detail
+
+
+_NOT_SET = object()
 
 
 class ExitStep(Step):

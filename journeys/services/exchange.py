@@ -12,8 +12,17 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from contacts.models import ContactList
-from journeys.models import ConditionStep, DelayStep, ExitStep, Journey, SendMessageStep, Step
+from journeys.models import (
+    ConditionStep,
+    DelayStep,
+    ExitStep,
+    Journey,
+    SendMessageStep,
+    Step,
+    UpdateContactStep,
+)
 from messaging.models import Template
+from subscriptions.models import Channel, MessageType
 
 FORMAT = "waymark.journey/1"
 
@@ -27,7 +36,28 @@ STEP_TYPES = {
         ("wait_until", "at_time", "weekdays", "date_attribute", "offset_days"),
     ),
     "condition": (ConditionStep, ("kind", "attribute", "operator", "value", "event_name"), ()),
+    "update_contact": (
+        UpdateContactStep,
+        ("action",),
+        ("attribute", "value", "contact_list", "message_type", "channel"),
+    ),
     "exit": (ExitStep, (), ()),
+}
+# Settings that name another object: by a name that holds across installations.
+_NAMED = {
+    "template": (Template, lambda t: t.name, lambda name: {"name": name}),
+    "contact_list": (ContactList, lambda c: c.name, lambda name: {"name": name}),
+    "channel": (Channel, lambda c: c.name, lambda name: {"name": name}),
+    # "Channel / type": a message type's name is unique within its channel.
+    "message_type": (
+        MessageType,
+        lambda m: f"{m.channel.name} / {m.name}",
+        lambda text: (
+            dict(zip(("channel__name", "name"), str(text).split(" / ", 1), strict=False))
+            if " / " in str(text)
+            else {"pk": None}
+        ),
+    ),
 }
 _TYPE_OF = {model: name for name, (model, _, _) in STEP_TYPES.items()}
 JOURNEY_FIELDS = ("folder", "description", "reentry", "exit_event_name", "goal_event_name")
@@ -60,13 +90,15 @@ def journey_export(*, journey: Journey) -> dict:
         if step.name:
             entry["name"] = step.name
         _, settings_fields, optional = STEP_TYPES[type_name]
-        for field in settings_fields:
+        for field in (*settings_fields, *optional):
             value = getattr(step, field)
-            entry[field] = value.name if isinstance(value, Template) else value
-        for field in optional:
-            value = getattr(step, field)
-            if value != step._meta.get_field(field).get_default():
-                entry[field] = value.isoformat() if isinstance(value, time) else value
+            if field in optional and value == step._meta.get_field(field).get_default():
+                continue
+            if field in _NAMED:
+                value = None if value is None else _NAMED[field][1](value)
+            elif isinstance(value, time):
+                value = value.isoformat()
+            entry[field] = value
         connections = {
             label: key_of[getattr(step, f"{field}_id")]
             for label, field in _links(type(step)).items()
@@ -124,6 +156,11 @@ def _parse_step(index, entry, templates) -> _Parsed:
             template = templates.get(entry[field])
             _require(template, f"{where} ({key}): no template is named {entry[field]!r}.")
             values["template"] = template
+        elif field in _NAMED:
+            model_, _, lookup = _NAMED[field]
+            found = model_.objects.filter(**lookup(entry[field])).first()
+            _require(found, f"{where} ({key}): no {field.replace('_', ' ')} {entry[field]!r}.")
+            values[field] = found
         else:
             values[field] = entry[field]
     if type_name == "send_message":
