@@ -23,6 +23,7 @@ from journeys.models import (
     ExitStep,
     Journey,
     SendMessageStep,
+    StartJourneyStep,
     Step,
     StepRun,
     UpdateContactStep,
@@ -180,6 +181,10 @@ class StepInline(StackedPolymorphicInline):
             "next_step",
         )
 
+    class StartJourneyStepInline(StepChildInline):
+        model = StartJourneyStep
+        fields = (*COMMON_STEP_FIELDS, "target", "next_step")
+
     class ExitStepInline(StepChildInline):
         model = ExitStep
         fields = COMMON_STEP_FIELDS
@@ -189,6 +194,7 @@ class StepInline(StackedPolymorphicInline):
         DelayStepInline,
         ConditionStepInline,
         UpdateContactStepInline,
+        StartJourneyStepInline,
         ExitStepInline,
     )
 

@@ -5,6 +5,7 @@ from journeys.models.steps import (
     DelayStep,
     ExitStep,
     SendMessageStep,
+    StartJourneyStep,
     Step,
     UpdateContactStep,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "ExitStep",
     "Journey",
     "SendMessageStep",
+    "StartJourneyStep",
     "Step",
     "StepRun",
     "UpdateContactStep",

@@ -470,6 +470,43 @@ class UpdateContactStep(Step):
 _NOT_SET = object()
 
 
+class StartJourneyStep(Step):
+    """Enter the contact into another journey, then go on here.
+
+    The other journey must be live, and its re-entry policy decides as for
+    any entry; it receives this passage's trigger data. When it does not
+    take the contact, the step says why and the contact goes on all the same.
+    """
+
+    target = models.ForeignKey(
+        Journey,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The journey the contact enters.",
+    )
+
+    class Meta:
+        verbose_name = "start journey step"
+
+    def clean(self):
+        super().clean()
+        if self.target_id and self.target_id == self.journey_id:
+            raise ValidationError({"target": "A journey cannot start itself: use a connection."})
+
+    def execute(self, run):
+        from journeys.services.entry import journeys_enroll_contact
+
+        target = Journey.objects.filter(pk=self.target_id).first()
+        if target is None or target.state != Journey.State.LIVE:
+            detail = f"“{target}” is not live: not started" if target else "no such journey"
+            return Continue(run.following(self), detail=detail)
+        entered = journeys_enroll_contact(
+            journey=target, contact=run.contact, trigger_data=run.enrollment.trigger_data
+        )
+        detail = f"started “{target}”" if entered else f"“{target}” did not take them again"
+        return Continue(run.following(self), detail=detail)
+
+
 class ExitStep(Step):
     """End the contact's passage through the journey here: they have completed
     it, as if they had run off its last step."""

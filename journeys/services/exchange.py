@@ -18,6 +18,7 @@ from journeys.models import (
     ExitStep,
     Journey,
     SendMessageStep,
+    StartJourneyStep,
     Step,
     UpdateContactStep,
 )
@@ -41,6 +42,7 @@ STEP_TYPES = {
         ("action",),
         ("attribute", "value", "contact_list", "message_type", "channel"),
     ),
+    "start_journey": (StartJourneyStep, ("target",), ()),
     "exit": (ExitStep, (), ()),
 }
 # Settings that name another object: by a name that holds across installations.
@@ -48,6 +50,7 @@ _NAMED = {
     "template": (Template, lambda t: t.name, lambda name: {"name": name}),
     "contact_list": (ContactList, lambda c: c.name, lambda name: {"name": name}),
     "channel": (Channel, lambda c: c.name, lambda name: {"name": name}),
+    "target": (Journey, lambda j: j.name, lambda name: {"name": name}),
     # "Channel / type": a message type's name is unique within its channel.
     "message_type": (
         MessageType,
