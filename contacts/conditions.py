@@ -67,8 +67,9 @@ def _attribute_q(path, op, value):
     validate_attribute_path(path)
     key = _lookup(path)
     if op == "exists":
+        # A key that holds JSON null does not exist, as for attribute_matches.
         parent, _, leaf = key.rpartition("__")
-        return Q(**{f"{parent}__has_key": leaf})
+        return Q(**{f"{parent}__has_key": leaf}) & ~Q(**{key: None})
     if op == "not_exists":
         return ~_attribute_q(path, "exists", None)
     if op == "eq":

@@ -25,6 +25,11 @@ CASES = [
     ({}, "plan", "exists", None, False),
     ({}, "plan", "not_exists", None, True),
     ({"vip": True}, "vip", "eq", True, True),
+    # A key holding JSON null does not exist, for both evaluators.
+    ({"plan": None}, "plan", "exists", None, False),
+    ({"plan": None}, "plan", "not_exists", None, True),
+    ({"plan": None}, "plan", "ne", "pro", True),
+    ({"address": {"city": None}}, "address.city", "exists", None, False),
 ]
 
 
