@@ -122,35 +122,16 @@ def _enroll_from_events(journey, event_ids, now) -> int:
     first_step = _first_step(journey.pk)
     if first_step is None:
         return 0
-    enrollment = Enrollment._meta.db_table
     event = Event._meta.db_table
     ids = ", ".join(["%s"] * len(event_ids))
-    open_states = ", ".join(["%s"] * len(Enrollment.OPEN_STATES))
-    before = f"SELECT 1 FROM {enrollment} x WHERE x.journey_id = %s AND x.contact_id = e.contact_id"
-    before_params = [journey.pk]
-    if journey.reentry != Journey.Reentry.NEVER:  # only an open passage keeps them out
-        before += f" AND x.state IN ({open_states})"
-        before_params += list(Enrollment.OPEN_STATES)
-    # Table names come from the models; every value is a parameter.
-    sql = f"""
-        INSERT INTO {enrollment}
-            (journey_id, contact_id, state, current_step_id, sequence, attempts, next_run_at,
-             wait_event_name, trigger_data, entered_at, exit_reason, last_error)
-        SELECT %s, e.contact_id, %s, %s, 0, 0, %s, '', e.data, %s, '', ''
-        FROM {event} e
-        WHERE e.id IN ({ids}) AND e.name = %s
-          AND e.id = (SELECT min(f.id) FROM {event} f
-                      WHERE f.id IN ({ids}) AND f.name = e.name AND f.contact_id = e.contact_id)
-          AND NOT EXISTS ({before})
-        ON CONFLICT DO NOTHING
+    source = f"""
+        FROM {event} m
+        WHERE m.id IN ({ids}) AND m.name = %s
+          AND m.id = (SELECT min(f.id) FROM {event} f
+                      WHERE f.id IN ({ids}) AND f.name = m.name AND f.contact_id = m.contact_id)
     """
-    params = [
-        journey.pk, Enrollment.State.ACTIVE, first_step, now, now,
-        *event_ids, journey.trigger_event_name, *event_ids, *before_params,
-    ]  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    source_params = [*event_ids, journey.trigger_event_name, *event_ids]
+    return _enroll_from(journey, source, source_params, first_step, now, data_column="m.data")
 
 
 # --- Entry through the API: POST /api/workflows/triggerWorkflow ---------------
@@ -283,13 +264,15 @@ def _enroll_members(journey, list_id, after, upto, first_step, data, now) -> int
         WHERE m.contact_list_id = %s AND m.contact_id > %s {bound}
     """
     source_params = [list_id, after, *([] if upto is None else [upto])]
-    return _enroll_from(journey, source, source_params, first_step, data, now)
+    return _enroll_from(journey, source, source_params, first_step, now, data=data)
 
 
-def _enroll_from(journey, source, source_params, first_step, data, now) -> int:
+def _enroll_from(journey, source, source_params, first_step, now, *, data=None, data_column=None):
     """INSERT … SELECT: the contacts `source` (a FROM … WHERE over rows `m`
     with a contact_id) names enter the journey, but for those its re-entry
-    policy keeps out."""
+    policy keeps out. Their trigger data is `data` (prepared for the
+    database), or the source's `data_column`. One statement: atomic alone.
+    Returns how many entered."""
     enrollment = Enrollment._meta.db_table
     open_states = ", ".join(["%s"] * len(Enrollment.OPEN_STATES))
     before = f"SELECT 1 FROM {enrollment} x WHERE x.journey_id = %s AND x.contact_id = m.contact_id"
@@ -302,16 +285,16 @@ def _enroll_from(journey, source, source_params, first_step, data, now) -> int:
         INSERT INTO {enrollment}
             (journey_id, contact_id, state, current_step_id, sequence, attempts, next_run_at,
              wait_event_name, trigger_data, entered_at, exit_reason, last_error)
-        SELECT %s, m.contact_id, %s, %s, 0, 0, %s, '', %s, %s, '', ''
+        SELECT %s, m.contact_id, %s, %s, 0, 0, %s, '', {data_column or "%s"}, %s, '', ''
         {source}
           AND NOT EXISTS ({before})
         ON CONFLICT DO NOTHING
     """
     params = [
-        journey.pk, Enrollment.State.ACTIVE, first_step, now, data, now,
-        *source_params, *before_params,
+        journey.pk, Enrollment.State.ACTIVE, first_step, now,
+        *([] if data_column else [data]), now, *source_params, *before_params,
     ]  # fmt: skip
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 
@@ -353,7 +336,7 @@ def journeys_handle_list_joins(*, contact_list_id: int, contact_ids, now=None) -
                 f"FROM (SELECT id AS contact_id FROM {contact} WHERE id IN ({placeholders})) m "
                 "WHERE true"
             )
-            entered += _enroll_from(journey, source, chunk, first_step, data, now)
+            entered += _enroll_from(journey, source, chunk, first_step, now, data=data)
     return entered
 
 
