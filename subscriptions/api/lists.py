@@ -10,28 +10,9 @@ from contacts.api.schema import ERRORS
 from contacts.api.serializers.lists import ListBulkResponseSerializer, UnsubscribeRequestSerializer
 from contacts.api.views.events import validate_bulk
 from contacts.api.views.lists import list_bulk_answer, subscribers_from, unknown_list
-from contacts.models import Contact
 from contacts.services.lists import ListNotFound, list_unsubscribe
-from subscriptions.models import Channel, ConsentSource, Subscription
-from subscriptions.services import subscription_set
-
-
-def _unsubscribe_from_marketing_email(*, contact_ids, note):
-    """Each contact leaves every marketing email channel, with its ledger entry."""
-    channels = list(
-        Channel.objects.filter(medium=Channel.Medium.EMAIL, kind=Channel.Kind.MARKETING)
-    )
-    if not channels:
-        return
-    for contact in Contact.objects.filter(pk__in=contact_ids).order_by("pk"):
-        for channel in channels:
-            subscription_set(
-                contact=contact,
-                channel=channel,
-                status=Subscription.Status.UNSUBSCRIBED,
-                source=ConsentSource.API,
-                note=note,
-            )
+from subscriptions.models import ConsentSource
+from subscriptions.services import marketing_email_unsubscribe
 
 
 @extend_schema_view(
@@ -65,8 +46,9 @@ class ListUnsubscribeView(APIView):
                     )
                     if campaign is not None:
                         note += f", campaign {campaign}"
-                    _unsubscribe_from_marketing_email(
-                        contact_ids=set(change.contact_ids.values()),
+                    marketing_email_unsubscribe(
+                        contact_ids=change.contact_ids.values(),
+                        source=ConsentSource.API,
                         # The ledger's note holds 255 characters; the key's name may be long.
                         note=note[:255],
                     )

@@ -25,6 +25,7 @@ from subscriptions.services.updates import (
     SubscriptionsUpdated,
     UpdateFailure,
     double_opt_in_request,
+    marketing_email_unsubscribe,
     subscription_group_set,
     subscriptions_update,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "contact_consent_skip_reason",
     "double_opt_in_confirm",
     "double_opt_in_request",
+    "marketing_email_unsubscribe",
     "message_type_check",
     "message_type_save",
     "preferences_save",

@@ -303,6 +303,29 @@ def subscription_group_set(
     )
 
 
+def marketing_email_unsubscribe(*, contact_ids, source: str, note: str = "") -> int:
+    """Unsubscribe these contacts from every marketing email channel (what
+    Iterable's channelUnsubscribe means), with a ledger entry for each real
+    change, in a fixed number of queries. Returns how many changes."""
+    contact_ids = sorted(set(contact_ids))
+    catalogue = Catalogue()
+    channels = [
+        channel
+        for channel in catalogue.channels.values()
+        if channel.medium == Channel.Medium.EMAIL and channel.kind == Channel.Kind.MARKETING
+    ]
+    if not contact_ids or not channels:
+        return 0
+    with transaction.atomic():
+        batch = ConsentBatch(contact_ids=contact_ids, catalogue=catalogue, source=source, note=note)
+        batch.load()
+        for contact_id in contact_ids:
+            for channel in channels:
+                batch.set_channel(contact_id, channel, receive=False)
+        consent_changes, _ = batch.save()
+    return consent_changes
+
+
 def double_opt_in_request(
     *,
     contact: Contact,

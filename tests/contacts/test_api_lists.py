@@ -502,3 +502,29 @@ def test_unsubscribe_costs_the_same_queries_for_n_or_2n_users(api_client):
 
     assert queries_for(10) == queries_for(20)
     assert not ListMembership.objects.exists()
+
+
+def test_a_channel_unsubscribe_costs_the_same_queries_for_n_or_2n_users(api_client):
+    from subscriptions.models import ConsentRecord
+    from tests.factories import ChannelFactory
+
+    ChannelFactory()  # a marketing email channel
+    contact_list = ContactListFactory()
+    api_client.get("/api/lists")  # the key is cached from now on
+
+    def queries_for(n):
+        members = [ContactFactory(email=f"c{i}-{n}@example.com") for i in range(n)]
+        for contact in members:
+            ListMembershipFactory(contact_list=contact_list, contact=contact)
+        body = {
+            "listId": contact_list.pk,
+            "subscribers": [{"email": c.email} for c in members],
+            "channelUnsubscribe": True,
+        }
+        with CaptureQueriesContext(connection) as queries:
+            response = api_client.post(UNSUBSCRIBE, body, format="json")
+        assert response.json()["successCount"] == n
+        return len(queries)
+
+    assert queries_for(10) == queries_for(20)
+    assert ConsentRecord.objects.filter(source="api", action="unsubscribed").count() == 30
