@@ -501,10 +501,6 @@ def _fail(row, now, error) -> SendResult:
     return SendResult(row, detail="render failed")
 
 
-def _contact_zone(contact):
-    return contact.zone
-
-
 def quiet_hours_end(contact, now) -> datetime | None:
     """When the quiet hours (WAYMARK_QUIET_HOURS, in the contact's time zone) that
     `now` falls in end, or None when `now` is not in them."""
@@ -512,7 +508,7 @@ def quiet_hours_end(contact, now) -> datetime | None:
     if window is None:
         return None
     start, end = window
-    local = now.astimezone(_contact_zone(contact))
+    local = now.astimezone(contact.zone)
     at = local.time()
     # A window may run across midnight, e.g. 21:00-08:00.
     inside = (start <= at < end) if start <= end else (at >= start or at < end)
@@ -528,7 +524,7 @@ def quiet_hours_end(contact, now) -> datetime | None:
 
 
 def _local_day_start(contact, now, period=MessageType.Period.DAY):
-    local = now.astimezone(_contact_zone(contact))
+    local = now.astimezone(contact.zone)
     local = local.replace(hour=0, minute=0, second=0, microsecond=0)
     if period == MessageType.Period.WEEK:
         local -= timedelta(days=local.weekday())
