@@ -150,3 +150,21 @@ def test_a_null_or_non_object_request_in_the_batch_fails_alone(api_client):
     body = response.json()
     assert (body["successCount"], body["failCount"]) == (1, 2)
     assert [failure["index"] for failure in body["failures"]] == [0, 1]
+
+
+def test_a_user_id_of_only_whitespace_fails_its_own_entry_and_creates_nothing(api_client):
+    news = MessageTypeFactory(name="News")
+    requests = [
+        {"userId": "\f", "unsubscribedMessageTypeIds": [news.pk]},
+        {"userId": "kept", "unsubscribedMessageTypeIds": [news.pk]},
+    ]
+
+    response = api_client.post(URL, {"updateSubscriptionsRequests": requests}, format="json")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["successCount"], body["failCount"]) == (1, 1)
+    assert body["failures"] == [
+        {"index": 0, "userId": "\f", "reason": "userId: userId must not be blank."}
+    ]
+    assert list(Contact.objects.values_list("user_id", flat=True)) == ["kept"]
