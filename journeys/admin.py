@@ -8,6 +8,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.text import slugify
 from django.utils.translation import gettext
@@ -39,23 +40,117 @@ from journeys.services.editing import (
     step_open_enrollment_counts,
 )
 from journeys.services.exchange import JourneyImportError, journey_export, journey_import
+from journeys.services.graph import step_connect
 
-STEP_LINK_FIELDS = {"next_step", "yes_step", "no_step"}
 COMMON_STEP_FIELDS = ("position", "key", "name")
+# The form field that holds a step's connection on `label`.
+CONNECTION_FIELD = "go_{}"
+CONNECTION_HELP = {
+    "next": "Key of the step that comes next. Empty: the next step below.",
+    "yes": "Key of the step for contacts who match. Empty: the next step below.",
+    "no": "Key of the step for contacts who do not match. Empty: the next step below.",
+}
+
+
+class StepKeyInput(forms.TextInput):
+    """A step key, with this journey's existing keys offered as suggestions
+    (a step added on the same page can be named by the key typed for it)."""
+
+    def __init__(self, keys=(), attrs=None):
+        super().__init__(attrs={"size": 20, **(attrs or {})})
+        self.keys = list(keys)
+
+    def render(self, name, value, attrs=None, renderer=None):
+        attrs = {**(attrs or {})}
+        list_id = f"{attrs.get('id') or name}-keys"
+        attrs["list"] = list_id
+        options = format_html_join("", '<option value="{}"></option>', ((k,) for k in self.keys))
+        return format_html(
+            '{}<datalist id="{}">{}</datalist>',
+            super().render(name, value, attrs, renderer),
+            list_id,
+            options,
+        )
+
+
+class StepForm(forms.ModelForm):
+    """A step's own settings, and its connections named by step key.
+
+    Connections are chosen by key, not from a list of saved steps, so a step
+    added on this page can be chosen before anything is saved; the formset
+    checks every key against the steps on the page and JourneyAdmin saves
+    the connections once every step is saved. Position and key may be left
+    empty: a new step then goes after the others, in page order, and takes a
+    key made from its name or type.
+    """
+
+    def __init__(self, *args, journey_keys=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        if "position" in self.fields:
+            self.fields["position"].required = False
+            self.fields["position"].help_text = "Order on the diagram. Empty: after the others."
+        if "key" in self.fields:
+            self.fields["key"].required = False
+            self.fields[
+                "key"
+            ].help_text = (
+                "Short name, unique within the journey. Empty: made from the name or type."
+            )
+        current = {}
+        if self.instance.pk:
+            current = {c.label: c.target.key for c in self.instance.connections.all()}
+        for label in self.connection_labels():
+            field = self.fields[CONNECTION_FIELD.format(label)]
+            field.widget.keys = [key for key in journey_keys if key != self.instance.key]
+            if not self.is_bound:
+                self.initial[CONNECTION_FIELD.format(label)] = current.get(label, "")
+
+    def connection_labels(self):
+        return self.instance.connection_labels()
+
+    def connection_keys(self):
+        """{label: key or ""} as typed."""
+        return {
+            label: (self.cleaned_data.get(CONNECTION_FIELD.format(label)) or "").strip()
+            for label in self.connection_labels()
+        }
+
+    def has_changed(self):
+        # Every new row on the page was added through "Add another": one left
+        # as it came is still a step the marketer asked for, so it is checked
+        # and saved (or its errors shown), never dropped without a word.
+        return self.instance.pk is None or super().has_changed()
+
+
+def step_form(model):
+    """StepForm for `model`, with a key field for each of its connections."""
+    labels = model().connection_labels()
+    attrs = {
+        CONNECTION_FIELD.format(label): forms.CharField(
+            label=f"Go to ({label})",
+            required=False,
+            max_length=64,
+            widget=StepKeyInput(),
+            help_text=CONNECTION_HELP.get(label, "Key of the step for this branch."),
+        )
+        for label in labels
+    }
+    return type(f"{model.__name__}Form", (StepForm,), attrs)
+
+
+def connection_fields(model):
+    return tuple(CONNECTION_FIELD.format(label) for label in model().connection_labels())
 
 
 class StepChildInline(StackedPolymorphicInline.Child):
-    """Shared by every step type: links to other steps offer only this journey's steps."""
+    """Shared by every step type: its own settings, then its connections."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.form = step_form(cls.model)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name in STEP_LINK_FIELDS:
-            journey_id = request.resolver_match.kwargs.get("object_id")
-            kwargs["queryset"] = (
-                Step.objects.non_polymorphic().filter(journey_id=journey_id).order_by("position")
-                if journey_id
-                else Step.objects.none()
-            )
-        elif db_field.name == "template":
+        if db_field.name == "template":
             kwargs["queryset"] = db_field.related_model.objects.select_related(
                 "message_type__channel"
             ).filter(**db_field.get_limit_choices_to())
@@ -83,20 +178,83 @@ class JourneyImportForm(forms.Form):
 
 
 class StepFormSet(BasePolymorphicInlineFormSet):
+    def _kept_forms(self):
+        return [
+            form
+            for form in self.forms
+            if hasattr(form, "cleaned_data") and not self._should_delete_form(form)
+        ]
+
     def clean(self):
+        super().clean()
+        kept = self._kept_forms()
+        self._fill_positions_and_keys(kept)
         # Step type forms leave out `journey`, so Django cannot check the
         # (journey, key) constraint itself; every step of the journey is in
         # this formset, so checking here covers it.
-        super().clean()
         seen = set()
-        for form in self.forms:
-            if not hasattr(form, "cleaned_data") or self._should_delete_form(form):
-                continue
-            key = form.cleaned_data.get("key")
+        for form in kept:
+            key = form.instance.key
             if key in seen:
                 form.add_error("key", f"Another step of this journey already uses the key “{key}”.")
             seen.add(key)
+        deleted = {
+            form.instance.key
+            for form in self.forms
+            if form.instance.pk and self.can_delete and self._should_delete_form(form)
+        } - seen
+        for form in kept:
+            for label, target in form.connection_keys().items():
+                field = CONNECTION_FIELD.format(label)
+                if not target:
+                    continue
+                if target == form.instance.key:
+                    form.add_error(field, "A step cannot lead to itself.")
+                elif target in deleted:
+                    form.add_error(
+                        field, f"Step “{target}” is being deleted: choose another step "
+                        "(or leave it empty for the next step below).",
+                    )  # fmt: skip
+                elif target not in seen:
+                    form.add_error(
+                        field, f"No step of this journey has the key “{target}”: choose one "
+                        "of the keys above (or leave it empty for the next step below).",
+                    )  # fmt: skip
         self._refuse_deleting_occupied_steps()
+
+    def _fill_positions_and_keys(self, kept):
+        """New steps without a position go after the others, in page order;
+        steps without a key get one from their name, else their type."""
+        last = max((form.instance.position or 0 for form in kept), default=0)
+        taken = {form.cleaned_data.get("key") for form in kept} - {None, ""}
+        for form in kept:
+            if form.cleaned_data.get("position") is None:
+                last += 1
+                form.instance.position = last
+            if not form.cleaned_data.get("key"):
+                base = slugify(form.instance.name)[:50] or slugify(
+                    form.instance._meta.verbose_name.removesuffix(" step")
+                )
+                key, n = base, 1
+                while key in taken:
+                    n += 1
+                    key = f"{base}-{n}"
+                taken.add(key)
+                form.instance.key = key
+
+    def save_connections(self):
+        """Point each kept step's connections at the steps their keys name,
+        once every step of the page is saved."""
+        kept = [form for form in self._kept_forms() if form.instance.pk]
+        by_key = {step.key: step for step in Step.objects.filter(journey=self.instance)}
+        for form in kept:
+            step_connect(
+                step=form.instance,
+                targets={
+                    label: by_key.get(key) if key else None
+                    for label, key in form.connection_keys().items()
+                },
+            )
 
     def _refuse_deleting_occupied_steps(self):
         """A step with contacts on it cannot vanish: they must be moved or exited first."""
@@ -148,7 +306,7 @@ class StepInline(StackedPolymorphicInline):
 
     class SendMessageStepInline(StepChildInline):
         model = SendMessageStep
-        fields = (*COMMON_STEP_FIELDS, "template", "next_step")
+        fields = (*COMMON_STEP_FIELDS, "template", connection_fields(SendMessageStep))
 
     class DelayStepInline(StepChildInline):
         model = DelayStep
@@ -158,7 +316,7 @@ class StepInline(StackedPolymorphicInline):
             ("amount", "unit"),
             ("at_time", "weekdays"),
             ("date_attribute", "offset_days"),
-            "next_step",
+            connection_fields(DelayStep),
         )
 
     class ConditionStepInline(StepChildInline):
@@ -168,7 +326,7 @@ class StepInline(StackedPolymorphicInline):
             "kind",
             ("attribute", "operator", "value"),
             "event_name",
-            ("yes_step", "no_step"),
+            connection_fields(ConditionStep),
         )
 
     class UpdateContactStepInline(StepChildInline):
@@ -178,12 +336,12 @@ class StepInline(StackedPolymorphicInline):
             "action",
             ("attribute", "value"),
             ("contact_list", "message_type", "channel"),
-            "next_step",
+            connection_fields(UpdateContactStep),
         )
 
     class StartJourneyStepInline(StepChildInline):
         model = StartJourneyStep
-        fields = (*COMMON_STEP_FIELDS, "target", "next_step")
+        fields = (*COMMON_STEP_FIELDS, "target", connection_fields(StartJourneyStep))
 
     class ExitStepInline(StepChildInline):
         model = ExitStep
@@ -245,6 +403,18 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return self._manages(request, obj) and super().has_delete_permission(request, obj)
+
+    def get_formset_kwargs(self, request, obj, inline, prefix):
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, StepInline):
+            keys = list(obj.steps.values_list("key", flat=True)) if obj and obj.pk else []
+            kwargs["form_kwargs"] = {**kwargs.get("form_kwargs", {}), "journey_keys": keys}
+        return kwargs
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        if isinstance(formset, StepFormSet):
+            formset.save_connections()
 
     def get_inline_formsets(self, request, formsets, inline_instances, obj=None):
         inline_admin_formsets = super().get_inline_formsets(

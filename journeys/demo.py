@@ -13,6 +13,7 @@ from django.db import transaction
 from contacts.models import ApiKey, Contact, ContactList, ListMembership
 from contacts.services import api_key_create
 from journeys.models import ConditionStep, DelayStep, ExitStep, Journey, SendMessageStep
+from journeys.services.graph import step_connect
 from messaging.models import Template
 from subscriptions.models import Channel, MessageType
 
@@ -278,11 +279,10 @@ def _welcome_series(result, admin_user, templates):
         name="Created a project?",
         kind=ConditionStep.Kind.EVENT_SINCE_ENTRY,
         event_name="project_created",
-        yes_step=done,
-        no_step=nudge,
     )
     condition.full_clean()
     condition.save()
+    step_connect(step=condition, targets={"yes": done, "no": nudge})
 
 
 def _api_key(result, admin_user):

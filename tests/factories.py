@@ -4,6 +4,7 @@ from django.utils import timezone
 
 from contacts.models import Contact, ContactList, Event, ListMembership, Segment
 from journeys.models import ConditionStep, DelayStep, Enrollment, ExitStep, Journey, SendMessageStep
+from journeys.services.graph import step_connect
 from messaging.models import Message, Suppression, Template
 from subscriptions.models import (
     Channel,
@@ -119,45 +120,53 @@ class JourneyFactory(factory.django.DjangoModelFactory):
     trigger_event_name = "signed_up"
 
 
-class SendMessageStepFactory(factory.django.DjangoModelFactory):
+class StepFactory(factory.django.DjangoModelFactory):
+    """A step of any type; `connections={"yes": step, ...}` connects it once saved."""
+
+    class Meta:
+        abstract = True
+        skip_postgeneration_save = True
+
+    journey = factory.SubFactory(JourneyFactory)
+    position = factory.Sequence(lambda n: n)
+
+    @factory.post_generation
+    def connections(obj, create, extracted, **kwargs):
+        if create and extracted:
+            step_connect(step=obj, targets=extracted)
+
+
+class SendMessageStepFactory(StepFactory):
     class Meta:
         model = SendMessageStep
 
-    journey = factory.SubFactory(JourneyFactory)
     key = factory.Sequence(lambda n: f"email-{n}")
-    position = factory.Sequence(lambda n: n)
     template = factory.SubFactory(TemplateFactory)
 
 
-class DelayStepFactory(factory.django.DjangoModelFactory):
+class DelayStepFactory(StepFactory):
     class Meta:
         model = DelayStep
 
-    journey = factory.SubFactory(JourneyFactory)
     key = factory.Sequence(lambda n: f"delay-{n}")
-    position = factory.Sequence(lambda n: n)
     amount = 2
     unit = DelayStep.Unit.DAYS
 
 
-class ConditionStepFactory(factory.django.DjangoModelFactory):
+class ConditionStepFactory(StepFactory):
     class Meta:
         model = ConditionStep
 
-    journey = factory.SubFactory(JourneyFactory)
     key = factory.Sequence(lambda n: f"condition-{n}")
-    position = factory.Sequence(lambda n: n)
     kind = ConditionStep.Kind.EVENT_SINCE_ENTRY
     event_name = "project_created"
 
 
-class ExitStepFactory(factory.django.DjangoModelFactory):
+class ExitStepFactory(StepFactory):
     class Meta:
         model = ExitStep
 
-    journey = factory.SubFactory(JourneyFactory)
     key = factory.Sequence(lambda n: f"exit-{n}")
-    position = factory.Sequence(lambda n: n)
 
 
 class EnrollmentFactory(factory.django.DjangoModelFactory):

@@ -2,6 +2,7 @@ from journeys.models.enrollment import Enrollment, StepRun
 from journeys.models.journey import Journey
 from journeys.models.steps import (
     ConditionStep,
+    Connection,
     DelayStep,
     ExitStep,
     SendMessageStep,
@@ -12,6 +13,7 @@ from journeys.models.steps import (
 
 __all__ = [
     "ConditionStep",
+    "Connection",
     "DelayStep",
     "Enrollment",
     "ExitStep",

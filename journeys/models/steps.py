@@ -42,26 +42,16 @@ class Step(PolymorphicModel):
     )
     name = models.CharField(max_length=200, blank=True)
     position = models.PositiveIntegerField(default=0, help_text="Order on the diagram.")
-    next_step = models.ForeignKey(
-        "self",
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        help_text="Empty: continue with the next step by position.",
-    )
 
     # True for steps whose execute() talks to the outside world (sends,
     # webhooks): the runner commits before them and runs them outside any
     # transaction. Steps that only read and write the database leave it False.
     performs_io = False
     # For the checks before going live (journeys.services.validation): whether
-    # a contact waits here (a loop through such a step is not a runaway), goes
-    # on from here at all, and which fields pick the next step by branch
-    # (empty: `next_step`, or the next by position).
+    # a contact waits here (a loop through such a step is not a runaway) and
+    # whether it goes on from here at all.
     waits = False
     continues = True
-    branch_fields = ()
 
     class Meta:
         ordering = ["position", "id"]
@@ -75,24 +65,49 @@ class Step(PolymorphicModel):
     def execute(self, run):
         raise NotImplementedError(f"{type(self).__name__} must implement execute()")
 
-    def clean(self):
-        for field in self._step_link_fields():
-            target = getattr(self, field)
-            if target is None:
-                continue
-            if self.pk and target.pk == self.pk:
-                raise ValidationError({field: "A step cannot lead to itself."})
-            if target.journey_id != self.journey_id:
-                raise ValidationError({field: "Choose a step of the same journey."})
+    def connection_labels(self) -> tuple[str, ...]:
+        """The labels of this step's outgoing connections, in the order the
+        diagram and the admin show them: "next" for a step that goes on one
+        way, a branch per label for one that chooses (yes/no, a split's
+        branches, a wait's timeout)."""
+        return (NEXT,) if self.continues else ()
 
-    def _step_link_fields(self):
-        return [
-            f.name
-            for f in self._meta.get_fields()
-            if isinstance(f, models.ForeignKey)
-            and f.related_model is Step
-            and not f.remote_field.parent_link
+
+NEXT = "next"
+
+
+class Connection(models.Model):
+    """An arrow on the journey's diagram: from `step`, on `label`, to `target`.
+
+    A step has at most one connection per label. A label with no connection
+    goes to the next step by position (or ends the journey after the last),
+    so a journey of steps in a row needs no connections at all.
+    """
+
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="connections")
+    label = models.CharField(max_length=32, default=NEXT)
+    # Deleting the target removes the arrow: its label then falls through to
+    # the next step by position, as an empty choice does.
+    target = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="incoming")
+
+    class Meta:
+        ordering = ["step", "label"]
+        constraints = [
+            models.UniqueConstraint(fields=["step", "label"], name="connection_label_unique"),
+            models.CheckConstraint(
+                condition=~models.Q(step=models.F("target")), name="connection_not_to_itself"
+            ),
         ]
+
+    def __str__(self):
+        return f"{self.step_id} —{self.label}→ {self.target_id}"
+
+    def clean(self):
+        if self.step_id and self.target_id:
+            if self.step_id == self.target_id:
+                raise ValidationError({"target": "A step cannot lead to itself."})
+            if self.target.journey_id != self.step.journey_id:
+                raise ValidationError({"target": "Choose a step of the same journey."})
 
 
 class SendMessageStep(Step):
@@ -272,24 +287,6 @@ class ConditionStep(Step):
         max_length=500, blank=True, help_text='Compared as JSON when it parses (30, true, "x").'
     )
     event_name = models.CharField(max_length=255, blank=True)
-    yes_step = models.ForeignKey(
-        Step,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        help_text="Empty: the next step by position.",
-    )
-    no_step = models.ForeignKey(
-        Step,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        help_text="Empty: the next step by position.",
-    )
-
-    branch_fields = ("yes_step", "no_step")
 
     class Meta:
         verbose_name = "yes/no condition step"
@@ -316,10 +313,12 @@ class ConditionStep(Step):
         value = None if self.operator in VALUELESS_OPERATORS else parse_value(self.value)
         return attribute_matches(run.contact.attributes, self.attribute, self.operator, value)
 
+    def connection_labels(self):
+        return ("yes", "no")
+
     def execute(self, run):
-        if self.matches(run):
-            return Continue(run.step(self.yes_step_id) or run.following(self), branch="yes")
-        return Continue(run.step(self.no_step_id) or run.following(self), branch="no")
+        branch = "yes" if self.matches(run) else "no"
+        return Continue(run.following(self, branch), branch=branch)
 
 
 class UpdateContactStep(Step):

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from contacts.models import ContactList
 from journeys.models import (
     ConditionStep,
+    Connection,
     DelayStep,
     ExitStep,
     Journey,
@@ -22,6 +23,7 @@ from journeys.models import (
     Step,
     UpdateContactStep,
 )
+from journeys.services.graph import StepLinkError, step_connect
 from messaging.models import Template
 from subscriptions.models import Channel, MessageType
 
@@ -70,22 +72,15 @@ class JourneyImportError(ValueError):
     """The document cannot be imported; the message says where and why."""
 
 
-def _links(model) -> dict:
-    """label -> field of the step's outgoing connections: next_step -> "next"."""
-    fields = [
-        f.name
-        for f in model._meta.get_fields()
-        if getattr(f, "related_model", None) is Step
-        and f.many_to_one
-        and not f.remote_field.parent_link
-    ]
-    return {name.removesuffix("_step"): name for name in fields}
-
-
 def journey_export(*, journey: Journey) -> dict:
     """The document describing `journey` (its definition, not its contacts)."""
     steps = list(journey.steps.order_by("position", "id"))
     key_of = {step.pk: step.key for step in steps}
+    connections_of = {}
+    for step_id, label, target_id in Connection.objects.filter(step__journey=journey).values_list(
+        "step_id", "label", "target_id"
+    ):
+        connections_of.setdefault(step_id, {})[label] = target_id
     exported = []
     for step in steps:
         type_name = _TYPE_OF[type(step)]
@@ -102,10 +97,9 @@ def journey_export(*, journey: Journey) -> dict:
             elif isinstance(value, time):
                 value = value.isoformat()
             entry[field] = value
+        targets = connections_of.get(step.pk, {})
         connections = {
-            label: key_of[getattr(step, f"{field}_id")]
-            for label, field in _links(type(step)).items()
-            if getattr(step, f"{field}_id")
+            label: key_of[targets[label]] for label in step.connection_labels() if label in targets
         }
         if connections:
             entry["connections"] = connections
@@ -170,14 +164,20 @@ def _parse_step(index, entry, templates) -> _Parsed:
         _require("template" in values, f"{where} ({key}): a send_message step names its template.")
     connections = entry.get("connections") or {}
     _require(isinstance(connections, dict), f"{where} ({key}): connections must be an object.")
-    labels = _links(model)
+    step = model(**values)
+    labels = step.connection_labels()
+    if "next" in connections and "next" not in labels:
+        # Older documents gave a condition a "next" for the branch left out.
+        connections = dict(connections)
+        default = connections.pop("next")
+        connections = {**dict.fromkeys(labels, default), **connections}
     bad = sorted(set(connections) - set(labels))
     _require(
         not bad,
         f"{where} ({key}): a {type_name} step has no connection {', '.join(map(repr, bad))}"
         f" (it has: {', '.join(labels) or 'none'}).",
     )
-    return _Parsed(step=model(**values), connections=connections)
+    return _Parsed(step=step, connections=connections)
 
 
 def journey_import(*, document, name: str | None = None, actor=None) -> Journey:
@@ -242,11 +242,13 @@ def journey_import(*, document, name: str | None = None, actor=None) -> Journey:
             for p in parsed:
                 if not p.connections:
                     continue
-                links = _links(type(p.step))
-                for label, target in p.connections.items():
-                    setattr(p.step, links[label], by_key[target])
-                _full_clean(p.step, f"step {p.step.key!r}")
-                p.step.save(update_fields=[links[label] for label in p.connections])
+                try:
+                    step_connect(
+                        step=p.step,
+                        targets={label: by_key[target] for label, target in p.connections.items()},
+                    )
+                except StepLinkError as exc:
+                    raise JourneyImportError(f"In step {p.step.key!r}: {exc}") from None
     except IntegrityError as exc:
         raise JourneyImportError(f"The journey could not be stored: {exc}") from None
     return journey

@@ -16,15 +16,17 @@ import logging
 import sys
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from journeys.models import Enrollment, Step, StepRun
+from journeys.models import Enrollment, StepRun
+from journeys.models.steps import NEXT
 from journeys.outcomes import Abandoned, Complete, Continue, Exit, RetryAt, WaitUntil
+from journeys.services.graph import JourneySteps
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +41,6 @@ STEP_RETRY_BASE = timedelta(minutes=1)
 
 class LeaseLost(Exception):
     """Another worker now holds this enrollment: stop touching it."""
-
-
-@dataclass
-class JourneySteps:
-    """A journey's steps, loaded once per job, as their concrete types."""
-
-    by_id: dict = field(default_factory=dict)
-    ordered: list = field(default_factory=list)
-
-    @classmethod
-    def load(cls, journey_id):
-        steps = list(Step.objects.filter(journey_id=journey_id).order_by("position", "id"))
-        return cls(by_id={s.pk: s for s in steps}, ordered=steps)
 
 
 @dataclass
@@ -80,15 +69,9 @@ class StepContext:
     def step(self, step_id):
         return self.steps.by_id.get(step_id) if step_id else None
 
-    def following(self, step):
-        """The step after `step`: its explicit next step, else the next by position."""
-        if step.next_step_id:
-            return self.step(step.next_step_id)
-        ordered = self.steps.ordered
-        index = next((i for i, s in enumerate(ordered) if s.pk == step.pk), None)
-        if index is None or index + 1 >= len(ordered):
-            return None
-        return ordered[index + 1]
+    def following(self, step, label=NEXT):
+        """The step `label` leads to from `step` ("next" unless it branches)."""
+        return self.steps.following(step, label)
 
     def template_context(self):
         return {"event": dict(self.enrollment.trigger_data or {})}

@@ -1,24 +1,14 @@
 """What must hold before a journey goes live: its steps form a graph a
 contact can walk through without looping on the spot."""
 
-from journeys.models import Journey, Step
+from journeys.models import Journey
+from journeys.services.graph import JourneySteps
 
 
-def _following(step, ordered, index_of):
-    """Where a step goes when no connection is chosen (as the runner does)."""
-    if step.next_step_id:
-        return step.next_step_id
-    index = index_of[step.pk]
-    return ordered[index + 1].pk if index + 1 < len(ordered) else None
-
-
-def _targets(step, ordered, index_of) -> list[int]:
+def _targets(step, steps: JourneySteps) -> list[int]:
     """The steps a contact can go to from `step` (None, the journey's end, left out)."""
-    if not step.continues:
-        return []
-    default = _following(step, ordered, index_of)
-    branches = [getattr(step, field + "_id") for field in step.branch_fields] or [None]
-    return [target for target in (branch or default for branch in branches) if target]
+    targets = (steps.following(step, label) for label in step.connection_labels())
+    return [target.pk for target in targets if target is not None]
 
 
 def journey_problems(*, journey: Journey) -> list[str]:
@@ -28,12 +18,11 @@ def journey_problems(*, journey: Journey) -> list[str]:
     - no loop without a step that waits (a delay): a loop of sends and
       conditions alone would send to a contact as fast as the workers run.
     """
-    ordered = list(Step.objects.filter(journey=journey).order_by("position", "id"))
+    steps = JourneySteps.load(journey.pk)
+    ordered, by_id = steps.ordered, steps.by_id
     if not ordered:
         return [f"“{journey}” has no steps yet."]
-    by_id = {step.pk: step for step in ordered}
-    index_of = {step.pk: index for index, step in enumerate(ordered)}
-    targets = {step.pk: _targets(step, ordered, index_of) for step in ordered}
+    targets = {step.pk: _targets(step, steps) for step in ordered}
     problems = []
 
     reached, stack = {ordered[0].pk}, [ordered[0].pk]

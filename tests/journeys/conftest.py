@@ -44,8 +44,7 @@ def welcome_series(db):
         key="created-project",
         kind="event_since_entry",
         event_name="project_created",
-        yes_step=done,
-        no_step=nudge,
+        connections={"yes": done, "no": nudge},
     )
     journey.step_map = {
         "welcome": welcome,

@@ -2,9 +2,23 @@ import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
-from journeys.models import ConditionStep, DelayStep, Enrollment, Journey
+from journeys.models import (
+    ConditionStep,
+    DelayStep,
+    Enrollment,
+    ExitStep,
+    Journey,
+    SendMessageStep,
+)
+from journeys.services.graph import StepLinkError, step_connect, step_connections
 from tests.admin_pages import form_data
-from tests.factories import ContactFactory, EnrollmentFactory, JourneyFactory, UserFactory
+from tests.factories import (
+    ContactFactory,
+    EnrollmentFactory,
+    JourneyFactory,
+    TemplateFactory,
+    UserFactory,
+)
 
 
 @pytest.fixture
@@ -41,7 +55,7 @@ def test_journey_change_page_shows_every_step_type(staff_client, welcome_series)
         assert verbose in body
 
 
-def test_step_links_offer_only_this_journeys_steps(staff_client, welcome_series):
+def test_connections_suggest_this_journeys_step_keys_only(staff_client, welcome_series):
     other = JourneyFactory(name="Other journey")
     ConditionStep.objects.create(journey=other, key="elsewhere", position=1, event_name="x")
 
@@ -49,8 +63,30 @@ def test_step_links_offer_only_this_journeys_steps(staff_client, welcome_series)
 
     formset = response.context["inline_admin_formsets"][0].formset
     condition_form = next(f for f in formset.forms if isinstance(f.instance, ConditionStep))
-    choices = {step.journey_id for step in condition_form.fields["no_step"].queryset}
-    assert choices == {welcome_series.pk}
+    assert condition_form["go_no"].value() == "nudge"
+    assert condition_form["go_yes"].value() == "done"
+    suggested = condition_form.fields["go_no"].widget.keys
+    assert set(suggested) == {"welcome", "wait", "nudge", "done"}
+    body = response.content.decode()
+    assert '<option value="nudge"></option>' in body
+    assert "elsewhere" not in body
+
+
+def test_a_connection_to_a_key_the_journey_does_not_have_is_a_form_error(
+    staff_client, welcome_series
+):
+    other = JourneyFactory(name="Other journey")
+    ConditionStep.objects.create(journey=other, key="elsewhere", position=1, event_name="x")
+    url = reverse("admin:journeys_journey_change", args=[welcome_series.pk])
+    data = form_data(staff_client.get(url))
+    go_no = next(k for k in data if k.endswith("-go_no"))
+    data[go_no] = "elsewhere"
+
+    response = staff_client.post(url, data)
+
+    assert response.status_code == 200
+    assert "No step of this journey has the key “elsewhere”" in response.content.decode()
+    assert step_connections(step=welcome_series.step_map["condition"])["no"].key == "nudge"
 
 
 def test_editing_a_live_journey_in_the_admin_saves_steps(staff_client, welcome_series):
@@ -74,10 +110,11 @@ def test_a_condition_pointing_into_another_journey_is_refused(welcome_series):
     other = JourneyFactory(name="Other")
     stranger = ConditionStep.objects.create(journey=other, key="s", position=1, event_name="x")
     condition = welcome_series.step_map["condition"]
-    condition.no_step = stranger
 
-    with pytest.raises(Exception, match="same journey"):
-        condition.full_clean()
+    with pytest.raises(StepLinkError, match="same journey"):
+        step_connect(step=condition, targets={"no": stranger})
+
+    assert step_connections(step=condition)["no"].key == "nudge"
 
 
 def test_enrollment_changelist_is_read_only_and_fixed_cost(
@@ -196,11 +233,96 @@ def test_an_empty_step_can_be_deleted(staff_client, welcome_series):
     data = form_data(staff_client.get(url))
     prefix = next(k[: -len("-id")] for k, v in data.items() if k.endswith("-id") and v == nudge.pk)
     data[f"{prefix}-DELETE"] = "on"
+    data[next(k for k in data if k.endswith("-go_no"))] = ""  # the condition led there
 
     response = staff_client.post(url, data)
 
     assert response.status_code == 302
     assert not welcome_series.steps.filter(pk=nudge.pk).exists()
+    assert "no" not in step_connections(step=welcome_series.step_map["condition"])
+
+
+def test_deleting_a_step_another_leads_to_asks_where_that_connection_goes(
+    staff_client, welcome_series
+):
+    nudge = welcome_series.step_map["nudge"]
+    url = reverse("admin:journeys_journey_change", args=[welcome_series.pk])
+    data = form_data(staff_client.get(url))
+    prefix = next(k[: -len("-id")] for k, v in data.items() if k.endswith("-id") and v == nudge.pk)
+    data[f"{prefix}-DELETE"] = "on"
+
+    response = staff_client.post(url, data)
+
+    assert response.status_code == 200
+    assert "Step “nudge” is being deleted: choose another step" in response.content.decode()
+    assert welcome_series.steps.filter(pk=nudge.pk).exists()
+
+
+def new_step_rows(data, *rows):
+    """Add rows as "Add another step" does: a type and what was typed, nothing more."""
+    n = int(data.get("steps-TOTAL_FORMS", 0))
+    data["steps-TOTAL_FORMS"] = n + len(rows)
+    for i, (model, typed) in enumerate(rows, start=n):
+        data[f"steps-{i}-polymorphic_ctype"] = ContentType.objects.get_for_model(model).pk
+        data.update({f"steps-{i}-{name}": value for name, value in typed.items()})
+    return data
+
+
+def test_a_journey_is_built_in_one_pass_on_the_add_page(staff_client):
+    # Given the add page, three steps added in order, the condition pointing at
+    # a step that exists only on this page, no positions typed
+    template = TemplateFactory(name="Welcome")
+    data = {
+        "name": "Onboarding",
+        "trigger_type": "event",
+        "trigger_event_name": "signed_up",
+        "reentry": "never",
+        "steps-INITIAL_FORMS": 0,
+        "steps-MIN_NUM_FORMS": 0,
+        "steps-MAX_NUM_FORMS": 1000,
+    }
+    new_step_rows(
+        data,
+        (SendMessageStep, {"key": "welcome", "template": template.pk}),
+        (ConditionStep, {"key": "pro", "kind": "attribute", "attribute": "plan",
+                         "operator": "eq", "value": '"pro"', "go_yes": "thanks"}),
+        (ExitStep, {"name": "Thanks"}),
+    )  # fmt: skip
+
+    # When it is saved once
+    response = staff_client.post(reverse("admin:journeys_journey_add"), data)
+
+    # Then every step is there, in page order, connected as chosen
+    assert response.status_code == 302, response.context["errors"] if response.context else ""
+    journey = Journey.objects.get(name="Onboarding")
+    steps = list(journey.steps.order_by("position"))
+    assert [(s.position, s.key, type(s)) for s in steps] == [
+        (1, "welcome", SendMessageStep),
+        (2, "pro", ConditionStep),
+        (3, "thanks", ExitStep),
+    ]
+    assert {k: t.key for k, t in step_connections(step=steps[1]).items()} == {"yes": "thanks"}
+
+
+def test_a_new_step_left_as_it_came_is_kept_or_explained_never_dropped(
+    staff_client, welcome_series
+):
+    url = reverse("admin:journeys_journey_change", args=[welcome_series.pk])
+    data = new_step_rows(form_data(staff_client.get(url)), (ExitStep, {}), (SendMessageStep, {}))
+
+    response = staff_client.post(url, data)
+
+    # The send step needs its template: the page says so and nothing is saved.
+    assert response.status_code == 200
+    assert "This field is required." in response.content.decode()
+    assert welcome_series.steps.count() == 5
+
+    # Without the send row, the untouched exit step is saved after the others.
+    data = new_step_rows(form_data(staff_client.get(url)), (ExitStep, {}))
+    response = staff_client.post(url, data)
+    assert response.status_code == 302
+    added = welcome_series.steps.order_by("-position").first()
+    assert (type(added), added.key, added.position) == (ExitStep, "exit", 6)
 
 
 def test_contacts_can_be_exited_from_the_admin(staff_client, welcome_series):

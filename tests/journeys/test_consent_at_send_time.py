@@ -178,7 +178,7 @@ def test_a_journey_that_loops_back_to_a_send_step_is_stopped_by_the_daily_cap(
     send = SendMessageStepFactory(journey=journey, key="send", position=1)
     ConditionStepFactory(
         journey=journey, key="loop", position=2, kind="attribute", attribute="plan",
-        operator="eq", value="pro", yes_step=send, no_step=send,
+        operator="eq", value="pro", connections={"yes": send, "no": send},
     )  # fmt: skip
     contact = ContactFactory()
     journeys_enroll_contact(journey=journey, contact=contact)

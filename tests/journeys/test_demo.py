@@ -17,6 +17,7 @@ from journeys.models import (
     SendMessageStep,
     Step,
 )
+from journeys.services.graph import step_connections
 from journeys.services.scheduling import scheduler_tick
 from messaging.backends import get_backend
 from messaging.models import Template
@@ -119,7 +120,11 @@ def test_welcome_series_is_live_with_its_five_steps_in_order():
     assert (wait.amount, wait.unit) == (2, DelayStep.Unit.MINUTES)
     assert condition.kind == ConditionStep.Kind.EVENT_SINCE_ENTRY
     assert condition.event_name == "project_created"
-    assert (condition.yes_step_id, condition.no_step_id) == (done.pk, nudge.pk)
+    connections = step_connections(step=condition)
+    assert {label: target.pk for label, target in connections.items()} == {
+        "yes": done.pk,
+        "no": nudge.pk,
+    }
     assert nudge.template.name == "Getting started nudge"
 
 

@@ -232,7 +232,7 @@ def test_an_attribute_condition_branches_on_the_contacts_data(run_worker, rq_que
     free_exit = ExitStepFactory(journey=journey, key="free", position=2)
     condition = ConditionStepFactory(
         journey=journey, key="is-pro", position=1, kind="attribute", attribute="plan",
-        operator="eq", value="pro", yes_step=pro_exit, no_step=free_exit,
+        operator="eq", value="pro", connections={"yes": pro_exit, "no": free_exit},
     )  # fmt: skip
     pro = ContactFactory(attributes={"plan": "pro"})
     free = ContactFactory(attributes={"plan": "free"})

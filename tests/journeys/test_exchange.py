@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from journeys.models import ConditionStep, Journey, Step
 from journeys.services.exchange import JourneyImportError, journey_export, journey_import
+from journeys.services.graph import step_connections
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -32,8 +33,12 @@ def test_export_import_under_another_name_export_gives_the_same_document(welcome
     assert second == {**first, "name": "Welcome series (copy)"}
     assert copy.state == Journey.State.DRAFT
     condition = ConditionStep.objects.get(journey=copy)
-    assert (condition.yes_step.key, condition.no_step.key) == ("done", "nudge")
-    assert condition.yes_step.journey_id == copy.pk
+    connections = step_connections(step=condition)
+    assert {label: target.key for label, target in connections.items()} == {
+        "yes": "done",
+        "no": "nudge",
+    }
+    assert {target.journey_id for target in connections.values()} == {copy.pk}
 
 
 def test_the_document_names_steps_by_key_and_templates_by_name(welcome_series):
@@ -119,6 +124,22 @@ def test_a_wrong_document_is_refused_with_where_and_why_and_writes_nothing(
 
     assert not Journey.objects.filter(name="Broken").exists()
     assert Step.objects.count() == steps
+
+
+def test_a_conditions_next_from_an_older_document_fills_the_branch_it_leaves_out(
+    welcome_series,
+):
+    document = journey_export(journey=welcome_series)
+    condition = next(step for step in document["steps"] if step["type"] == "condition")
+    condition["connections"] = {"next": "nudge", "yes": "done"}
+
+    copy = journey_import(document=document, name="From an older document")
+
+    connections = step_connections(step=ConditionStep.objects.get(journey=copy))
+    assert {label: target.key for label, target in connections.items()} == {
+        "yes": "done",
+        "no": "nudge",
+    }
 
 
 def test_the_admin_exports_a_journey_and_imports_it_back(welcome_series):

@@ -101,7 +101,11 @@ def test_a_condition_looping_back_to_a_send_without_a_delay_cannot_go_live():
     journey = JourneyFactory(name="Runaway", state=Journey.State.DRAFT)
     send = SendMessageStepFactory(journey=journey, key="promo", position=1)
     ConditionStepFactory(
-        journey=journey, key="bought", position=2, attribute="plan", yes_step=send, no_step=send
+        journey=journey,
+        key="bought",
+        position=2,
+        attribute="plan",
+        connections={"yes": send, "no": send},
     )
 
     with pytest.raises(JourneyStateError) as refused:
@@ -119,7 +123,7 @@ def test_a_loop_with_a_delay_on_it_may_go_live():
     send = SendMessageStepFactory(journey=journey, key="remind", position=1)
     DelayStepFactory(journey=journey, key="week", position=2, amount=7, unit="days")
     ConditionStepFactory(
-        journey=journey, key="still-free", position=3, attribute="plan", yes_step=send
+        journey=journey, key="still-free", position=3, attribute="plan", connections={"yes": send}
     )
     ExitStepFactory(journey=journey, key="done", position=4)
 
@@ -132,7 +136,7 @@ def test_a_loop_with_a_delay_on_it_may_go_live():
 def test_a_step_no_contact_can_reach_keeps_the_journey_a_draft():
     journey = JourneyFactory(name="Orphan", state=Journey.State.DRAFT)
     done = ExitStepFactory(journey=journey, key="done", position=3)
-    SendMessageStepFactory(journey=journey, key="hello", position=1, next_step=done)
+    SendMessageStepFactory(journey=journey, key="hello", position=1, connections={"next": done})
     SendMessageStepFactory(journey=journey, key="forgotten", position=2)
 
     with pytest.raises(JourneyStateError, match="No contact can reach “forgotten”"):

@@ -52,7 +52,7 @@ def test_set_and_increment_attributes_and_the_next_step_reads_them(journey):
     other = ExitStepFactory(journey=journey, key="other", position=10)
     ConditionStepFactory(
         journey=journey, key="is-pro", position=4, kind="attribute", attribute="plan",
-        operator="eq", value='"pro"', yes_step=done, no_step=other,
+        operator="eq", value='"pro"', connections={"yes": done, "no": other},
     )  # fmt: skip
     contact = ContactFactory(attributes={"visits": 3, "plan": "free"})
 
