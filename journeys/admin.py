@@ -23,7 +23,9 @@ from journeys.models import (
     Enrollment,
     ExitStep,
     Journey,
+    RandomSplitStep,
     SendMessageStep,
+    SplitStep,
     StartJourneyStep,
     Step,
     StepRun,
@@ -49,6 +51,7 @@ CONNECTION_HELP = {
     "next": "Key of the step that comes next. Empty: the next step below.",
     "yes": "Key of the step for contacts who match. Empty: the next step below.",
     "no": "Key of the step for contacts who do not match. Empty: the next step below.",
+    "other": "Key of the step for contacts who match no branch. Empty: the next step below.",
 }
 
 
@@ -99,20 +102,24 @@ class StepForm(forms.ModelForm):
         current = {}
         if self.instance.pk:
             current = {c.label: c.target.key for c in self.instance.connections.all()}
-        for label in self.connection_labels():
+        for label in type(self.instance).admin_connection_labels():
             field = self.fields[CONNECTION_FIELD.format(label)]
             field.widget.keys = [key for key in journey_keys if key != self.instance.key]
             if not self.is_bound:
                 self.initial[CONNECTION_FIELD.format(label)] = current.get(label, "")
 
     def connection_labels(self):
+        """The labels the step has, as its settings stand (a split's weights
+        say how many branches it has)."""
         return self.instance.connection_labels()
 
-    def connection_keys(self):
-        """{label: key or ""} as typed."""
+    def connection_keys(self, *, offered=False):
+        """{label: key or ""} as typed: for the labels the step has, or, with
+        `offered`, for every label the form offers."""
+        labels = type(self.instance).admin_connection_labels() if offered else None
         return {
             label: (self.cleaned_data.get(CONNECTION_FIELD.format(label)) or "").strip()
-            for label in self.connection_labels()
+            for label in labels or self.connection_labels()
         }
 
     def has_changed(self):
@@ -124,14 +131,18 @@ class StepForm(forms.ModelForm):
 
 def step_form(model):
     """StepForm for `model`, with a key field for each of its connections."""
-    labels = model().connection_labels()
+    labels = model.admin_connection_labels()
     attrs = {
         CONNECTION_FIELD.format(label): forms.CharField(
             label=f"Go to ({label})",
             required=False,
             max_length=64,
             widget=StepKeyInput(),
-            help_text=CONNECTION_HELP.get(label, "Key of the step for this branch."),
+            help_text=CONNECTION_HELP.get(
+                label,
+                f"Key of the step for branch “{label}”, if the split has it. "
+                "Empty: the next step below.",
+            ),
         )
         for label in labels
     }
@@ -139,7 +150,7 @@ def step_form(model):
 
 
 def connection_fields(model):
-    return tuple(CONNECTION_FIELD.format(label) for label in model().connection_labels())
+    return tuple(CONNECTION_FIELD.format(label) for label in model.admin_connection_labels())
 
 
 class StepChildInline(StackedPolymorphicInline.Child):
@@ -204,11 +215,14 @@ class StepFormSet(BasePolymorphicInlineFormSet):
             if form.instance.pk and self.can_delete and self._should_delete_form(form)
         } - seen
         for form in kept:
-            for label, target in form.connection_keys().items():
+            labels = form.connection_labels()
+            for label, target in form.connection_keys(offered=True).items():
                 field = CONNECTION_FIELD.format(label)
                 if not target:
                     continue
-                if target == form.instance.key:
+                if label not in labels:
+                    form.add_error(field, f"This step has no “{label}” branch: leave it empty.")
+                elif target == form.instance.key:
                     form.add_error(field, "A step cannot lead to itself.")
                 elif target in deleted:
                     form.add_error(
@@ -329,6 +343,14 @@ class StepInline(StackedPolymorphicInline):
             connection_fields(ConditionStep),
         )
 
+    class SplitStepInline(StepChildInline):
+        model = SplitStep
+        fields = (*COMMON_STEP_FIELDS, "branches", connection_fields(SplitStep))
+
+    class RandomSplitStepInline(StepChildInline):
+        model = RandomSplitStep
+        fields = (*COMMON_STEP_FIELDS, "weights", connection_fields(RandomSplitStep))
+
     class UpdateContactStepInline(StepChildInline):
         model = UpdateContactStep
         fields = (
@@ -351,6 +373,8 @@ class StepInline(StackedPolymorphicInline):
         SendMessageStepInline,
         DelayStepInline,
         ConditionStepInline,
+        SplitStepInline,
+        RandomSplitStepInline,
         UpdateContactStepInline,
         StartJourneyStepInline,
         ExitStepInline,

@@ -3,32 +3,11 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+from journeys.migrations._roles import grant_step_type
+
 
 def grant_roles(apps, schema_editor):
-    """The journey roles (0003) cover the new step type as they do the others."""
-    from django.contrib.auth.management import create_permissions
-
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-
-    def perms(*actions):
-        return Permission.objects.filter(
-            content_type__app_label="journeys",
-            codename__in=[f"{action}_startjourneystep" for action in actions],
-        )
-
-    for name, actions in (
-        ("Journey viewers", ["view"]),
-        ("Journey drafters", ["view", "add", "change", "delete"]),
-        ("Journey managers", ["view", "add", "change", "delete"]),
-    ):
-        group = Group.objects.filter(name=name).first()
-        if group is not None:
-            group.permissions.add(*perms(*actions))
+    grant_step_type(apps, "startjourneystep")
 
 
 class Migration(migrations.Migration):

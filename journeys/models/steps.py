@@ -7,6 +7,7 @@ enqueues: journeys.services.runner does that for every step type alike.
 """
 
 import copy
+import hashlib
 from datetime import date, datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
@@ -20,10 +21,11 @@ from contacts.conditions import (
     ConditionError,
     attribute_matches,
     attribute_value,
+    compile_conditions,
     parse_value,
     validate_attribute_path,
 )
-from contacts.models import ContactList, Event, ListMembership
+from contacts.models import Contact, ContactList, Event, ListMembership
 from contacts.services.lists import memberships_add
 from journeys.models.journey import Journey
 from journeys.outcomes import Abandoned, Complete, Continue, RetryAt, WaitUntil
@@ -71,6 +73,12 @@ class Step(PolymorphicModel):
         way, a branch per label for one that chooses (yes/no, a split's
         branches, a wait's timeout)."""
         return (NEXT,) if self.continues else ()
+
+    @classmethod
+    def admin_connection_labels(cls) -> tuple[str, ...]:
+        """Every label a step of this type can have (the admin offers a field
+        for each); a split's own settings say which of them it uses."""
+        return cls().connection_labels()
 
 
 NEXT = "next"
@@ -319,6 +327,149 @@ class ConditionStep(Step):
     def execute(self, run):
         branch = "yes" if self.matches(run) else "no"
         return Continue(run.following(self, branch), branch=branch)
+
+
+def stable_share(*parts) -> float:
+    """A number in [0, 1) that the same parts always give: which branch of a
+    random split, or whether in a holdout, a contact falls in, the same on
+    every pass and every worker."""
+    digest = hashlib.sha256(":".join(str(part) for part in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class RandomSplitStep(Step):
+    """Send contacts down one of several branches at random, by weight (an
+    A/B/C test).
+
+    The draw is stable: it depends only on the journey, this step's key and
+    the contact, so a contact who comes back takes the same branch, and
+    branch sizes follow the weights. Branches are labelled a, b, c … in the
+    order of the weights.
+    """
+
+    MAX_BRANCHES = 5
+    LABELS = "abcde"
+
+    weights = models.CharField(
+        max_length=100,
+        default="50,50",
+        help_text="Relative weight of each branch, in order: “50,50” or “80,10,10” "
+        "(branches a, b, c …; 2 to 5 branches).",
+    )
+
+    class Meta:
+        verbose_name = "random split step"
+
+    @classmethod
+    def admin_connection_labels(cls):
+        return tuple(cls.LABELS)
+
+    def parsed_weights(self) -> list[int]:
+        try:
+            weights = [int(part) for part in str(self.weights).split(",")]
+        except ValueError:
+            raise ValidationError(
+                {"weights": "Give whole numbers separated by commas, e.g. 50,50."}
+            ) from None
+        if not 2 <= len(weights) <= self.MAX_BRANCHES:
+            raise ValidationError({"weights": f"Give 2 to {self.MAX_BRANCHES} weights."})
+        if any(weight < 0 for weight in weights) or not sum(weights):
+            raise ValidationError({"weights": "Weights are zero or more, and not all zero."})
+        return weights
+
+    def clean(self):
+        super().clean()
+        self.parsed_weights()
+
+    def connection_labels(self):
+        try:
+            return tuple(self.LABELS[: len(self.parsed_weights())])
+        except ValidationError:
+            return ()
+
+    def branch_for(self, contact_id) -> str:
+        weights = self.parsed_weights()
+        point = stable_share(self.journey_id, self.key, contact_id) * sum(weights)
+        for label, weight in zip(self.LABELS, weights, strict=False):
+            if point < weight:
+                return label
+            point -= weight
+        return self.LABELS[len(weights) - 1]
+
+    def execute(self, run):
+        branch = self.branch_for(run.contact.pk)
+        return Continue(run.following(self, branch), branch=branch)
+
+
+class SplitStep(Step):
+    """Send each contact down the first branch whose condition they match,
+    else down “other” (a multi-way split on the condition language that
+    segments use: attributes, lists, event history …).
+
+    `branches` is a list of up to five conditions, tried in order; the
+    branches are labelled 1, 2, 3 … and `other`. Contacts at this step in one
+    batch are matched together, one query per branch.
+    """
+
+    MAX_BRANCHES = 5
+    OTHER = "other"
+
+    branches = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='A list of conditions, tried in order (branch 1, 2 …), e.g. '
+        '[{"attribute": "plan", "op": "eq", "value": "gold"}, '
+        '{"event": "purchase", "op": "done", "within_days": 30}]. '
+        "Contacts who match none take “other”. See docs/conditions.md.",
+    )
+
+    class Meta:
+        verbose_name = "multi-way split step"
+
+    @classmethod
+    def admin_connection_labels(cls):
+        return (*(str(n) for n in range(1, cls.MAX_BRANCHES + 1)), cls.OTHER)
+
+    def connection_labels(self):
+        count = len(self.branches) if isinstance(self.branches, list) else 0
+        return (*(str(n) for n in range(1, count + 1)), self.OTHER)
+
+    def clean(self):
+        super().clean()
+        if not isinstance(self.branches, list) or not 1 <= len(self.branches) <= self.MAX_BRANCHES:
+            raise ValidationError(
+                {"branches": f"Give a list of 1 to {self.MAX_BRANCHES} conditions."}
+            )
+        for number, condition in enumerate(self.branches, start=1):
+            if not condition:
+                raise ValidationError({"branches": f"Branch {number} has an empty condition."})
+            try:
+                compile_conditions(condition)
+            except (ConditionError, TypeError, ValueError) as exc:
+                raise ValidationError({"branches": f"Branch {number}: {exc}"}) from exc
+
+    def execute(self, run):
+        (outcome,) = self.execute_many([run])
+        return outcome
+
+    def execute_many(self, runs):
+        left = {run.contact.pk for run in runs}
+        branch_of = {}
+        for number, condition in enumerate(self.branches, start=1):
+            if not left:
+                break
+            matched = set(
+                Contact.objects.filter(pk__in=left)
+                .filter(compile_conditions(condition, now=runs[0].now))
+                .values_list("pk", flat=True)
+            )
+            branch_of.update(dict.fromkeys(matched, str(number)))
+            left -= matched
+        outcomes = []
+        for run in runs:
+            branch = branch_of.get(run.contact.pk, self.OTHER)
+            outcomes.append(Continue(run.following(self, branch), branch=branch))
+        return outcomes
 
 
 class UpdateContactStep(Step):

@@ -18,7 +18,9 @@ from journeys.models import (
     DelayStep,
     ExitStep,
     Journey,
+    RandomSplitStep,
     SendMessageStep,
+    SplitStep,
     StartJourneyStep,
     Step,
     UpdateContactStep,
@@ -39,6 +41,8 @@ STEP_TYPES = {
         ("wait_until", "at_time", "weekdays", "date_attribute", "offset_days"),
     ),
     "condition": (ConditionStep, ("kind", "attribute", "operator", "value", "event_name"), ()),
+    "split": (SplitStep, ("branches",), ()),
+    "random_split": (RandomSplitStep, ("weights",), ()),
     "update_contact": (
         UpdateContactStep,
         ("action",),

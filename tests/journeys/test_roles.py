@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from journeys.models import Journey
 from tests.admin_pages import form_data
+from tests.journeys.test_step_types import all_step_types
 from tests.factories import JourneyFactory, SendMessageStepFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +56,16 @@ def test_the_three_roles_exist_with_what_they_may_do():
     assert {"add_journey", "change_journey", "change_sendmessagestep"} <= drafters
     assert "activate_journey" not in drafters and "delete_journey" not in drafters
     assert {"activate_journey", "delete_journey", "change_enrollment"} <= managers
+
+
+def test_every_step_type_is_covered_by_the_roles():
+    def codenames(name):
+        return set(Group.objects.get(name=name).permissions.values_list("codename", flat=True))
+
+    types = [cls._meta.model_name for cls in all_step_types()]
+    assert {f"view_{t}" for t in types} <= codenames("Journey viewers")
+    for role in ("Journey drafters", "Journey managers"):
+        assert {f"{a}_{t}" for t in types for a in ("add", "change", "delete")} <= codenames(role)
 
 
 def test_a_viewer_sees_journeys_but_cannot_change_one(draft):
