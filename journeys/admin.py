@@ -22,6 +22,7 @@ from journeys.models import (
     DelayStep,
     Enrollment,
     ExitStep,
+    HoldoutStep,
     Journey,
     RandomSplitStep,
     SendMessageStep,
@@ -351,6 +352,10 @@ class StepInline(StackedPolymorphicInline):
         model = RandomSplitStep
         fields = (*COMMON_STEP_FIELDS, "weights", connection_fields(RandomSplitStep))
 
+    class HoldoutStepInline(StepChildInline):
+        model = HoldoutStep
+        fields = (*COMMON_STEP_FIELDS, "percent", connection_fields(HoldoutStep))
+
     class UpdateContactStepInline(StepChildInline):
         model = UpdateContactStep
         fields = (
@@ -375,6 +380,7 @@ class StepInline(StackedPolymorphicInline):
         ConditionStepInline,
         SplitStepInline,
         RandomSplitStepInline,
+        HoldoutStepInline,
         UpdateContactStepInline,
         StartJourneyStepInline,
         ExitStepInline,
@@ -401,7 +407,7 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "folder", "description", "state")}),
         ("Entry", {"fields": ("trigger_type", "trigger_event_name", "trigger_list", "reentry")}),
-        ("Exit and goal", {"fields": ("exit_event_name", "goal_event_name")}),
+        ("Exit and goal", {"fields": ("exit_event_name", "goal_event_name", "goal_window_days")}),
         ("History", {"fields": readonly_fields, "classes": ("collapse",)}),
     )
     inlines = (StepInline,)
@@ -669,6 +675,7 @@ class EnrollmentAdmin(BigTableAdmin):
         "finished_at",
         "exit_reason",
         "goal_reached_at",
+        "holdout",
         "last_error",
     )
     inlines = (StepRunInline,)

@@ -51,10 +51,19 @@ class Exit:
 
 
 @dataclass(frozen=True)
+class Holdout:
+    """Leave the journey into its control group: sent nothing more, but still
+    counted for the goal, so conversions can be compared with those who
+    stayed (the journey's lift)."""
+
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Abandoned:
     """Another worker holds this enrollment now: leave it alone."""
 
     detail: str = ""
 
 
-Outcome = Continue | WaitUntil | RetryAt | Exit | Abandoned
+Outcome = Continue | WaitUntil | RetryAt | Exit | Holdout | Abandoned

@@ -48,6 +48,8 @@ class Enrollment(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     exit_reason = models.CharField(max_length=255, blank=True)
     goal_reached_at = models.DateTimeField(null=True, blank=True)
+    # Left at a holdout step: the control group the journey's lift is measured against.
+    holdout = models.BooleanField(default=False, db_default=False)
     last_error = models.TextField(blank=True)
 
     class Meta:

@@ -48,7 +48,14 @@ class Journey(models.Model):
     goal_event_name = models.CharField(
         max_length=255,
         blank=True,
-        help_text="An event of this name while in the journey counts as reaching its goal.",
+        help_text="An event of this name within the conversion window counts as reaching "
+        "the journey's goal (a conversion).",
+    )
+    goal_window_days = models.PositiveSmallIntegerField(
+        "conversion window (days)",
+        default=30,
+        help_text="Days after entering during which the goal event counts as a conversion, "
+        "for contacts still in the journey, those who finished it, and its holdout alike.",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

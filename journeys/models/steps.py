@@ -28,7 +28,7 @@ from contacts.conditions import (
 from contacts.models import Contact, ContactList, Event, ListMembership
 from contacts.services.lists import memberships_add
 from journeys.models.journey import Journey
-from journeys.outcomes import Abandoned, Complete, Continue, RetryAt, WaitUntil
+from journeys.outcomes import Abandoned, Complete, Continue, Holdout, RetryAt, WaitUntil
 from messaging.models import Message, Template
 from messaging.services import SendRequest, messages_send
 from subscriptions.models import Channel, ConsentSource, MessageType, Subscription
@@ -470,6 +470,38 @@ class SplitStep(Step):
             branch = branch_of.get(run.contact.pk, self.OTHER)
             outcomes.append(Continue(run.following(self, branch), branch=branch))
         return outcomes
+
+
+class HoldoutStep(Step):
+    """Keep a share of the contacts who reach this step out of the rest of the
+    journey: a control group, recorded, to measure the journey's lift.
+
+    Contacts drawn into the holdout leave the journey here (exited, marked as
+    holdout) and are sent nothing more; their goal events still count as
+    conversions within the journey's conversion window, as for everyone
+    else, so the two groups' conversion rates can be compared. The draw is
+    stable per contact, like a random split's; the others go on.
+    """
+
+    percent = models.PositiveSmallIntegerField(
+        default=10, help_text="Share of contacts held out, in percent (1 to 50)."
+    )
+
+    class Meta:
+        verbose_name = "holdout step"
+
+    def clean(self):
+        super().clean()
+        if not 1 <= (self.percent or 0) <= 50:
+            raise ValidationError({"percent": "Hold out 1 to 50 percent of contacts."})
+
+    def held_out(self, contact_id) -> bool:
+        return stable_share(self.journey_id, self.key, contact_id) * 100 < self.percent
+
+    def execute(self, run):
+        if self.held_out(run.contact.pk):
+            return Holdout(detail=f"held out ({self.percent}% control group)")
+        return Continue(run.following(self), branch="treatment")
 
 
 class UpdateContactStep(Step):

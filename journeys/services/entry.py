@@ -1,6 +1,7 @@
 """Contacts entering journeys, and leaving them on exit events."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
@@ -74,11 +75,23 @@ def journeys_handle_events(*, events) -> dict:
         open_here = Enrollment.objects.filter(
             contact_id__in=contact_ids, state__in=Enrollment.OPEN_STATES
         )
-        goals = (
-            open_here.filter(goal_reached_at__isnull=True, journey__goal_event_name__in=names)
-            .filter(_in_batch(batch, "journey__goal_event_name"))
-            .update(goal_reached_at=now)
-        )
+        goals = 0
+        # A conversion is the goal event within the journey's conversion
+        # window from entry, whether the contact is still in the journey, has
+        # finished it, or was held out (the control group the lift compares).
+        for journey_id, window in Journey.objects.filter(goal_event_name__in=names).values_list(
+            "pk", "goal_window_days"
+        ):
+            goals += (
+                Enrollment.objects.filter(
+                    journey_id=journey_id,
+                    contact_id__in=contact_ids,
+                    goal_reached_at__isnull=True,
+                    entered_at__gte=now - timedelta(days=window),
+                )
+                .filter(_in_batch(batch, "journey__goal_event_name"))
+                .update(goal_reached_at=now)
+            )
         # Clearing the lease also stops a worker that is advancing one of
         # these right now: its next transition finds the lease gone.
         exited = 0

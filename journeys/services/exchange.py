@@ -17,6 +17,7 @@ from journeys.models import (
     Connection,
     DelayStep,
     ExitStep,
+    HoldoutStep,
     Journey,
     RandomSplitStep,
     SendMessageStep,
@@ -43,6 +44,7 @@ STEP_TYPES = {
     "condition": (ConditionStep, ("kind", "attribute", "operator", "value", "event_name"), ()),
     "split": (SplitStep, ("branches",), ()),
     "random_split": (RandomSplitStep, ("weights",), ()),
+    "holdout": (HoldoutStep, ("percent",), ()),
     "update_contact": (
         UpdateContactStep,
         ("action",),
@@ -69,7 +71,14 @@ _NAMED = {
     ),
 }
 _TYPE_OF = {model: name for name, (model, _, _) in STEP_TYPES.items()}
-JOURNEY_FIELDS = ("folder", "description", "reentry", "exit_event_name", "goal_event_name")
+JOURNEY_FIELDS = (
+    "folder",
+    "description",
+    "reentry",
+    "exit_event_name",
+    "goal_event_name",
+    "goal_window_days",
+)
 
 
 class JourneyImportError(ValueError):

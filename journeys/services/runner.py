@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from journeys.models import Enrollment, StepRun
 from journeys.models.steps import NEXT
-from journeys.outcomes import Abandoned, Complete, Continue, Exit, RetryAt, WaitUntil
+from journeys.outcomes import Abandoned, Complete, Continue, Exit, Holdout, RetryAt, WaitUntil
 from journeys.services.graph import JourneySteps
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ Outcome = StepRun.Outcome
 # enrollment is marked failed (and visible in the admin) instead of looping.
 STEP_MAX_ATTEMPTS = 4
 STEP_RETRY_BASE = timedelta(minutes=1)
+HOLDOUT_EXIT_REASON = "holdout: in the control group"
 
 
 class LeaseLost(Exception):
@@ -374,6 +375,14 @@ def _next_state(outcome, enrollment, at, step):
             return Outcome.COMPLETED, {**finished, "state": State.COMPLETED}, False
         case Exit():
             changes = {**finished, "state": State.EXITED, "exit_reason": outcome.reason}
+            return Outcome.EXITED, changes, False
+        case Holdout():
+            changes = {
+                **finished,
+                "state": State.EXITED,
+                "exit_reason": HOLDOUT_EXIT_REASON,
+                "holdout": True,
+            }
             return Outcome.EXITED, changes, False
     raise TypeError(f"{type(step).__name__}.execute() returned {outcome!r}")
 
