@@ -31,6 +31,7 @@ from journeys.models import (
     Step,
     StepRun,
     UpdateContactStep,
+    WaitForEventStep,
 )
 from journeys.services.editing import (
     JourneyStateError,
@@ -53,6 +54,8 @@ CONNECTION_HELP = {
     "yes": "Key of the step for contacts who match. Empty: the next step below.",
     "no": "Key of the step for contacts who do not match. Empty: the next step below.",
     "other": "Key of the step for contacts who match no branch. Empty: the next step below.",
+    "event": "Key of the step for contacts who did the event. Empty: the next step below.",
+    "timeout": "Key of the step for contacts who did not, in time. Empty: the next step below.",
 }
 
 
@@ -162,7 +165,11 @@ class StepChildInline(StackedPolymorphicInline.Child):
         cls.form = step_form(cls.model)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "template":
+        if db_field.name == "engagement_step":
+            # A send step of this journey (saved: choose it after a first save).
+            journey_id = request.resolver_match.kwargs.get("object_id")
+            kwargs["queryset"] = SendMessageStep.objects.filter(journey_id=journey_id or 0)
+        elif db_field.name == "template":
             kwargs["queryset"] = db_field.related_model.objects.select_related(
                 "message_type__channel"
             ).filter(**db_field.get_limit_choices_to())
@@ -334,6 +341,17 @@ class StepInline(StackedPolymorphicInline):
             connection_fields(DelayStep),
         )
 
+    class WaitForEventStepInline(StepChildInline):
+        model = WaitForEventStep
+        fields = (
+            *COMMON_STEP_FIELDS,
+            "event_name",
+            ("data_filter", "correlation_key"),
+            ("engagement", "engagement_step"),
+            ("timeout_amount", "timeout_unit"),
+            connection_fields(WaitForEventStep),
+        )
+
     class ConditionStepInline(StepChildInline):
         model = ConditionStep
         fields = (
@@ -377,6 +395,7 @@ class StepInline(StackedPolymorphicInline):
     child_inlines = (
         SendMessageStepInline,
         DelayStepInline,
+        WaitForEventStepInline,
         ConditionStepInline,
         SplitStepInline,
         RandomSplitStepInline,

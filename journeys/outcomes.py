@@ -25,6 +25,20 @@ class WaitUntil:
 
 
 @dataclass(frozen=True)
+class WaitForEvent:
+    """Stay on this step until an event named `event_name` (whose data holds
+    `value` under `key`, when `key` is given) is received after `since`; the
+    step runs again then, or at `timeout_at` if none comes."""
+
+    event_name: str
+    since: datetime
+    timeout_at: datetime
+    key: str = ""
+    value: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class RetryAt:
     """Run this same step again at `at` (a transient failure, e.g. SMTP down)."""
 
@@ -66,4 +80,4 @@ class Abandoned:
     detail: str = ""
 
 
-Outcome = Continue | WaitUntil | RetryAt | Exit | Holdout | Abandoned
+Outcome = Continue | WaitUntil | WaitForEvent | RetryAt | Exit | Holdout | Abandoned

@@ -12,6 +12,7 @@ from journeys.models.steps import (
     StartJourneyStep,
     Step,
     UpdateContactStep,
+    WaitForEventStep,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "Step",
     "StepRun",
     "UpdateContactStep",
+    "WaitForEventStep",
 ]

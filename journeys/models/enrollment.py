@@ -39,8 +39,16 @@ class Enrollment(models.Model):
         default=0, help_text="Failed tries of the current step."
     )
     next_run_at = models.DateTimeField(null=True, blank=True)
+    # Waiting for an event (journeys.models.WaitForEventStep): its name, the
+    # key of its data that must hold `wait_value` (a correlation key, or the
+    # message id of an engagement; "" for none), since when it counts, the
+    # timeout, and the event that woke the enrollment.
     wait_event_name = models.CharField(max_length=255, blank=True)
+    wait_key = models.CharField(max_length=255, blank=True, default="", db_default="")
+    wait_value = models.CharField(max_length=500, blank=True, default="", db_default="")
+    wait_since = models.DateTimeField(null=True, blank=True)
     wait_timeout_at = models.DateTimeField(null=True, blank=True)
+    wait_event_id = models.BigIntegerField(null=True, blank=True)
     locked_until = models.DateTimeField(null=True, blank=True)
     lease_token = models.UUIDField(null=True, blank=True)
     trigger_data = models.JSONField(default=dict, blank=True)

@@ -28,9 +28,18 @@ from contacts.conditions import (
 from contacts.models import Contact, ContactList, Event, ListMembership
 from contacts.services.lists import memberships_add
 from journeys.models.journey import Journey
-from journeys.outcomes import Abandoned, Complete, Continue, Holdout, RetryAt, WaitUntil
+from journeys.outcomes import (
+    Abandoned,
+    Complete,
+    Continue,
+    Holdout,
+    RetryAt,
+    WaitForEvent,
+    WaitUntil,
+)
 from messaging.models import Message, Template
 from messaging.services import SendRequest, messages_send
+from messaging.services.engagement import engagement_event_name
 from subscriptions.models import Channel, ConsentSource, MessageType, Subscription
 from subscriptions.services import subscription_set
 
@@ -276,6 +285,175 @@ class DelayStep(Step):
         return at, ""
 
 
+class WaitForEventStep(Step):
+    """Wait until the contact does an event, then go down `event`; if it does
+    not come in time, go down `timeout`.
+
+    The event is named, optionally with data it must hold (`data_filter`, e.g.
+    {"plan": "pro"}), and optionally correlated with the event that started
+    the journey: with `correlation_key` "cartId", only an event whose cartId
+    is the triggering event's counts. Or it is an engagement with a message
+    an earlier send step of this journey sent this contact (opened, clicked).
+    Only events received after the contact reached this step count. Events
+    wake waiting contacts set-based, as they are dispatched (one statement
+    per batch, by contact); the step then checks the data filter, and a
+    contact woken by an event that does not pass it waits on.
+    """
+
+    waits = True
+
+    class Engagement(models.TextChoices):
+        NONE = "", "No: wait for the named event"
+        OPENED = "opened", "Opened the message of the chosen send step"
+        CLICKED = "clicked", "Clicked in the message of the chosen send step"
+
+    event_name = models.CharField(
+        max_length=255, blank=True, help_text="The event to wait for, e.g. “purchase”."
+    )
+    data_filter = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Values the event\'s data must hold, e.g. {"plan": "pro"} (empty: any).',
+    )
+    correlation_key = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="A key of the event data that must equal the triggering event's, "
+        "e.g. “cartId” (empty: any).",
+    )
+    engagement = models.CharField(
+        max_length=16, choices=Engagement.choices, default=Engagement.NONE, blank=True
+    )
+    engagement_step = models.ForeignKey(
+        Step,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="For an engagement: the send step whose message it is.",
+    )
+    timeout_amount = models.PositiveIntegerField(default=3)
+    timeout_unit = models.CharField(
+        max_length=8, choices=DelayStep.Unit.choices, default=DelayStep.Unit.DAYS
+    )
+
+    class Meta:
+        verbose_name = "wait for event step"
+
+    EVENT, TIMEOUT = "event", "timeout"
+
+    def connection_labels(self):
+        return (self.EVENT, self.TIMEOUT)
+
+    @property
+    def timeout(self):
+        return timedelta(**{self.timeout_unit: self.timeout_amount})
+
+    def clean(self):
+        super().clean()
+        if self.engagement:
+            step = self.engagement_step
+            if not isinstance(step, SendMessageStep) or step.journey_id != self.journey_id:
+                raise ValidationError({"engagement_step": "Choose a send step of this journey."})
+        elif not self.event_name:
+            raise ValidationError({"event_name": "Name the event to wait for."})
+        if not isinstance(self.data_filter, dict):
+            raise ValidationError({"data_filter": 'Give an object, e.g. {"plan": "pro"}.'})
+        if self.correlation_key and ("." in self.correlation_key or "'" in self.correlation_key):
+            raise ValidationError({"correlation_key": "Give a key of the event data, e.g. cartId."})
+        if not self.timeout_amount:
+            raise ValidationError({"timeout_amount": "Give how long to wait."})
+
+    def execute(self, run):
+        e = run.enrollment
+        if e.wait_event_name and e.wait_since:
+            return self._resume(run)
+        since = e.next_run_at or run.now
+        timeout_at = since + self.timeout
+        name, key, value, why_not = self._expected(run)
+        if why_not:
+            return Continue(run.following(self, self.TIMEOUT), branch=self.TIMEOUT, detail=why_not)
+        # An event received since the contact reached this step may have been
+        # dispatched before this wait was recorded: look for it here.
+        for event in self._received(run.contact.pk, name, key, value, since):
+            if self._passes_filter(event):
+                return self._came(run, event)
+        return WaitForEvent(
+            event_name=name, key=key, value=value, since=since, timeout_at=timeout_at,
+            detail=f"waiting for {name} until {timeout_at.isoformat()}",
+        )  # fmt: skip
+
+    def _resume(self, run):
+        e = run.enrollment
+        if e.wait_event_id:
+            event = Event.objects.filter(pk=e.wait_event_id, contact_id=run.contact.pk).first()
+            if event is not None and self._passes_filter(event):
+                return self._came(run, event)
+        if run.now >= e.wait_timeout_at:
+            return Continue(
+                run.following(self, self.TIMEOUT),
+                branch=self.TIMEOUT,
+                detail=f"no {e.wait_event_name} in time",
+            )
+        # Woken by an event that did not pass the filter: wait on.
+        return WaitForEvent(
+            event_name=e.wait_event_name, key=e.wait_key, value=e.wait_value,
+            since=e.wait_since, timeout_at=e.wait_timeout_at,
+            detail=f"event {e.wait_event_id} did not match: waiting on",
+        )  # fmt: skip
+
+    def _came(self, run, event):
+        return Continue(
+            run.following(self, self.EVENT), branch=self.EVENT, detail=f"{event.name} {event.pk}"
+        )
+
+    def _expected(self, run):
+        """(event name, data key, value it must hold, why the wait is pointless)."""
+        if self.engagement:
+            kind = "opened" if self.engagement == self.Engagement.OPENED else "clicked"
+            # The send step's message to this contact on this passage (its
+            # step run may not be written yet: it commits with the batch).
+            sent = (
+                Message.objects.filter(
+                    contact_id=run.contact.pk,
+                    origin=Message.Origin.JOURNEY,
+                    origin_id=run.enrollment.pk,
+                    template_id=getattr(run.step(self.engagement_step_id), "template_id", None),
+                    sent_at__isnull=False,
+                )
+                .order_by("-pk")
+                .values_list("pk", "medium")
+                .first()
+            )
+            if sent is None:
+                return "", "", "", f"step {self.engagement_step_id} sent this contact nothing"
+            return engagement_event_name(sent[1], kind), "messageId", str(sent[0]), ""
+        if self.correlation_key:
+            value = (run.enrollment.trigger_data or {}).get(self.correlation_key)
+            if value is None or isinstance(value, dict | list):
+                return "", "", "", f"the trigger has no {self.correlation_key} to match"
+            return self.event_name, self.correlation_key, _as_text(value), ""
+        return self.event_name, "", "", ""
+
+    @staticmethod
+    def _received(contact_id, name, key, value, since):
+        events = Event.objects.filter(contact_id=contact_id, name=name, received_at__gte=since)
+        if key:
+            events = [e for e in events if _as_text((e.data or {}).get(key)) == value]
+        return events
+
+    def _passes_filter(self, event):
+        data = event.data or {}
+        return all(data.get(k) == v for k, v in (self.data_filter or {}).items())
+
+
+def _as_text(value):
+    """A correlation value as the database reads it from JSON (->>): text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
 class ConditionStep(Step):
     """Branch yes/no on a contact attribute, or on whether the contact has
     done a named event since entering the journey."""
@@ -417,7 +595,7 @@ class SplitStep(Step):
     branches = models.JSONField(
         default=list,
         blank=True,
-        help_text='A list of conditions, tried in order (branch 1, 2 …), e.g. '
+        help_text="A list of conditions, tried in order (branch 1, 2 …), e.g. "
         '[{"attribute": "plan", "op": "eq", "value": "gold"}, '
         '{"event": "purchase", "op": "done", "within_days": 30}]. '
         "Contacts who match none take “other”. See docs/conditions.md.",

@@ -25,6 +25,7 @@ from journeys.models import (
     StartJourneyStep,
     Step,
     UpdateContactStep,
+    WaitForEventStep,
 )
 from journeys.services.graph import StepLinkError, step_connect
 from messaging.models import Template
@@ -40,6 +41,11 @@ STEP_TYPES = {
         DelayStep,
         ("amount", "unit"),
         ("wait_until", "at_time", "weekdays", "date_attribute", "offset_days"),
+    ),
+    "wait_for_event": (
+        WaitForEventStep,
+        ("event_name", "timeout_amount", "timeout_unit"),
+        ("data_filter", "correlation_key", "engagement", "engagement_step"),
     ),
     "condition": (ConditionStep, ("kind", "attribute", "operator", "value", "event_name"), ()),
     "split": (SplitStep, ("branches",), ()),
@@ -70,6 +76,8 @@ _NAMED = {
         ),
     ),
 }
+# Settings that name another step of the journey: by its key.
+_STEP_REFS = ("engagement_step",)
 _TYPE_OF = {model: name for name, (model, _, _) in STEP_TYPES.items()}
 JOURNEY_FIELDS = (
     "folder",
@@ -102,6 +110,10 @@ def journey_export(*, journey: Journey) -> dict:
             entry["name"] = step.name
         _, settings_fields, optional = STEP_TYPES[type_name]
         for field in (*settings_fields, *optional):
+            if field in _STEP_REFS:
+                if target_id := getattr(step, f"{field}_id"):
+                    entry[field] = key_of[target_id]
+                continue
             value = getattr(step, field)
             if field in optional and value == step._meta.get_field(field).get_default():
                 continue
@@ -136,6 +148,7 @@ def _trigger_export(journey) -> dict:
 class _Parsed:
     step: Step
     connections: dict
+    refs: dict  # setting -> key of the step it names
 
 
 def _require(condition, message):
@@ -159,10 +172,13 @@ def _parse_step(index, entry, templates) -> _Parsed:
     key = entry.get("key")
     _require(isinstance(key, str) and key, f"{where}: every step needs a key.")
     values = {"key": key, "name": entry.get("name") or ""}
+    refs = {}
     for field in settings_fields:
         if field not in entry:
             continue
-        if field == "template":
+        if field in _STEP_REFS:
+            refs[field] = entry[field]
+        elif field == "template":
             template = templates.get(entry[field])
             _require(template, f"{where} ({key}): no template is named {entry[field]!r}.")
             values["template"] = template
@@ -190,7 +206,7 @@ def _parse_step(index, entry, templates) -> _Parsed:
         f"{where} ({key}): a {type_name} step has no connection {', '.join(map(repr, bad))}"
         f" (it has: {', '.join(labels) or 'none'}).",
     )
-    return _Parsed(step=step, connections=connections)
+    return _Parsed(step=step, connections=connections, refs=refs)
 
 
 def journey_import(*, document, name: str | None = None, actor=None) -> Journey:
@@ -226,6 +242,12 @@ def journey_import(*, document, name: str | None = None, actor=None) -> Journey:
                 f"Step {p.step.key!r}: its {label!r} connection names {target!r}, "
                 "which is not a step of this journey.",
             )
+        for field, target in p.refs.items():
+            _require(
+                target in keys,
+                f"Step {p.step.key!r}: its {field} names {target!r}, "
+                "which is not a step of this journey.",
+            )
 
     trigger_list = None
     if trigger.get("list") is not None:
@@ -249,9 +271,16 @@ def journey_import(*, document, name: str | None = None, actor=None) -> Journey:
             for position, p in enumerate(parsed, start=1):
                 p.step.journey = journey
                 p.step.position = position
-                _full_clean(p.step, f"step {p.step.key!r}", exclude=["journey"])
+                if not p.refs:  # else checked once the steps it names exist
+                    _full_clean(p.step, f"step {p.step.key!r}", exclude=["journey"])
                 p.step.save()
                 by_key[p.step.key] = p.step
+            for p in parsed:
+                if p.refs:
+                    for field, target in p.refs.items():
+                        setattr(p.step, field, by_key[target])
+                    _full_clean(p.step, f"step {p.step.key!r}")
+                    p.step.save()
             for p in parsed:
                 if not p.connections:
                     continue

@@ -25,7 +25,16 @@ from django.utils import timezone
 
 from journeys.models import Enrollment, StepRun
 from journeys.models.steps import NEXT
-from journeys.outcomes import Abandoned, Complete, Continue, Exit, Holdout, RetryAt, WaitUntil
+from journeys.outcomes import (
+    Abandoned,
+    Complete,
+    Continue,
+    Exit,
+    Holdout,
+    RetryAt,
+    WaitForEvent,
+    WaitUntil,
+)
 from journeys.services.graph import JourneySteps
 
 logger = logging.getLogger(__name__)
@@ -348,9 +357,22 @@ def _yield_worker(enrollment, token, group):
     )
 
 
+# Every move off a step ends any wait for an event that the step began.
+NOT_WAITING = {
+    "wait_event_name": "",
+    "wait_key": "",
+    "wait_value": "",
+    "wait_since": None,
+    "wait_timeout_at": None,
+    "wait_event_id": None,
+}
+
+
 def _next_state(outcome, enrollment, at, step):
     """What an outcome means: (StepRun outcome, enrollment changes, run on now?)."""
     moved = {"sequence": enrollment.sequence + 1, "attempts": 0}
+    if enrollment.wait_event_name:
+        moved.update(NOT_WAITING)
     finished = _released(finished_at=at, next_run_at=None, current_step=None, **moved)
     match outcome:
         case Continue(next_step=None):
@@ -366,6 +388,20 @@ def _next_state(outcome, enrollment, at, step):
         case WaitUntil():
             changes = _released(
                 **moved, state=State.WAITING, current_step=outcome.next_step, next_run_at=outcome.at
+            )
+            return Outcome.WAITING, changes, False
+        case WaitForEvent():
+            changes = _released(
+                **moved,
+                state=State.WAITING,
+                current_step=step,
+                next_run_at=outcome.timeout_at,
+                wait_event_name=outcome.event_name,
+                wait_key=outcome.key,
+                wait_value=outcome.value,
+                wait_since=outcome.since,
+                wait_timeout_at=outcome.timeout_at,
+                wait_event_id=None,
             )
             return Outcome.WAITING, changes, False
         case RetryAt():

@@ -146,6 +146,7 @@ def test_a_new_journey_is_a_draft_whatever_the_form_says():
             "trigger_type": "event",
             "trigger_event_name": "signed_up",
             "reentry": "never",
+            "goal_window_days": 30,
             "steps-TOTAL_FORMS": 0,
             "steps-INITIAL_FORMS": 0,
             "steps-MIN_NUM_FORMS": 0,
