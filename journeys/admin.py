@@ -17,6 +17,7 @@ from polymorphic.admin.helpers import PolymorphicInlineAdminFormSet
 from polymorphic.formsets import BasePolymorphicInlineFormSet
 
 from contacts.admin import BigTableAdmin, ReadOnlyAdminMixin
+from contacts.services import contact_find
 from journeys.models import (
     ConditionStep,
     DelayStep,
@@ -45,6 +46,7 @@ from journeys.services.editing import (
 )
 from journeys.services.exchange import JourneyImportError, journey_export, journey_import
 from journeys.services.graph import step_connect
+from journeys.services.testing import journey_test_run
 
 COMMON_STEP_FIELDS = ("position", "key", "name")
 # The form field that holds a step's connection on `label`.
@@ -194,6 +196,41 @@ class JourneyImportForm(forms.Form):
         except (UnicodeDecodeError, ValueError) as exc:
             raise ValidationError(f"That file is not JSON: {exc}") from None
         return upload
+
+
+class TestRunForm(forms.Form):
+    contact = forms.CharField(
+        max_length=255, help_text="The contact to try the journey for: their email or userId."
+    )
+    send_to = forms.EmailField(
+        required=False,
+        label="Send tests to",
+        help_text="Each send step sends its template here, as a test. Empty: nothing is sent.",
+    )
+    events_happen = forms.BooleanField(
+        required=False,
+        label="Awaited events happen",
+        help_text="Waits for an event take their “event” branch (else their “timeout” branch).",
+    )
+    trigger_data = forms.JSONField(
+        required=False,
+        initial=dict,
+        help_text='The triggering event\'s data, as JSON, e.g. {"cartId": "c-1"}.',
+    )
+
+    def clean_contact(self):
+        typed = self.cleaned_data["contact"].strip()
+        contact = contact_find(email=typed) if "@" in typed else None
+        contact = contact or contact_find(user_id=typed)
+        if contact is None:
+            raise ValidationError(f"No contact has the email or userId “{typed}”.")
+        return contact
+
+    def clean_trigger_data(self):
+        data = self.cleaned_data.get("trigger_data") or {}
+        if not isinstance(data, dict):
+            raise ValidationError('Give a JSON object, e.g. {"cartId": "c-1"}.')
+        return data
 
 
 class StepFormSet(BasePolymorphicInlineFormSet):
@@ -510,8 +547,45 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
                 self.admin_site.admin_view(self.import_view),
                 name="journeys_journey_import",
             ),
+            path(
+                "<path:object_id>/test/",
+                self.admin_site.admin_view(self.test_run_view),
+                name="journeys_journey_test_run",
+            ),
             *super().get_urls(),
         ]
+
+    def test_run_view(self, request, object_id):
+        """Try the journey for one contact: the path taken, nothing kept."""
+        journey = self.get_object(request, object_id)
+        if journey is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_change_permission(request, journey):
+            raise PermissionDenied
+        form = TestRunForm(
+            request.POST or None, initial={"send_to": request.user.email, "trigger_data": {}}
+        )
+        trial = None
+        if request.method == "POST" and form.is_valid():
+            trial = journey_test_run(
+                journey=journey,
+                contact=form.cleaned_data["contact"],
+                send_to=form.cleaned_data["send_to"],
+                events_happen=form.cleaned_data["events_happen"],
+                trigger_data=form.cleaned_data["trigger_data"],
+            )
+        return TemplateResponse(
+            request,
+            "admin/journeys/journey/test_run.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Test run of “{journey}”",
+                "opts": self.model._meta,
+                "original": journey,
+                "form": form,
+                "trial": trial,
+            },
+        )
 
     def import_view(self, request):
         """Create a journey, as a draft, from a document export_json made."""
