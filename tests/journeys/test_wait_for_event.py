@@ -12,7 +12,7 @@ from django.utils import timezone
 from contacts.models import Contact, Event
 from contacts.services import event_track
 from contacts.services.events import events_dispatch
-from journeys.models import Enrollment, StepRun, WaitForEventStep
+from journeys.models import Enrollment, Journey, StepRun, WaitForEventStep
 from journeys.services.entry import journeys_handle_events
 from journeys.services.exchange import journey_export, journey_import
 from journeys.services.graph import step_connect
@@ -225,3 +225,23 @@ def test_a_wait_for_an_engagement_round_trips_naming_its_send_step_by_key(follow
     wait = next(step for step in document["steps"] if step["type"] == "wait_for_event")
     assert (wait["engagement"], wait["engagement_step"]) == ("opened", "offer")
     assert WaitForEventStep.objects.get(journey=copy).engagement_step.journey_id == copy.pk
+
+
+def test_an_event_during_a_pause_is_kept_and_taken_when_the_journey_resumes(cart):
+    ada = Contact.objects.create(email="ada@example.com")
+    (enrollment,) = enter(cart, [ada], data={"cartId": "c-1"})
+    advance_all()
+    Journey.objects.filter(pk=cart.journey_id).update(state=Journey.State.PAUSED)
+
+    track(ada, "purchase", cartId="c-1")
+    later = timezone.now() + timedelta(days=2)
+    with time_machine.travel(later, tick=False):
+        advance_all(now=later)  # paused: nobody moves, though the timeout has passed
+        enrollment.refresh_from_db()
+        assert enrollment.state == Enrollment.State.WAITING
+        Journey.objects.filter(pk=cart.journey_id).update(state=Journey.State.LIVE)
+        advance_all(now=later)
+
+    enrollment.refresh_from_db()
+    assert enrollment.state == Enrollment.State.COMPLETED
+    assert branch_of(enrollment) == "event"
