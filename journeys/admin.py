@@ -49,6 +49,8 @@ from journeys.services.graph import step_connect
 from journeys.services.testing import journey_test_run
 
 COMMON_STEP_FIELDS = ("position", "key", "name")
+# On every step's form: where its contacts go if it is deleted.
+MOVE_FIELD = "move_contacts_to"
 # The form field that holds a step's connection on `label`.
 CONNECTION_FIELD = "go_{}"
 CONNECTION_HELP = {
@@ -93,8 +95,18 @@ class StepForm(forms.ModelForm):
     key made from its name or type.
     """
 
+    move_contacts_to = forms.CharField(
+        label="If deleted, move its contacts to",
+        required=False,
+        max_length=64,
+        widget=StepKeyInput(),
+        help_text="Only when deleting a step that contacts are on: the key of a saved step "
+        "they go to instead.",
+    )
+
     def __init__(self, *args, journey_keys=(), **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields[MOVE_FIELD].widget.keys = [k for k in journey_keys if k != self.instance.key]
         if "position" in self.fields:
             self.fields["position"].required = False
             self.fields["position"].help_text = "Order on the diagram. Empty: after the others."
@@ -165,6 +177,8 @@ class StepChildInline(StackedPolymorphicInline.Child):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls.form = step_form(cls.model)
+        if cls.fields:
+            cls.fields = (*cls.fields, MOVE_FIELD)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "engagement_step":
@@ -316,28 +330,49 @@ class StepFormSet(BasePolymorphicInlineFormSet):
             )
 
     def _refuse_deleting_occupied_steps(self):
-        """A step with contacts on it cannot vanish: they must be moved or exited first."""
+        """A step with contacts on it cannot vanish: its form names the saved
+        step they move to instead, or they are exited first."""
+        self.moves = {}
         doomed = {
-            form.instance.pk: form.instance
+            form.instance.pk: form
             for form in self.forms
             if form.instance.pk and self.can_delete and self._should_delete_form(form)
         }
         if not doomed:
             return
+        saved_and_kept = {
+            form.instance.key: form.instance for form in self._kept_forms() if form.instance.pk
+        }
         counts = step_open_enrollment_counts(step_ids=list(doomed))
         problems = []
         for step_id, count in counts.items():
+            form = doomed[step_id]
+            target = (form.cleaned_data.get(MOVE_FIELD) or "").strip()
+            if target in saved_and_kept:
+                self.moves[step_id] = saved_and_kept[target]
+                continue
             url = (
                 reverse("admin:journeys_enrollment_changelist")
                 + "?"
-                + urlencode({"journey__id__exact": doomed[step_id].journey_id, "step": step_id})
+                + urlencode({"journey__id__exact": form.instance.journey_id, "step": step_id})
             )
             problems.append(
-                f"{count} contact(s) are on step “{doomed[step_id].key}”. Move them to "
-                f"another step or exit them first (Enrollments: {url}), then delete it."
+                f"{count} contact(s) are on step “{form.instance.key}”: in its “If deleted, "
+                "move its contacts to”, give the key of a saved step they should go to, or "
+                f"exit them first (Enrollments: {url}); then delete it."
             )
         if problems:
             raise ValidationError(problems)
+
+    def move_contacts_off_deleted_steps(self):
+        """Before the deletions: contacts on a deleted step go where its form said."""
+        for step_id, to_step in getattr(self, "moves", {}).items():
+            enrollments_move(
+                enrollments=Enrollment.objects.filter(
+                    current_step_id=step_id, state__in=Enrollment.OPEN_STATES
+                ),
+                to_step=to_step,
+            )
 
 
 class StepInlineAdminFormSet(PolymorphicInlineAdminFormSet):
@@ -498,6 +533,8 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
         return kwargs
 
     def save_formset(self, request, form, formset, change):
+        if isinstance(formset, StepFormSet):
+            formset.move_contacts_off_deleted_steps()
         super().save_formset(request, form, formset, change)
         if isinstance(formset, StepFormSet):
             formset.save_connections()

@@ -224,8 +224,30 @@ def test_a_step_with_contacts_on_it_cannot_be_deleted(staff_client, welcome_seri
     response = staff_client.post(url, data)
 
     assert response.status_code == 200
-    assert "2 contact(s) are on step “wait”" in response.content.decode()
+    assert "2 contact(s) are on step “wait”: in its “If deleted, move its contacts to”" in (
+        response.content.decode()
+    )
     assert welcome_series.steps.filter(pk=wait.pk).exists()
+
+
+def test_deleting_a_step_with_contacts_moves_them_where_its_form_says(
+    staff_client, welcome_series
+):
+    wait, nudge = welcome_series.step_map["wait"], welcome_series.step_map["nudge"]
+    waiting = put_on_step(welcome_series, wait, 2)
+    url = reverse("admin:journeys_journey_change", args=[welcome_series.pk])
+    data = form_data(staff_client.get(url))
+    prefix = next(k[: -len("-id")] for k, v in data.items() if k.endswith("-id") and v == wait.pk)
+    data[f"{prefix}-DELETE"] = "on"
+    data[f"{prefix}-move_contacts_to"] = "nudge"
+
+    response = staff_client.post(url, data)
+
+    assert response.status_code == 302, response.context["errors"] if response.context else ""
+    assert not welcome_series.steps.filter(pk=wait.pk).exists()
+    moved = Enrollment.objects.filter(pk__in=[e.pk for e in waiting])
+    assert set(moved.values_list("current_step_id", flat=True)) == {nudge.pk}
+    assert set(moved.values_list("state", flat=True)) == {Enrollment.State.ACTIVE}
 
 
 def test_an_empty_step_can_be_deleted(staff_client, welcome_series):
