@@ -77,6 +77,13 @@ class Enrollment(models.Model):
             ),
             models.Index(fields=["journey", "state"], name="enrollment_journey_state"),
             models.Index(fields=["contact", "state"], name="enrollment_contact_state"),
+            # Events wake the enrollments waiting for them by contact and name
+            # (journeys.services.entry._wake_waiting): only those rows, indexed.
+            models.Index(
+                fields=["contact", "wait_event_name"],
+                condition=Q(state="waiting") & ~Q(wait_event_name=""),
+                name="enrollment_waiting_for_event",
+            ),
         ]
 
     def __str__(self):

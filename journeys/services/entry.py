@@ -123,19 +123,55 @@ def journeys_handle_events(*, events) -> dict:
 
 
 def _wake_waiting(event_ids, now) -> int:
-    """Make due, in one statement, every enrollment waiting for one of these
-    events (same contact, same name, received since the wait began, holding
-    the awaited value under the awaited key), noting the event that woke it.
+    """Make due every enrollment waiting for one of these events (same
+    contact, same name, received since the wait began, holding the awaited
+    value under the awaited key), noting the event that woke it.
 
-    Found through the contact's open enrollments (an index), never by scanning
-    the waiting ones; the step checks the rest (its data filter) when it runs.
+    Two statements for the whole batch, each driven by the events: the
+    waiting enrollments of each event's contact are found through an index
+    of waiting enrollments (contact, event name), never by scanning them;
+    the step checks the rest (its data filter) when it runs.
     """
     enrollment, event = Enrollment._meta.db_table, Event._meta.db_table
+    if connection.vendor != "postgresql":
+        return _wake_waiting_in_one_statement(event_ids, now)
+    with connection.cursor() as cursor:
+        # LATERAL with OFFSET 0: one index probe per event, whatever the
+        # planner would think of joining a million waiting rows.
+        cursor.execute(
+            f"""
+            SELECT w.id, ev.id FROM {event} ev
+            CROSS JOIN LATERAL (
+                SELECT e.id FROM {enrollment} e
+                WHERE e.contact_id = ev.contact_id AND e.state = %s
+                  AND e.wait_event_name <> '' AND e.wait_event_name = ev.name
+                  AND ev.received_at >= e.wait_since
+                  AND (e.wait_key = '' OR ev.data ->> e.wait_key = e.wait_value)
+                OFFSET 0
+            ) w
+            WHERE ev.id = ANY(%s)
+            """,
+            [Enrollment.State.WAITING, list(event_ids)],
+        )
+        woken = dict(cursor.fetchall())  # enrollment id -> an event that woke it
+        if not woken:
+            return 0
+        cursor.execute(
+            f"""
+            UPDATE {enrollment} AS e SET next_run_at = %s, wait_event_id = v.event_id
+            FROM unnest(%s::bigint[], %s::bigint[]) AS v(enrollment_id, event_id)
+            WHERE e.id = v.enrollment_id AND e.state = %s
+            """,
+            [now, list(woken), list(woken.values()), Enrollment.State.WAITING],
+        )
+        return cursor.rowcount
+
+
+def _wake_waiting_in_one_statement(event_ids, now) -> int:
+    """_wake_waiting for SQLite, the embedded default: one UPDATE … FROM."""
+    enrollment, event = Enrollment._meta.db_table, Event._meta.db_table
     ids = ", ".join(["%s"] * len(event_ids))
-    if connection.vendor == "postgresql":
-        value = "ev.data ->> e.wait_key"
-    else:
-        value = "CAST(json_extract(ev.data, '$.\"' || e.wait_key || '\"') AS TEXT)"
+    value = "CAST(json_extract(ev.data, '$.\"' || e.wait_key || '\"') AS TEXT)"
     sql = f"""
         UPDATE {enrollment} AS e SET next_run_at = %s, wait_event_id = ev.id
         FROM {event} AS ev
