@@ -1,8 +1,9 @@
 """What must hold before a journey goes live: its steps form a graph a
 contact can walk through without looping on the spot."""
 
-from journeys.models import Journey
+from journeys.models import Journey, SendMessageStep
 from journeys.services.graph import JourneySteps
+from messaging.previews import template_preview
 
 
 def _targets(step, steps: JourneySteps) -> list[int]:
@@ -16,7 +17,8 @@ def journey_problems(*, journey: Journey) -> list[str]:
 
     - every step can be reached from the first;
     - no loop without a step that waits (a delay): a loop of sends and
-      conditions alone would send to a contact as fast as the workers run.
+      conditions alone would send to a contact as fast as the workers run;
+    - every send step's template renders for a sample contact.
     """
     steps = JourneySteps.load(journey.pk)
     ordered, by_id = steps.ordered, steps.by_id
@@ -63,4 +65,13 @@ def journey_problems(*, journey: Journey) -> list[str]:
                 "round it without stopping. Put a delay on the loop, or end it."
             )
             break
+
+    for step in ordered:
+        if isinstance(step, SendMessageStep):
+            preview = template_preview(template=step.template, may_choose_contact=False)
+            if preview.render_error:
+                problems.append(
+                    f"Step “{step.key}”: its template “{step.template}” does not render for a "
+                    f"sample contact: {preview.render_error}"
+                )
     return problems

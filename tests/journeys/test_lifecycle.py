@@ -16,6 +16,7 @@ from tests.factories import (
     ExitStepFactory,
     JourneyFactory,
     SendMessageStepFactory,
+    TemplateFactory,
     UserFactory,
 )
 
@@ -131,6 +132,25 @@ def test_a_loop_with_a_delay_on_it_may_go_live():
 
     journey.refresh_from_db()
     assert journey.state == Journey.State.LIVE
+
+
+def test_a_template_that_does_not_render_for_a_sample_contact_keeps_the_journey_a_draft(
+    settings,
+):
+    settings.WAYMARK_RENDERING = {"MAX_CHARS": 50, "TIMEOUT": 30}
+    journey = JourneyFactory(name="Too long", state=Journey.State.DRAFT)
+    SendMessageStepFactory(
+        journey=journey,
+        key="essay",
+        position=1,
+        template=TemplateFactory(name="Essay", html_body="<p>" + "word " * 40 + "</p>"),
+    )
+
+    with pytest.raises(JourneyStateError, match="Step “essay”: its template “Essay” does not"):
+        journey_set_state(journey=journey, state=Journey.State.LIVE)
+
+    journey.refresh_from_db()
+    assert journey.state == Journey.State.DRAFT
 
 
 def test_a_step_no_contact_can_reach_keeps_the_journey_a_draft():
