@@ -1,4 +1,5 @@
 import json
+from datetime import datetime, time, timedelta
 
 from django import forms
 from django.contrib import admin, messages
@@ -8,6 +9,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.text import slugify
@@ -18,8 +20,10 @@ from polymorphic.formsets import BasePolymorphicInlineFormSet
 
 from contacts.admin import BigTableAdmin, ReadOnlyAdminMixin
 from contacts.services import contact_find
+from journeys.diagram import journey_svg
 from journeys.models import (
     ConditionStep,
+    Connection,
     DelayStep,
     Enrollment,
     ExitStep,
@@ -34,6 +38,7 @@ from journeys.models import (
     UpdateContactStep,
     WaitForEventStep,
 )
+from journeys.selectors import journey_step_metrics
 from journeys.services.editing import (
     JourneyStateError,
     MoveError,
@@ -45,7 +50,7 @@ from journeys.services.editing import (
     step_open_enrollment_counts,
 )
 from journeys.services.exchange import JourneyImportError, journey_export, journey_import
-from journeys.services.graph import step_connect
+from journeys.services.graph import JourneySteps, step_connect
 from journeys.services.testing import journey_test_run
 
 COMMON_STEP_FIELDS = ("position", "key", "name")
@@ -104,7 +109,7 @@ class StepForm(forms.ModelForm):
         "they go to instead.",
     )
 
-    def __init__(self, *args, journey_keys=(), **kwargs):
+    def __init__(self, *args, journey_keys=(), journey_connections=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields[MOVE_FIELD].widget.keys = [k for k in journey_keys if k != self.instance.key]
         if "position" in self.fields:
@@ -117,9 +122,7 @@ class StepForm(forms.ModelForm):
             ].help_text = (
                 "Short name, unique within the journey. Empty: made from the name or type."
             )
-        current = {}
-        if self.instance.pk:
-            current = {c.label: c.target.key for c in self.instance.connections.all()}
+        current = (journey_connections or {}).get(self.instance.pk, {})
         for label in type(self.instance).admin_connection_labels():
             field = self.fields[CONNECTION_FIELD.format(label)]
             field.widget.keys = [key for key in journey_keys if key != self.instance.key]
@@ -245,6 +248,24 @@ class TestRunForm(forms.Form):
         if not isinstance(data, dict):
             raise ValidationError('Give a JSON object, e.g. {"cartId": "c-1"}.')
         return data
+
+
+class DiagramPeriodForm(forms.Form):
+    """The dates the diagram's message figures cover (the last 30 days unless chosen)."""
+
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def bounds(self):
+        today = timezone.localdate()
+        data = self.cleaned_data if self.is_bound and self.is_valid() else {}
+        until = data.get("until") or today
+        since = data.get("since") or until - timedelta(days=29)
+        zone = timezone.get_current_timezone()
+        return (
+            datetime.combine(since, time.min, tzinfo=zone),
+            datetime.combine(until + timedelta(days=1), time.min, tzinfo=zone),
+        )
 
 
 class StepFormSet(BasePolymorphicInlineFormSet):
@@ -528,8 +549,18 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
     def get_formset_kwargs(self, request, obj, inline, prefix):
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
         if isinstance(inline, StepInline):
-            keys = list(obj.steps.values_list("key", flat=True)) if obj and obj.pk else []
-            kwargs["form_kwargs"] = {**kwargs.get("form_kwargs", {}), "journey_keys": keys}
+            keys, connections = [], {}
+            if obj and obj.pk:
+                keys = list(obj.steps.values_list("key", flat=True))
+                for step_id, label, key in Connection.objects.filter(step__journey=obj).values_list(
+                    "step_id", "label", "target__key"
+                ):
+                    connections.setdefault(step_id, {})[label] = key
+            kwargs["form_kwargs"] = {
+                **kwargs.get("form_kwargs", {}),
+                "journey_keys": keys,
+                "journey_connections": connections,
+            }
         return kwargs
 
     def save_formset(self, request, form, formset, change):
@@ -591,6 +622,23 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The journey's page opens on its diagram, with each step's figures."""
+        journey = self.get_object(request, object_id)
+        if journey is not None:
+            period = DiagramPeriodForm(request.GET or None)
+            since, until = period.bounds()
+            extra_context = {
+                **(extra_context or {}),
+                "diagram": journey_svg(
+                    steps=JourneySteps.load(journey.pk),
+                    metrics=journey_step_metrics(journey=journey, since=since, until=until),
+                    link=lambda node: f"#steps-{node.index}",
+                ),
+                "diagram_period": period,
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def test_run_view(self, request, object_id):
         """Try the journey for one contact: the path taken, nothing kept."""
