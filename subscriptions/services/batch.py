@@ -220,11 +220,13 @@ def contacts_for(identities, *, create: bool):
     def find(email, user_id):
         return by_email.get(email) if email else by_user_id.get(user_id)
 
+    # Identities are stored stripped: whitespace alone names nobody.
+    nobody = {index for index, (email, user_id) in identities.items() if not email and not user_id}
     by_email, by_user_id = known()
     if create:
         missing = {}
-        for email, user_id in identities.values():
-            if find(email, user_id) is None:
+        for index, (email, user_id) in identities.items():
+            if index not in nobody and find(email, user_id) is None:
                 missing.setdefault(email or user_id, Contact(email=email, user_id=user_id))
         if missing:
             # A userId already another contact's is a conflict: that row is not
@@ -233,6 +235,9 @@ def contacts_for(identities, *, create: bool):
             by_email, by_user_id = known()
     found = {}
     for index, (email, user_id) in identities.items():
+        if index in nobody:
+            found[index] = ("invalid", "A userId must not be blank.")
+            continue
         contact = find(email, user_id)
         if contact is not None:
             found[index] = contact

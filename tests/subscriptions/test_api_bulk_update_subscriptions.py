@@ -165,6 +165,6 @@ def test_a_user_id_of_only_whitespace_fails_its_own_entry_and_creates_nothing(ap
     body = response.json()
     assert (body["successCount"], body["failCount"]) == (1, 1)
     assert body["failures"] == [
-        {"index": 0, "userId": "\f", "reason": "userId: userId must not be blank."}
+        {"index": 0, "userId": "\f", "reason": "A userId must not be blank."}
     ]
     assert list(Contact.objects.values_list("user_id", flat=True)) == ["kept"]

@@ -32,12 +32,6 @@ class UserIdentitySerializer(IterableRequestSerializer):
         required=False, allow_blank=False, max_length=255, trim_whitespace=False
     )
 
-    def validate_userId(self, value):
-        # Identities are stored stripped: whitespace alone names nobody.
-        if not value.strip():
-            raise serializers.ValidationError("userId must not be blank.")
-        return value
-
     def validate(self, attrs):
         if not attrs.get("email") and not attrs.get("userId"):
             raise serializers.ValidationError("Either email or userId must be provided.")
