@@ -22,11 +22,13 @@ from journeys.models import (
     Enrollment,
     ExitStep,
     Journey,
+    NotifyStaffStep,
     SendMessageStep,
     StartJourneyStep,
     Step,
     StepRun,
     UpdateContactStep,
+    WebhookStep,
 )
 from journeys.services.editing import (
     JourneyStateError,
@@ -40,7 +42,7 @@ from journeys.services.editing import (
 )
 from journeys.services.exchange import JourneyImportError, journey_export, journey_import
 
-STEP_LINK_FIELDS = {"next_step", "yes_step", "no_step"}
+STEP_LINK_FIELDS = {"next_step", "yes_step", "no_step", "failed_step"}
 COMMON_STEP_FIELDS = ("position", "key", "name")
 
 
@@ -185,6 +187,28 @@ class StepInline(StackedPolymorphicInline):
         model = StartJourneyStep
         fields = (*COMMON_STEP_FIELDS, "target", "next_step")
 
+    class WebhookStepInline(StepChildInline):
+        model = WebhookStep
+        fields = (
+            *COMMON_STEP_FIELDS,
+            ("method", "url"),
+            "headers",
+            "body",
+            ("timeout", "retries"),
+            ("save_to_attributes", "save_to_data"),
+            ("next_step", "failed_step"),
+        )
+
+    class NotifyStaffStepInline(StepChildInline):
+        model = NotifyStaffStep
+        fields = (
+            *COMMON_STEP_FIELDS,
+            ("recipients", "staff_group"),
+            "subject",
+            "body",
+            "next_step",
+        )
+
     class ExitStepInline(StepChildInline):
         model = ExitStep
         fields = COMMON_STEP_FIELDS
@@ -195,6 +219,8 @@ class StepInline(StackedPolymorphicInline):
         ConditionStepInline,
         UpdateContactStepInline,
         StartJourneyStepInline,
+        WebhookStepInline,
+        NotifyStaffStepInline,
         ExitStepInline,
     )
 

@@ -4,10 +4,12 @@ from journeys.models.steps import (
     ConditionStep,
     DelayStep,
     ExitStep,
+    NotifyStaffStep,
     SendMessageStep,
     StartJourneyStep,
     Step,
     UpdateContactStep,
+    WebhookStep,
 )
 
 __all__ = [
@@ -16,9 +18,11 @@ __all__ = [
     "Enrollment",
     "ExitStep",
     "Journey",
+    "NotifyStaffStep",
     "SendMessageStep",
     "StartJourneyStep",
     "Step",
     "StepRun",
     "UpdateContactStep",
+    "WebhookStep",
 ]

@@ -8,6 +8,7 @@ document moves between installations; templates are named by their name.
 from dataclasses import dataclass
 from datetime import time
 
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -17,10 +18,12 @@ from journeys.models import (
     DelayStep,
     ExitStep,
     Journey,
+    NotifyStaffStep,
     SendMessageStep,
     StartJourneyStep,
     Step,
     UpdateContactStep,
+    WebhookStep,
 )
 from messaging.models import Template
 from subscriptions.models import Channel, MessageType
@@ -43,6 +46,12 @@ STEP_TYPES = {
         ("attribute", "value", "contact_list", "message_type", "channel"),
     ),
     "start_journey": (StartJourneyStep, ("target",), ()),
+    "webhook": (
+        WebhookStep,
+        ("method", "url"),
+        ("headers", "body", "timeout", "retries", "save_to_attributes", "save_to_data"),
+    ),
+    "notify_staff": (NotifyStaffStep, ("recipients", "subject"), ("staff_group", "body")),
     "exit": (ExitStep, (), ()),
 }
 # Settings that name another object: by a name that holds across installations.
@@ -51,6 +60,7 @@ _NAMED = {
     "contact_list": (ContactList, lambda c: c.name, lambda name: {"name": name}),
     "channel": (Channel, lambda c: c.name, lambda name: {"name": name}),
     "target": (Journey, lambda j: j.name, lambda name: {"name": name}),
+    "staff_group": (Group, lambda g: g.name, lambda name: {"name": name}),
     # "Channel / type": a message type's name is unique within its channel.
     "message_type": (
         MessageType,
