@@ -547,3 +547,56 @@ def test_going_live_counts_the_failed_connection(journey):
     ExitStepFactory(journey=journey, key="done", position=2)
 
     assert journey_problems(journey=journey) == []
+
+
+def test_an_answer_value_the_database_cannot_store_is_reported_and_the_contact_goes_on(
+    journey, target
+):
+    target.answer("/hook", body={"id": "a\u0000b"})
+    step = webhook(
+        journey, url=target.url(), save_to_attributes={"id": "crm_id"}, save_to_data={"id": "crm"}
+    )
+    contact = ContactFactory(attributes={})
+
+    enrollment = run_from(step, contact)
+
+    contact.refresh_from_db()
+    assert contact.attributes == {}
+    assert enrollment.trigger_data == {}
+    assert enrollment.state == Enrollment.State.COMPLETED
+    assert runs(step) == [
+        (
+            "completed",
+            "ok",
+            "HTTP 200; the journey's data could not store the answer's fields; "
+            "attributes not saved: The data cannot be stored.",
+        )
+    ]
+
+
+def test_a_batch_stops_calling_when_its_time_runs_out_and_the_rest_go_next_pass(
+    journey, target, settings
+):
+    # A third of a 3-second lease: the second slow call ends past it.
+    settings.WAYMARK_ENGINE = {**settings.WAYMARK_ENGINE, "LEASE": timedelta(seconds=3)}
+    target.answer("/slow", delay=0.6)
+    step = webhook(journey, url=target.url("/slow"), retries=0)
+    contacts = [ContactFactory() for _ in range(3)]
+    for contact in contacts:
+        EnrollmentFactory(journey=journey, contact=contact, current_step=step)
+
+    run_due()
+
+    called = len(target.requests)
+    assert 1 <= called <= 2
+    deferred = StepRun.objects.filter(step=step, outcome="retry")
+    assert deferred.count() == 3 - called
+    assert {run.detail for run in deferred} == {
+        "not called yet: this batch ran out of time; on the next pass"
+    }
+
+    run_due()
+
+    # Not counted as a try: with no retries left, they are still called.
+    assert len(target.requests) == 3
+    assert set(Enrollment.objects.values_list("state", flat=True)) == {"completed"}
