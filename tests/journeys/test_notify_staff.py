@@ -227,3 +227,26 @@ def test_the_document_names_the_group(journey, sales):
         "staff_group": "Sales",
     }
     assert journey_export(journey=copy) == {**document, "name": "Big accounts 2"}
+
+
+def test_a_batch_costs_one_query_per_contact(journey, sales, smtp_server):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    step = notify(journey, recipients="lead@example.com", staff_group=sales)
+
+    def queries_to_advance(contacts):
+        for contact in ContactFactory.create_batch(contacts):
+            EnrollmentFactory(journey=journey, contact=contact, current_step=step)
+        claim = enrollments_claim_due(enqueue=False)
+        with CaptureQueriesContext(connection) as queries:
+            counts = enrollments_advance(enrollment_ids=claim.enrollment_ids, token=claim.token)
+        assert counts == {"completed": contacts}
+        return len(queries)
+
+    queries_to_advance(1)
+    q2, q4, q8 = (queries_to_advance(n) for n in (2, 4, 8))
+
+    # Only the transition: the group's members, the journey and the tries so
+    # far are read once for the batch.
+    assert q4 - q2 == 2 and q8 - q4 == 4

@@ -600,3 +600,35 @@ def test_a_batch_stops_calling_when_its_time_runs_out_and_the_rest_go_next_pass(
     # Not counted as a try: with no retries left, they are still called.
     assert len(target.requests) == 3
     assert set(Enrollment.objects.values_list("state", flat=True)) == {"completed"}
+
+
+def test_a_batch_costs_a_fixed_number_of_queries_per_contact(journey, target):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    target.answer("/hook", body={"id": "crm-1", "score": 3})
+    step = webhook(
+        journey,
+        url=target.url(),
+        save_to_attributes={"id": "crm_id"},
+        save_to_data={"score": "score"},
+    )
+
+    def queries_to_advance(contacts):
+        for contact in ContactFactory.create_batch(contacts):
+            EnrollmentFactory(journey=journey, contact=contact, current_step=step)
+        claim = enrollments_claim_due(enqueue=False)
+        with CaptureQueriesContext(connection) as queries:
+            counts = enrollments_advance(enrollment_ids=claim.enrollment_ids, token=claim.token)
+        assert counts == {"completed": contacts}
+        return len(queries)
+
+    queries_to_advance(1)
+    q2, q4, q8 = (queries_to_advance(n) for n in (2, 4, 8))
+
+    # Per contact: the journey's data (with its savepoint), the attributes
+    # (through the users service: lock, write, savepoints) and the transition;
+    # the tries so far are read once for the batch.
+    per_contact = (q4 - q2) // 2
+    assert q8 - q4 == 4 * per_contact
+    assert per_contact <= 10
