@@ -4,6 +4,7 @@ Every variable is documented in README.md with its default. A `.env` file in
 the project root is read when present, so local overrides need no exports.
 """
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -237,6 +238,16 @@ WAYMARK_IN_APP_EXPIRY_DAYS = env.int("WAYMARK_IN_APP_EXPIRY_DAYS", default=0)
 # addresses unless allowed (the same rule guards web push endpoints).
 WAYMARK_WEBHOOK_TIMEOUT = env.float("WAYMARK_WEBHOOK_TIMEOUT", default=10.0)
 WAYMARK_WEBHOOK_ALLOW_PRIVATE = env.bool("WAYMARK_WEBHOOK_ALLOW_PRIVATE", default=False)
+# Networks (CIDRs, comma-separated) webhooks may reach although they are
+# private, e.g. an internal service's "10.20.0.0/16,fd00:1::/64".
+WAYMARK_WEBHOOK_ALLOWED_NETWORKS = env.list("WAYMARK_WEBHOOK_ALLOWED_NETWORKS", default=[])
+for _network in WAYMARK_WEBHOOK_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network.strip(), strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"WAYMARK_WEBHOOK_ALLOWED_NETWORKS: {_network!r} is not a network ({exc})."
+        ) from None
 # When set, each call carries Waymark-Signature: t=<unix time>,v1=<HMAC-SHA256 hex>.
 WAYMARK_WEBHOOK_SIGNING_SECRET = env("WAYMARK_WEBHOOK_SIGNING_SECRET", default="")
 

@@ -29,6 +29,7 @@ from journeys.models import (
     ExitStep,
     HoldoutStep,
     Journey,
+    NotifyStaffStep,
     RandomSplitStep,
     SendMessageStep,
     SplitStep,
@@ -37,6 +38,7 @@ from journeys.models import (
     StepRun,
     UpdateContactStep,
     WaitForEventStep,
+    WebhookStep,
 )
 from journeys.selectors import journey_step_metrics
 from journeys.services.editing import (
@@ -65,6 +67,7 @@ CONNECTION_HELP = {
     "other": "Key of the step for contacts who match no branch. Empty: the next step below.",
     "event": "Key of the step for contacts who did the event. Empty: the next step below.",
     "timeout": "Key of the step for contacts who did not, in time. Empty: the next step below.",
+    "failed": "Key of the step for contacts whose call failed for good. Empty: as after a success.",
 }
 
 
@@ -481,6 +484,28 @@ class StepInline(StackedPolymorphicInline):
         model = StartJourneyStep
         fields = (*COMMON_STEP_FIELDS, "target", connection_fields(StartJourneyStep))
 
+    class WebhookStepInline(StepChildInline):
+        model = WebhookStep
+        fields = (
+            *COMMON_STEP_FIELDS,
+            ("method", "url"),
+            "headers",
+            "body",
+            ("timeout", "retries"),
+            ("save_to_attributes", "save_to_data"),
+            connection_fields(WebhookStep),
+        )
+
+    class NotifyStaffStepInline(StepChildInline):
+        model = NotifyStaffStep
+        fields = (
+            *COMMON_STEP_FIELDS,
+            ("recipients", "staff_group"),
+            "subject",
+            "body",
+            connection_fields(NotifyStaffStep),
+        )
+
     class ExitStepInline(StepChildInline):
         model = ExitStep
         fields = COMMON_STEP_FIELDS
@@ -495,6 +520,8 @@ class StepInline(StackedPolymorphicInline):
         HoldoutStepInline,
         UpdateContactStepInline,
         StartJourneyStepInline,
+        WebhookStepInline,
+        NotifyStaffStepInline,
         ExitStepInline,
     )
 

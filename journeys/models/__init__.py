@@ -6,6 +6,7 @@ from journeys.models.steps import (
     DelayStep,
     ExitStep,
     HoldoutStep,
+    NotifyStaffStep,
     RandomSplitStep,
     SendMessageStep,
     SplitStep,
@@ -13,6 +14,7 @@ from journeys.models.steps import (
     Step,
     UpdateContactStep,
     WaitForEventStep,
+    WebhookStep,
 )
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "ExitStep",
     "HoldoutStep",
     "Journey",
+    "NotifyStaffStep",
     "RandomSplitStep",
     "SendMessageStep",
     "SplitStep",
@@ -31,4 +34,5 @@ __all__ = [
     "StepRun",
     "UpdateContactStep",
     "WaitForEventStep",
+    "WebhookStep",
 ]

@@ -8,10 +8,19 @@ enqueues: journeys.services.runner does that for every step type alike.
 
 import copy
 import hashlib
+import re
+from collections import Counter
 from datetime import date, datetime, time, timedelta
+from time import monotonic
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.core.mail import EmailMessage, get_connection
+from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
+from django.db import DataError, models, transaction
+from django.urls import reverse
 from django.utils import timezone
 from polymorphic.models import PolymorphicModel
 
@@ -27,6 +36,7 @@ from contacts.conditions import (
 )
 from contacts.models import Contact, ContactList, Event, ListMembership
 from contacts.services.lists import memberships_add
+from contacts.services.users import UserError, UserUpdate, users_update
 from journeys.models.journey import Journey
 from journeys.outcomes import (
     Abandoned,
@@ -37,7 +47,18 @@ from journeys.outcomes import (
     WaitForEvent,
     WaitUntil,
 )
+from journeys.services.webhooks import (
+    deep_merge,
+    is_missing,
+    json_path_value,
+    nested,
+    webhook_call,
+)
+from messaging.backends.safehttp import CheckedSession
+from messaging.backends.webhook import USER_AGENT, render_body, signature_headers, url_problem
+from messaging.context import message_context
 from messaging.models import Message, Template
+from messaging.rendering import RenderError, TemplateSyntaxProblem, check_syntax, render_string
 from messaging.services import SendRequest, messages_send
 from messaging.services.engagement import engagement_event_name
 from subscriptions.models import Channel, ConsentSource, MessageType, Subscription
@@ -878,3 +899,427 @@ class ExitStep(Step):
 
     def execute(self, run):
         return Complete()
+
+
+# --- steps that call out: a webhook, a note to staff ----------------------------------
+
+# A call that failed for a passing reason (no answer, 5xx, the mail server
+# down) is tried again after 1, 4, 16 … minutes, as many times as the step allows.
+CALL_RETRY_BASE = timedelta(minutes=1)
+# A batch stops calling out after a third of its lease has gone (a slow URL
+# times 500 contacts): the rest are called on the next pass, not counted as
+# tries, before the lease could run out and a second worker call them too.
+NOT_CALLED_YET = "not called yet: this batch ran out of time; on the next pass"
+
+
+def _tries_so_far(step, runs) -> dict:
+    """How many times `step` already ran and asked to be run again, per run
+    (counted in the step-run trail of this visit to the step), in one query."""
+    from journeys.models.enrollment import StepRun
+
+    rows = (
+        StepRun.objects.filter(
+            step_id=step.pk,
+            outcome=StepRun.Outcome.RETRY,
+            enrollment_id__in=[run.enrollment.pk for run in runs],
+        )
+        .exclude(detail=NOT_CALLED_YET)
+        .values_list("enrollment_id", "sequence")
+    )
+    counts = Counter(rows)
+    return {run.enrollment.pk: counts[(run.enrollment.pk, run.enrollment.sequence)] for run in runs}
+
+
+def _retry_or_fail(run, *, tries, retries, detail, failed):
+    """RetryAt while retries remain, else what `failed(detail)` makes of it."""
+    if tries < retries:
+        at = run.now + CALL_RETRY_BASE * (4**tries)
+        return RetryAt(
+            at=at,
+            detail=f"try {tries + 1} of {retries + 1} failed: {detail}; again at "
+            f"{at.isoformat(timespec='seconds')}",
+        )
+    return failed(f"failed after {tries + 1} tries: {detail}" if tries else f"failed: {detail}")
+
+
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+class WebhookStep(Step):
+    """Call a URL about the contact (POST a JSON body built from the contact and
+    the event, by default), then go on; optionally keep fields of the answer.
+
+    Never calls a private, loopback, link-local or otherwise internal address
+    (each host is resolved and checked, redirects too) unless the operator
+    allows its network (WAYMARK_WEBHOOK_ALLOWED_NETWORKS). No answer in time,
+    no connection, 408, 429 and 5xx are tried again a few times, minutes
+    apart; another 4xx is not. A call that fails for good sends the contact
+    along the "failed" connection (empty: on as after a success), with the
+    status and the start of the answer in the step run. Saved fields go into
+    the contact's attributes and/or the journey's data (`{{ event.<key> }}`
+    in later steps).
+    """
+
+    performs_io = True
+
+    class Method(models.TextChoices):
+        POST = "POST", "POST"
+        PUT = "PUT", "PUT"
+        PATCH = "PATCH", "PATCH"
+        GET = "GET", "GET"
+
+    MAX_TIMEOUT = 30
+    MAX_RETRIES = 5
+
+    method = models.CharField(max_length=8, choices=Method.choices, default=Method.POST)
+    url = models.CharField(
+        max_length=2000,
+        help_text="http:// or https:// URL; may use {{ contact.* }} and {{ event.* }}.",
+    )
+    headers = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Sent as written, e.g. {"Authorization": "Bearer …"}. '
+        "They are kept with the journey and appear in its exported document.",
+    )
+    body = models.TextField(
+        blank=True,
+        help_text='JSON, e.g. {"email": "{{ contact.email }}", "plan": "{{ event.plan }}"}: '
+        "each string is filled in on its own, so the contact's data stays a value. "
+        "Empty: no body. A GET sends none.",
+    )
+    timeout = models.PositiveSmallIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_TIMEOUT)],
+        help_text="Seconds the URL has to answer (at most 30).",
+    )
+    retries = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MaxValueValidator(MAX_RETRIES)],
+        help_text="Tries again after no answer, a network error, 408, 429 or 5xx: "
+        "1, 4, 16 … minutes later (at most 5). Other answers are not tried again.",
+    )
+    save_to_attributes = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Fields of a JSON answer to keep on the contact: {"answer path": '
+        '"attribute"}, e.g. {"data.id": "crm_id", "tiers.0": "tier"}.',
+    )
+    save_to_data = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Fields of a JSON answer later steps can use as {{ event.<key> }}: "
+        '{"answer path": "key"}, e.g. {"data.score": "lead_score"}.',
+    )
+    FAILED = "failed"
+
+    class Meta:
+        verbose_name = "webhook step"
+
+    def connection_labels(self):
+        # "failed": where contacts go when the call fails for good (without
+        # a connection of its own, on as after a success).
+        return (NEXT, self.FAILED)
+
+    def clean(self):
+        super().clean()
+        errors = {}
+        url = self.url.strip()
+        # Only what comes before a template tag can be checked before rendering.
+        literal = url.split("{", 1)[0] if "{" in url else url
+        if (literal and not literal.lower().startswith(("http://", "https://"))) or (
+            "{" not in url and url_problem(url)
+        ):
+            errors["url"] = "The URL must start with https:// or http://."
+        if self.method == self.Method.GET and self.body.strip():
+            errors["body"] = "A GET request carries no body: choose POST, PUT or PATCH."
+        for field in ("url", "body"):
+            try:
+                check_syntax(getattr(self, field))
+            except TemplateSyntaxProblem as exc:
+                errors.setdefault(field, str(exc))
+        if not isinstance(self.headers, dict) or not all(
+            isinstance(name, str)
+            and _HEADER_NAME_RE.match(name)
+            and isinstance(value, str)
+            and "\r" not in value
+            and "\n" not in value
+            for name, value in self.headers.items()
+        ):
+            errors["headers"] = (
+                'Give the headers as an object of names and text values, e.g. {"X-Token": "…"}.'
+            )
+        for field in ("save_to_attributes", "save_to_data"):
+            if problem := self._mapping_problem(getattr(self, field)):
+                errors[field] = problem
+        if errors:
+            raise ValidationError(errors)
+
+    @staticmethod
+    def _mapping_problem(mapping) -> str:
+        if not isinstance(mapping, dict):
+            return 'Give an object: {"answer path": "where it goes"}.'
+        for source, target in mapping.items():
+            if not source or any(not part for part in str(source).split(".")):
+                return f"{source!r} is not a path in the answer (e.g. data.id)."
+            try:
+                validate_attribute_path(target if isinstance(target, str) else "")
+            except ConditionError as exc:
+                return f"{source!r} → {target!r}: {exc}"
+        return ""
+
+    def execute(self, run):
+        (outcome,) = self.execute_many([run])
+        return outcome
+
+    def execute_many(self, runs):
+        tries = _tries_so_far(self, runs)
+        budget = settings.WAYMARK_ENGINE["LEASE"].total_seconds() / 3
+        started, outcomes = monotonic(), []
+        with CheckedSession() as session:
+            for run in runs:
+                if monotonic() - started > budget:
+                    outcomes.append(RetryAt(at=timezone.now(), detail=NOT_CALLED_YET))
+                else:
+                    outcomes.append(self._call(run, session, tries[run.enrollment.pk]))
+        return outcomes
+
+    def _call(self, run, session, tries):
+        def failed(detail):
+            return Continue(
+                run.following_or_next(self, self.FAILED), branch=self.FAILED, detail=detail
+            )
+
+        context = message_context(contact=run.contact, event=run.enrollment.trigger_data or {})
+        try:
+            url = render_string(self.url, context, html=False).strip()
+            body, is_json = ("", False)
+            if self.method != self.Method.GET:
+                body, is_json = render_body(self.body, context)
+        except RenderError as exc:
+            return failed(f"failed: could not fill in the call: {exc}")
+        if problem := url_problem(url):
+            return failed(f"failed: {problem} It was {url[:200]!r}.")
+        data = body.encode() if body else None
+        headers = {"User-Agent": USER_AGENT, "Idempotency-Key": run.idempotency_key}
+        if body:
+            headers["Content-Type"] = "application/json" if is_json else "text/plain; charset=utf-8"
+        headers.update(self.headers or {})
+        headers.update(signature_headers(data))
+        result = webhook_call(
+            session=session,
+            method=self.method,
+            url=url,
+            headers=headers,
+            body=data,
+            timeout=min(self.timeout, self.MAX_TIMEOUT),
+        )
+        if not result.ok:
+            retries = self.retries if result.transient else 0
+            return _retry_or_fail(
+                run, tries=tries, retries=retries, detail=result.detail, failed=failed
+            )
+        notes = self._save(run, result.data)
+        if notes is None:
+            return Abandoned(detail="another worker took the enrollment after the call")
+        detail = "; ".join([result.detail, *notes])
+        return Continue(run.following(self), branch="ok", detail=detail)
+
+    def _save(self, run, answer) -> list | None:
+        """Keep the answer's fields; notes for the step run (None: the lease is lost)."""
+        if not (self.save_to_attributes or self.save_to_data):
+            return []
+        if answer is None:
+            return ["the answer is not JSON: nothing saved"]
+        notes, missing = [], []
+
+        def found(mapping):
+            merged = {}
+            for source, target in mapping.items():
+                value = json_path_value(answer, source)
+                if is_missing(value):
+                    missing.append(source)
+                else:
+                    merged = deep_merge(merged, nested(target, value))
+            return merged
+
+        attributes, data = found(self.save_to_attributes), found(self.save_to_data)
+        enrollment, contact = run.enrollment, run.contact
+        if data:
+            trigger_data = deep_merge(enrollment.trigger_data or {}, data)
+            from journeys.models.enrollment import Enrollment  # it imports this module
+
+            try:
+                with transaction.atomic():
+                    kept = Enrollment.objects.filter(
+                        pk=enrollment.pk, lease_token=run.token
+                    ).update(trigger_data=trigger_data)
+            except DataError:  # a value PostgreSQL will not store (a NUL character)
+                notes.append("the journey's data could not store the answer's fields")
+            else:
+                if not kept:
+                    return None
+                enrollment.trigger_data = trigger_data
+                notes.append(f"kept {', '.join(sorted(data))} for later steps")
+        if attributes:
+            identity = {"user_id": contact.user_id} if contact.user_id else {"email": contact.email}
+            try:
+                result = users_update(
+                    updates=[UserUpdate(**identity, data=attributes, merge_nested=True)]
+                )
+                if result.failures:
+                    raise UserError(result.failures[0].message)
+            except UserError as exc:  # e.g. a value PostgreSQL will not store
+                notes.append(f"attributes not saved: {exc}")
+            else:
+                contact.attributes = result.updated[0].contact.attributes
+                notes.append(f"saved {', '.join(sorted(attributes))} on the contact")
+        if missing:
+            notes.append(f"not in the answer: {', '.join(missing)}")
+        return notes
+
+
+class NotifyStaffStep(Step):
+    """Email staff that the contact reached this step, then go on.
+
+    A transactional note to people of the company, not a message to the
+    contact: the contact's consent and subscriptions do not apply, and
+    nothing is recorded as sent to them. Recipients are addresses and/or
+    the active members of a group; the subject and body are templates over
+    the contact and the event (plain text), and the email ends with a link
+    to the contact's page in the admin. A mail server that fails is tried
+    again a few times, minutes apart; after that the contact goes on and
+    the step run says the note was not sent.
+    """
+
+    performs_io = True
+
+    RETRIES = 3
+
+    recipients = models.TextField(
+        blank=True, help_text="Email addresses, separated by commas or new lines."
+    )
+    staff_group = models.ForeignKey(
+        Group,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Also every active member of this group who has an email address.",
+    )
+    subject = models.CharField(
+        max_length=300,
+        default="{{ contact.email }} reached a journey step",
+        help_text="May use {{ contact.* }} and {{ event.* }}.",
+    )
+    body = models.TextField(
+        blank=True,
+        help_text="Plain text; may use {{ contact.* }} and {{ event.* }}. A link to the "
+        "contact's page in the admin is added at the end.",
+    )
+
+    class Meta:
+        verbose_name = "notify staff step"
+
+    def addresses(self) -> list[str]:
+        return [part for part in re.split(r"[\s,;]+", self.recipients or "") if part]
+
+    def clean(self):
+        super().clean()
+        errors = {}
+        bad = []
+        for address in self.addresses():
+            try:
+                validate_email(address)
+            except ValidationError:
+                bad.append(address)
+        if bad:
+            errors["recipients"] = f"Not an email address: {', '.join(bad)}."
+        elif not self.addresses() and self.staff_group_id is None:
+            errors["recipients"] = "Give an address, or choose a group to notify."
+        for field in ("subject", "body"):
+            try:
+                check_syntax(getattr(self, field))
+            except TemplateSyntaxProblem as exc:
+                errors[field] = str(exc)
+        if errors:
+            raise ValidationError(errors)
+
+    def _recipients(self) -> list[str]:
+        found = dict.fromkeys(address.lower() for address in self.addresses())
+        if self.staff_group_id:
+            members = (
+                get_user_model()
+                .objects.filter(groups=self.staff_group_id, is_active=True)
+                .exclude(email="")
+                .order_by("email")
+                .values_list("email", flat=True)
+            )
+            found.update(dict.fromkeys(email.lower() for email in members))
+        return list(found)
+
+    def execute(self, run):
+        (outcome,) = self.execute_many([run])
+        return outcome
+
+    def execute_many(self, runs):
+        recipients = self._recipients()
+        if not recipients:
+            return [
+                Continue(run.following(self), branch="", detail="no one to notify: not sent")
+                for run in runs
+            ]
+        tries = _tries_so_far(self, runs)
+        emails = [self._email(run, recipients) for run in runs]
+        connection = get_connection()
+        try:
+            connection.open()
+        except Exception as exc:  # the mail server is down: every note waits
+            problem = f"{type(exc).__name__}: {exc}"
+            return [self._not_sent(run, tries, problem) for run in runs]
+        outcomes = []
+        try:
+            for run, email in zip(runs, emails, strict=True):
+                if isinstance(email, str):  # a template that would not render
+                    outcomes.append(Continue(run.following(self), branch="", detail=email))
+                    continue
+                email.connection = connection
+                try:
+                    email.send()
+                except Exception as exc:
+                    outcomes.append(self._not_sent(run, tries, f"{type(exc).__name__}: {exc}"))
+                    continue
+                outcomes.append(
+                    Continue(
+                        run.following(self), detail=f"notified {len(recipients)} staff member(s)"
+                    )
+                )
+        finally:
+            connection.close()
+        return outcomes
+
+    def _not_sent(self, run, tries, problem):
+        def failed(detail):
+            return Continue(run.following(self), detail=f"not sent: {detail}")
+
+        return _retry_or_fail(
+            run, tries=tries[run.enrollment.pk], retries=self.RETRIES, detail=problem[:300],
+            failed=failed,
+        )  # fmt: skip
+
+    def _email(self, run, recipients):
+        """The note for `run`, or why it could not be written."""
+        context = message_context(contact=run.contact, event=run.enrollment.trigger_data or {})
+        try:
+            subject = render_string(self.subject, context, html=False)
+            body = render_string(self.body, context, html=False)
+        except RenderError as exc:
+            return f"not sent: the note could not be filled in: {exc}"[:500]
+        # One line, whatever the data held: a subject is a header.
+        subject = " ".join(subject.split())[:250] or f"{run.contact} reached “{self.key}”"
+        link = settings.SITE_URL + reverse("admin:contacts_contact_change", args=[run.contact.pk])
+        journey = self.journey  # one query for the batch: the step is shared
+        step = self.name or self.key
+        footer = f"Contact: {run.contact}\n{link}\n\nJourney “{journey}”, step “{step}”."
+        text = f"{body.rstrip()}\n\n-- \n{footer}\n" if body.strip() else f"{footer}\n"
+        return EmailMessage(subject=subject, body=text, to=recipients)

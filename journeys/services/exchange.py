@@ -8,6 +8,7 @@ document moves between installations; templates are named by their name.
 from dataclasses import dataclass
 from datetime import time
 
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -19,6 +20,7 @@ from journeys.models import (
     ExitStep,
     HoldoutStep,
     Journey,
+    NotifyStaffStep,
     RandomSplitStep,
     SendMessageStep,
     SplitStep,
@@ -26,6 +28,7 @@ from journeys.models import (
     Step,
     UpdateContactStep,
     WaitForEventStep,
+    WebhookStep,
 )
 from journeys.services.graph import StepLinkError, step_connect
 from messaging.models import Template
@@ -57,6 +60,12 @@ STEP_TYPES = {
         ("attribute", "value", "contact_list", "message_type", "channel"),
     ),
     "start_journey": (StartJourneyStep, ("target",), ()),
+    "webhook": (
+        WebhookStep,
+        ("method", "url"),
+        ("headers", "body", "timeout", "retries", "save_to_attributes", "save_to_data"),
+    ),
+    "notify_staff": (NotifyStaffStep, ("recipients", "subject"), ("staff_group", "body")),
     "exit": (ExitStep, (), ()),
 }
 # Settings that name another object: by a name that holds across installations.
@@ -65,6 +74,7 @@ _NAMED = {
     "contact_list": (ContactList, lambda c: c.name, lambda name: {"name": name}),
     "channel": (Channel, lambda c: c.name, lambda name: {"name": name}),
     "target": (Journey, lambda j: j.name, lambda name: {"name": name}),
+    "staff_group": (Group, lambda g: g.name, lambda name: {"name": name}),
     # "Channel / type": a message type's name is unique within its channel.
     "message_type": (
         MessageType,

@@ -83,6 +83,12 @@ class StepContext:
         """The step `label` leads to from `step` ("next" unless it branches)."""
         return self.steps.following(step, label)
 
+    def following_or_next(self, step, label):
+        """The step `label`'s own connection leads to, else where "next" does."""
+        if (step.pk, label) in self.steps.connections:
+            return self.steps.following(step, label)
+        return self.steps.following(step)
+
     def template_context(self):
         return {"event": dict(self.enrollment.trigger_data or {})}
 

@@ -62,6 +62,17 @@ def render_body(source: str, context: dict) -> tuple[str, bool]:
     return body, True
 
 
+def signature_headers(body: bytes | None) -> dict:
+    """`Waymark-Signature` for `body` when WAYMARK_WEBHOOK_SIGNING_SECRET is set."""
+    secret = settings.WAYMARK_WEBHOOK_SIGNING_SECRET
+    if not secret:
+        return {}
+    timestamp = str(int(time.time()))
+    signed = timestamp.encode() + b"." + (body or b"")
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return {"Waymark-Signature": f"t={timestamp},v1={digest}"}
+
+
 def url_problem(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -131,12 +142,7 @@ class _WebhookSession:
             "Idempotency-Key": message.idempotency_key,
             **rendered.headers,
         }
-        secret = settings.WAYMARK_WEBHOOK_SIGNING_SECRET
-        if secret:
-            timestamp = str(int(time.time()))
-            signed = timestamp.encode() + b"." + (body or b"")
-            digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-            headers["Waymark-Signature"] = f"t={timestamp},v1={digest}"
+        headers.update(signature_headers(body))
         timeout = settings.WAYMARK_WEBHOOK_TIMEOUT
         try:
             response = self.http.request(

@@ -230,9 +230,7 @@ def test_a_step_with_contacts_on_it_cannot_be_deleted(staff_client, welcome_seri
     assert welcome_series.steps.filter(pk=wait.pk).exists()
 
 
-def test_deleting_a_step_with_contacts_moves_them_where_its_form_says(
-    staff_client, welcome_series
-):
+def test_deleting_a_step_with_contacts_moves_them_where_its_form_says(staff_client, welcome_series):
     wait, nudge = welcome_series.step_map["wait"], welcome_series.step_map["nudge"]
     waiting = put_on_step(welcome_series, wait, 2)
     url = reverse("admin:journeys_journey_change", args=[welcome_series.pk])

@@ -8,8 +8,8 @@ from django.urls import reverse
 
 from journeys.models import Journey
 from tests.admin_pages import form_data
-from tests.journeys.test_step_types import all_step_types
 from tests.factories import JourneyFactory, SendMessageStepFactory, UserFactory
+from tests.journeys.test_step_types import all_step_types
 
 pytestmark = pytest.mark.django_db
 
