@@ -13,7 +13,9 @@ register_message_filter(
         # A journey's message names the enrollment that sent it.
         lookups=lambda pk: {
             "origin": Message.Origin.JOURNEY,
-            "origin_id__in": Subquery(Enrollment.objects.filter(journey_id=pk).values("pk")),
+            "origin_id__in": Subquery(
+                Enrollment.objects.filter(journey_id=pk).order_by().values("pk")
+            ),
         },
         missing=lambda pks: (
             pks - set(Journey.objects.filter(pk__in=pks).values_list("pk", flat=True))
