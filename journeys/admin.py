@@ -166,6 +166,7 @@ class StepInline(StackedPolymorphicInline):
         fields = (
             *COMMON_STEP_FIELDS,
             "kind",
+            "condition",
             ("attribute", "operator", "value"),
             "event_name",
             ("yes_step", "no_step"),

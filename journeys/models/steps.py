@@ -20,6 +20,8 @@ from contacts.conditions import (
     ConditionError,
     attribute_matches,
     attribute_value,
+    conditions_validate,
+    contact_matches,
     parse_value,
     validate_attribute_path,
 )
@@ -254,19 +256,33 @@ class DelayStep(Step):
 
 
 class ConditionStep(Step):
-    """Branch yes/no on a contact attribute, or on whether the contact has
-    done a named event since entering the journey."""
+    """Branch yes/no on a condition in Waymark's condition language (the
+    one segments use: attributes, lists, segments, events, message
+    engagement; docs/conditions.md), on one contact attribute, or on whether
+    the contact has done a named event since entering the journey.
+
+    Attribute tests are answered from the contact already loaded; lists,
+    segments' other parts, events and messages by one query for them all.
+    """
 
     class Kind(models.TextChoices):
+        CONDITION = "condition", "Condition (the segment language)"
         ATTRIBUTE = "attribute", "Contact attribute"
         EVENT_SINCE_ENTRY = "event_since_entry", "Has done an event since entering"
 
     kind = models.CharField(max_length=24, choices=Kind.choices, default=Kind.ATTRIBUTE)
+    condition = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='A condition tree, e.g. {"all": [{"attribute": "plan", "op": "eq", '
+        '"value": "pro"}, {"event": "purchase", "op": "done", "within_days": 30}]}. '
+        "Every leaf and operator is described in docs/conditions.md.",
+    )
     attribute = models.CharField(
         max_length=255, blank=True, help_text='Attribute path, e.g. "plan" or "address.city".'
     )
     operator = models.CharField(
-        max_length=16, choices=list(ATTRIBUTE_OPERATORS.items()), default="eq", blank=True
+        max_length=24, choices=list(ATTRIBUTE_OPERATORS.items()), default="eq", blank=True
     )
     value = models.CharField(
         max_length=500, blank=True, help_text='Compared as JSON when it parses (30, true, "x").'
@@ -296,25 +312,46 @@ class ConditionStep(Step):
 
     def clean(self):
         super().clean()
-        if self.kind == self.Kind.ATTRIBUTE:
+        if self.kind == self.Kind.CONDITION:
+            if not self.condition:
+                raise ValidationError({"condition": "Write the condition to test."})
+            try:
+                conditions_validate(self.condition)
+            except ConditionError as exc:
+                raise ValidationError({"condition": str(exc)}) from exc
+        elif self.kind == self.Kind.ATTRIBUTE:
             try:
                 validate_attribute_path(self.attribute)
             except ConditionError as exc:
                 raise ValidationError({"attribute": str(exc)}) from exc
             if self.operator not in ATTRIBUTE_OPERATORS:
                 raise ValidationError({"operator": "Choose an operator."})
+            try:
+                attribute_matches({}, self.attribute, self.operator, self._attribute_value())
+            except ConditionError as exc:
+                raise ValidationError({"value": str(exc)}) from exc
         elif not self.event_name:
             raise ValidationError({"event_name": "Name the event to look for."})
 
+    def _attribute_value(self):
+        return None if self.operator in VALUELESS_OPERATORS else parse_value(self.value)
+
     def matches(self, run):
+        if self.kind == self.Kind.CONDITION:
+            return contact_matches(self.condition, run.contact, now=run.now)
         if self.kind == self.Kind.EVENT_SINCE_ENTRY:
             return Event.objects.filter(
                 contact_id=run.contact.pk,
                 name=self.event_name,
                 occurred_at__gte=run.enrollment.entered_at,
             ).exists()
-        value = None if self.operator in VALUELESS_OPERATORS else parse_value(self.value)
-        return attribute_matches(run.contact.attributes, self.attribute, self.operator, value)
+        return attribute_matches(
+            run.contact.attributes,
+            self.attribute,
+            self.operator,
+            self._attribute_value(),
+            now=run.now,
+        )
 
     def execute(self, run):
         if self.matches(run):

@@ -36,7 +36,11 @@ STEP_TYPES = {
         ("amount", "unit"),
         ("wait_until", "at_time", "weekdays", "date_attribute", "offset_days"),
     ),
-    "condition": (ConditionStep, ("kind", "attribute", "operator", "value", "event_name"), ()),
+    "condition": (
+        ConditionStep,
+        ("kind", "attribute", "operator", "value", "event_name"),
+        ("condition",),
+    ),
     "update_contact": (
         UpdateContactStep,
         ("action",),
