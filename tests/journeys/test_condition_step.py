@@ -108,18 +108,50 @@ def test_a_condition_tree_round_trips_through_a_journey_document():
 
     copy = journey_import(document=document, name="Upsell 2")
 
-    assert document["steps"][0]["condition"] == tree
+    assert document["steps"][0]["condition"] == {"any": [{"list": "Readers", "op": "member"}, TREE]}
     assert ConditionStep.objects.get(journey=copy).condition == tree
     assert journey_export(journey=copy) == {**document, "name": "Upsell 2"}
+
+
+@pytest.mark.django_db
+def test_a_document_names_what_a_condition_tree_refers_to_by_name():
+    from tests.factories import SegmentFactory, TemplateFactory
+
+    pro = SegmentFactory(name="Pro")
+    welcome = TemplateFactory(name="Welcome")
+    tree = {
+        "all": [
+            {"segment": pro.pk, "op": "member"},
+            {"message": "opened", "op": "done", "template": welcome.pk,
+             "message_type": welcome.message_type_id},
+        ]
+    }  # fmt: skip
+    journey, _ = condition_journey(tree=tree)
+    tree["all"].append({"message": "clicked", "op": "not_done", "journey": journey.pk})
+    ConditionStep.objects.filter(journey=journey).update(condition=tree)
+
+    document = journey_export(journey=journey)
+
+    channel_type = f"{welcome.message_type.channel.name} / {welcome.message_type.name}"
+    assert document["steps"][0]["condition"] == {
+        "all": [
+            {"segment": "Pro", "op": "member"},
+            {"message": "opened", "op": "done", "template": "Welcome",
+             "message_type": channel_type},
+            {"message": "clicked", "op": "not_done", "journey": "Upsell"},
+        ]
+    }  # fmt: skip
+    copy = journey_import(document=document, name="Upsell 2")
+    assert ConditionStep.objects.get(journey=copy).condition == tree
 
 
 @pytest.mark.django_db
 def test_importing_a_condition_naming_a_missing_list_is_refused_and_writes_nothing():
     journey, _ = condition_journey()
     document = journey_export(journey=journey)
-    document["steps"][0]["condition"] = {"list": 999999, "op": "member"}
+    document["steps"][0]["condition"] = {"list": "Nobody reads this", "op": "member"}
 
-    with pytest.raises(JourneyImportError, match="condition: there is no list with id 999999"):
+    with pytest.raises(JourneyImportError, match="condition: no list 'Nobody reads this'"):
         journey_import(document=document, name="Broken")
 
     assert not ConditionStep.objects.filter(journey__name="Broken").exists()
