@@ -183,7 +183,7 @@ def compile_conditions(tree, *, now=None):
 def _compile(tree, now):
     from contacts.models import Event, ListMembership
 
-    if tree.get("everyone"):
+    if not tree or tree.get("everyone"):
         return Q(pk__isnull=False)
     if "all" in tree or "any" in tree:
         q = Q() if "all" in tree else Q(pk__in=[])

@@ -562,3 +562,13 @@ def test_one_contact_costs_one_query_for_all_its_non_attribute_tests(
         assert contact_matches(tree, ada) is True
     with django_assert_num_queries(0):
         assert contact_matches({"attribute": "plan", "op": "eq", "value": "pro"}, ada) is True
+
+
+@pytest.mark.django_db
+def test_an_empty_condition_inside_a_tree_matches_everyone_both_ways():
+    contact = ContactFactory(attributes={"plan": "pro"})
+    tree = {"all": [{}, {"attribute": "plan", "op": "eq", "value": "pro"}]}
+
+    assert contacts_matching(tree, [contact.pk]) == {contact.pk}
+    assert contact_matches(tree, contact) is True
+    assert contacts_matching({"any": [{"not": {"all": [{}]}}]}, [contact.pk]) == set()
