@@ -51,6 +51,8 @@ VALUELESS_OPERATORS = {"exists", "not_exists"}
 DATE_OPERATORS = {"before", "after"}
 DAYS_OPERATORS = {"within_last_days", "more_than_days_ago", "within_next_days"}
 # The negative operators and the positive each one is the opposite of.
+# A hundred years: enough for any date a marketer means, and far from the calendar's end.
+MAX_DAYS = 36500
 NEGATIONS = {"ne": "eq", "not_in": "in", "not_contains": "contains", "not_exists": "exists"}
 
 _PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
@@ -133,9 +135,11 @@ def validate_attribute_condition(path, op, value):
         if not isinstance(value, str) or not _is_iso_date(value):
             raise ConditionError(f"{op!r} takes a date written YYYY-MM-DD, not {value!r}")
     elif op in DAYS_OPERATORS and (
-        json_type(value) != "number" or not isinstance(value, int) or value < 0
+        json_type(value) != "number" or not isinstance(value, int) or not 0 <= value <= MAX_DAYS
     ):
-        raise ConditionError(f"{op!r} takes a whole number of days (0 or more), not {value!r}")
+        raise ConditionError(
+            f"{op!r} takes a whole number of days from 0 to {MAX_DAYS}, not {value!r}"
+        )
 
 
 def _is_iso_date(text):
@@ -146,20 +150,28 @@ def _is_iso_date(text):
     return len(text) == 10
 
 
-def _date_bounds(op, value, now):
-    """(low, high) ISO dates, inclusive, for a date operator (None: unbounded).
-    `before` and `after` are strict: their bound moves by a day."""
+def _date_tests(op, value, now):
+    """[(sign, ISO date)] a day must pass for a date operator. Dates are
+    compared as text: YYYY-MM-DD orders as the days do."""
     if op == "before":
-        return None, (date.fromisoformat(value) - timedelta(days=1)).isoformat()
+        return [("<", value)]
     if op == "after":
-        return (date.fromisoformat(value) + timedelta(days=1)).isoformat(), None
+        return [(">", value)]
     today = timezone.localdate(now or timezone.now())
     days = timedelta(days=value)
     if op == "within_last_days":
-        return (today - days).isoformat(), today.isoformat()
+        return [(">=", (today - days).isoformat()), ("<=", today.isoformat())]
     if op == "more_than_days_ago":
-        return None, (today - days - timedelta(days=1)).isoformat()
-    return today.isoformat(), (today + days).isoformat()
+        return [("<", (today - days).isoformat())]
+    return [(">=", today.isoformat()), ("<=", (today + days).isoformat())]
+
+
+_COMPARE = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
 
 
 # --- Python -----------------------------------------------------------------
@@ -218,9 +230,7 @@ def attribute_matches(attributes, path, op, value, *, now=None):
     # A date operator.
     if kind != "string" or not _DATE_PREFIX_RE.match(actual):
         return False
-    low, high = _date_bounds(op, value, now)
-    day = actual[:10]
-    return (low is None or day >= low) and (high is None or day <= high)
+    return all(_COMPARE[sign](actual[:10], bound) for sign, bound in _date_tests(op, value, now))
 
 
 # --- SQL --------------------------------------------------------------------
@@ -293,13 +303,10 @@ class AttributeTest(Expression):
                 "CASE WHEN ", *typeof, " = 'string' THEN starts_with(lower(", *text, "), lower(",
                 Param(value), "::text)) ELSE false END",
             )  # fmt: skip
-        low, high = _date_bounds(op, value, self.now)
         day = ("left(", *text, ', 10) COLLATE "C"')
         bounds = []
-        if low is not None:
-            bounds += [" AND ", *day, " >= ", Param(low), '::text COLLATE "C"']
-        if high is not None:
-            bounds += [" AND ", *day, " <= ", Param(high), '::text COLLATE "C"']
+        for sign, bound in _date_tests(op, value, self.now):
+            bounds += [" AND ", *day, f" {sign} ", Param(bound), '::text COLLATE "C"']
         return (
             "CASE WHEN ", *typeof, " = 'string' AND (", *text, ") ~ ", Param(_DATE_PREFIX_SQL),
             "::text THEN true", *bounds, " ELSE false END",

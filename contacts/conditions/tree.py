@@ -12,6 +12,7 @@ from django.db.models import BooleanField, Case, Exists, OuterRef, Q, Value, Whe
 from django.utils import timezone
 
 from contacts.conditions.attributes import (
+    MAX_DAYS,
     AttributeTest,
     ConditionError,
     attribute_matches,
@@ -41,43 +42,60 @@ def register_leaf(key: str, leaf: Leaf) -> None:
     LEAVES[key] = leaf
 
 
-def _where(tree, at):
+def _where(at):
     return f"{at}: " if at else ""
+
+
+def _only(tree, keys, what):
+    """Refuse keys a leaf does not take: a misspelt one would change its meaning unseen."""
+    unknown = sorted(set(tree) - set(keys))
+    if unknown:
+        raise ConditionError(
+            f"{what} take {', '.join(map(repr, keys))}, not {', '.join(map(repr, unknown))}"
+        )
 
 
 def _check(tree, at=""):
     """Refuse a malformed tree (shape, operators, values); no queries.
     Returns the leaves that name other rows, by kind, to be looked up."""
     if not isinstance(tree, dict):
-        raise ConditionError(f"{_where(tree, at)}a condition must be a JSON object")
+        raise ConditionError(f"{_where(at)}a condition must be a JSON object")
     if not tree:
         return
+    groups = [key for key in ("all", "any", "not") if key in tree]
+    if groups and len(tree) > 1:
+        raise ConditionError(
+            f"{_where(at)}{groups[0]!r} stands alone in its object; "
+            f"put the rest inside it, not beside it ({', '.join(sorted(tree))})"
+        )
     for group in ("all", "any"):
         if group in tree:
             children = tree[group]
             if not isinstance(children, list) or not children:
-                raise ConditionError(f"{_where(tree, at)}'all' and 'any' take a non-empty list")
+                raise ConditionError(f"{_where(at)}'all' and 'any' take a non-empty list")
             for i, child in enumerate(children):
                 yield from _check(child, f"{at}{'.' if at else ''}{group}[{i}]")
             return
     if "not" in tree:
         if not tree["not"]:
-            raise ConditionError(f"{_where(tree, at)}'not' takes a condition")
+            raise ConditionError(f"{_where(at)}'not' takes a condition")
         yield from _check(tree["not"], f"{at}{'.' if at else ''}not")
         return
     try:
         yield from _check_leaf(tree)
     except ConditionError as exc:
-        raise ConditionError(f"{_where(tree, at)}{exc}") from exc
+        raise ConditionError(f"{_where(at)}{exc}") from exc
 
 
 def _check_leaf(tree):
     op = tree.get("op")
     if "attribute" in tree:
+        _only(tree, ("attribute", "op", "value"), "attribute conditions")
         validate_attribute_condition(tree["attribute"], op, tree.get("value"))
         return
     if "list" in tree or "segment" in tree:
         kind = "list" if "list" in tree else "segment"
+        _only(tree, (kind, "op"), f"{kind} conditions")
         if op not in MEMBER_OPERATORS:
             raise ConditionError(f"{kind} conditions take op 'member' or 'not_member'")
         if not isinstance(tree[kind], int) or isinstance(tree[kind], bool):
@@ -85,6 +103,7 @@ def _check_leaf(tree):
         yield kind, tree
         return
     if "event" in tree:
+        _only(tree, ("event", "op", "within_days", "at_least", "where"), "event conditions")
         if op not in DONE_OPERATORS:
             raise ConditionError("event conditions take op 'done' or 'not_done'")
         if not isinstance(tree["event"], str) or not tree["event"]:
@@ -100,6 +119,7 @@ def _check_leaf(tree):
             if not isinstance(test, dict) or "field" not in test:
                 raise ConditionError(f'where[{i}]: give the data field, e.g. {{"field": ...}}')
             try:
+                _only(test, ("field", "op", "value"), "tests on event data")
                 validate_attribute_condition(test["field"], test.get("op"), test.get("value"))
             except ConditionError as exc:
                 raise ConditionError(f"where[{i}]: {exc}") from exc
@@ -115,8 +135,12 @@ def _check_leaf(tree):
 def check_days(tree):
     """Refuse a `within_days` that is not a whole number of days from 1."""
     days = tree.get("within_days")
-    if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
-        raise ConditionError(f"'within_days' takes a whole number from 1, not {days!r}")
+    if days is not None and (
+        not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_DAYS
+    ):
+        raise ConditionError(
+            f"'within_days' takes a whole number from 1 to {MAX_DAYS}, not {days!r}"
+        )
 
 
 def conditions_validate(tree, *, segment=None) -> None:

@@ -22,6 +22,7 @@ from contacts.conditions import (
     attribute_value,
     conditions_validate,
     contact_matches,
+    contacts_matching,
     parse_value,
     validate_attribute_path,
 )
@@ -352,6 +353,16 @@ class ConditionStep(Step):
             self._attribute_value(),
             now=run.now,
         )
+
+    def matches_many(self, runs):
+        """matches() for each of `runs` (contacts at this step in one batch), in
+        order; a condition tree is answered for all of them in one query."""
+        if self.kind != self.Kind.CONDITION or not runs:
+            return [self.matches(run) for run in runs]
+        matched = contacts_matching(
+            self.condition, {run.contact.pk for run in runs}, now=runs[0].now
+        )
+        return [run.contact.pk in matched for run in runs]
 
     def execute(self, run):
         if self.matches(run):

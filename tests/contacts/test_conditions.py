@@ -102,6 +102,9 @@ CASES = [
     ({"a": "text"}, "a.b", "exists", None, False),
     # Dates: a text beginning with YYYY-MM-DD, compared by calendar day.
     ({"signup": "2026-06-01"}, "signup", "before", "2026-06-02", True),
+    ({"signup": "0001-01-01"}, "signup", "before", "0001-01-01", False),
+    ({"signup": "9999-12-31"}, "signup", "after", "9999-12-31", False),
+    ({"signup": "9999-12-31"}, "signup", "after", "0001-01-01", True),
     ({"signup": "2026-06-02"}, "signup", "before", "2026-06-02", False),
     ({"signup": "2026-06-02T23:59:00Z"}, "signup", "after", "2026-06-01", True),
     ({"signup": "2026-06-01T23:59:00Z"}, "signup", "after", "2026-06-01", False),
@@ -425,6 +428,8 @@ def test_both_evaluators_agree_on_lists_segments_events_and_messages(world, tree
         ({"attribute": "d", "op": "before", "value": "2026-02-30"}, "a date written YYYY-MM-DD"),
         ({"attribute": "d", "op": "within_last_days", "value": "7"}, "a whole number of days"),
         ({"attribute": "d", "op": "within_next_days", "value": -1}, "a whole number of days"),
+        ({"attribute": "d", "op": "within_last_days", "value": 10**9}, "from 0 to 36500"),
+        ({"event": "buy", "op": "done", "within_days": 10**9}, "from 1 to 36500"),
         ({"attribute": "tags", "op": "contains", "value": ["a"]}, "'contains' looks for"),
         ({"attribute": "a__b", "op": "eq", "value": 1}, "is not an attribute path"),
         ({"any": [{"not": {"attribute": "p", "op": "zz"}}]}, "any[0].not: unknown attribute"),
@@ -438,6 +443,14 @@ def test_both_evaluators_agree_on_lists_segments_events_and_messages(world, tree
         ({"segment": 1, "op": "in"}, "segment conditions take op 'member' or 'not_member'"),
         ({"message": "bounced", "op": "done"}, "look for received, opened, clicked"),
         ({"message": "opened", "op": "done", "campaign": 1}, "not 'campaign'"),
+        ({"attribute": "plan", "op": "eq", "vlaue": "pro"}, "not 'vlaue'"),
+        ({"event": "buy", "op": "done", "within_day": 7}, "event conditions take"),
+        ({"list": 1, "op": "member", "within_days": 7}, "not 'within_days'"),
+        (
+            {"event": "buy", "op": "done", "where": [{"field": "t", "op": "eq", "val": 1}]},
+            "where[0]: tests on event data take",
+        ),
+        ({"all": [{"list": 1, "op": "member"}], "any": []}, "'all' stands alone"),
     ],
 )
 def test_a_malformed_tree_is_refused_with_its_reason(tree, reason):

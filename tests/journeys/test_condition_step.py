@@ -177,3 +177,35 @@ def test_the_admin_saves_a_condition_step_and_shows_what_is_wrong_with_a_tree(cl
     assert saved.status_code == 302
     step.refresh_from_db()
     assert step.condition == {"list": member.contact_list_id, "op": "member"}
+
+
+@pytest.mark.django_db
+def test_a_batch_at_a_condition_step_is_matched_in_queries_that_do_not_grow(
+    django_assert_num_queries,
+):
+    from types import SimpleNamespace
+
+    # Given a condition on attributes, a list and events
+    readers = ContactListFactory(name="Readers")
+    _, step = condition_journey(
+        tree={"any": [{"list": readers.pk, "op": "member"}, TREE]},
+    )
+    now = timezone.now()
+
+    def batch(count):
+        contacts = ContactFactory.create_batch(count, attributes={"plan": "pro"})
+        for contact in contacts[::2]:
+            EventFactory(contact=contact, name="purchase")
+        return [SimpleNamespace(contact=c, now=now) for c in contacts]
+
+    small_runs, large_runs = batch(4), batch(8)
+
+    # When each batch is matched, Then both cost one query
+    with django_assert_num_queries(1):
+        small_answers = step.matches_many(small_runs)
+    with django_assert_num_queries(1):
+        large_answers = step.matches_many(large_runs)
+
+    # And the answers are those of the contact-by-contact evaluation
+    assert small_answers == [True, False, True, False]
+    assert large_answers == [step.matches(run) for run in large_runs]
