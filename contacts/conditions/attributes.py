@@ -22,7 +22,7 @@ change to one is made to the other. The rules both follow:
 import json
 import math
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from django.db.models import BooleanField, Expression, F
 from django.utils import timezone
@@ -238,7 +238,11 @@ def attribute_matches(attributes, path, op, value, *, now=None):
 
 class AttributeTest(Expression):
     """`path op value` over a JSON column, as a boolean that is never NULL
-    (so NOT and OR around it behave as in Python). PostgreSQL only."""
+    (so NOT and OR around it behave as in Python).
+
+    On PostgreSQL it is plain SQL. On SQLite (`make run`) it calls the Python
+    evaluator itself, registered as a function on each connection: slower,
+    and the same answers by construction."""
 
     conditional = True
     output_field = BooleanField()
@@ -255,9 +259,15 @@ class AttributeTest(Expression):
     def set_source_expressions(self, exprs):
         (self.column,) = exprs
 
+    def as_sqlite(self, compiler, connection):
+        column_sql, column_params = compiler.compile(self.column)
+        now = (self.now or timezone.now()).isoformat()
+        params = [*column_params, self.path, self.op, json.dumps(self.value), now]
+        return f"{SQLITE_FUNCTION}({column_sql}, %s, %s, %s, %s)", params
+
     def as_sql(self, compiler, connection):
         if connection.vendor != "postgresql":
-            raise ConditionError("conditions are evaluated in SQL on PostgreSQL only")
+            raise ConditionError("conditions are evaluated in SQL on PostgreSQL and SQLite only")
         column_sql, column_params = compiler.compile(self.column)
         parts = self.path.split(".")
         # `->` with a text key reads objects only, never a list's elements.
@@ -311,6 +321,25 @@ class AttributeTest(Expression):
             "CASE WHEN ", *typeof, " = 'string' AND (", *text, ") ~ ", Param(_DATE_PREFIX_SQL),
             "::text THEN true", *bounds, " ELSE false END",
         )  # fmt: skip
+
+
+SQLITE_FUNCTION = "waymark_attribute_matches"
+
+
+def _sqlite_attribute_matches(column, path, op, value, now):
+    attributes = json.loads(column) if column else {}
+    return attribute_matches(
+        attributes, path, op, json.loads(value), now=datetime.fromisoformat(now)
+    )
+
+
+def sqlite_register(sender, connection, **kwargs):
+    """Give a new SQLite connection the function AttributeTest calls there
+    (a receiver of django.db.backends.signals.connection_created)."""
+    if connection.vendor == "sqlite":
+        connection.connection.create_function(
+            SQLITE_FUNCTION, 5, _sqlite_attribute_matches, deterministic=True
+        )
 
 
 class Param:

@@ -585,3 +585,55 @@ def test_an_empty_condition_inside_a_tree_matches_everyone_both_ways():
     assert contacts_matching(tree, [contact.pk]) == {contact.pk}
     assert contact_matches(tree, contact) is True
     assert contacts_matching({"any": [{"not": {"all": [{}]}}]}, [contact.pk]) == set()
+
+
+# --- SQLite (make run) ----------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite(db):
+    """An in-memory SQLite database, as `make run` uses, with a contacts table:
+    a connection of its own, outside the tests' PostgreSQL one."""
+    from django.db.backends.sqlite3.base import DatabaseWrapper
+    from django.db.utils import ConnectionHandler
+
+    settings = ConnectionHandler().configure_settings(
+        {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    )["default"]
+    sqlite = DatabaseWrapper(settings, alias="conditions_sqlite")
+    with sqlite.schema_editor(atomic=False) as editor:
+        editor.create_model(Contact)
+    yield sqlite
+    sqlite.close()
+
+
+def test_on_sqlite_the_table_gets_the_same_answers(sqlite):
+    # Given one contact per set of attributes of the table, stored in SQLite
+    everyone = [case[0] for case in CASES] + PROBES
+    with sqlite.cursor() as cursor:
+        for pk, attributes in enumerate(everyone, start=1):
+            cursor.execute(
+                "INSERT INTO contacts_contact (id, email, phone, timezone, locale, attributes,"
+                " blocklisted, created_at, updated_at) VALUES (%s, %s, '', '', '', %s, 0,"
+                " '2026-01-01', '2026-01-01')",
+                [pk, f"c{pk}@example.com", json.dumps(attributes)],
+            )
+
+    def in_sqlite(tree):
+        query = Contact.objects.filter(compile_conditions(tree, now=NOW)).values("pk").query
+        sql, params = query.get_compiler(connection=sqlite).as_sql()
+        with sqlite.cursor() as cursor:
+            cursor.execute(sql, params)
+            return {row[0] for row in cursor.fetchall()}
+
+    for _, path, op, value, _ in CASES:
+        # When SQLite picks the matching contacts, Then Python agrees, and
+        # "not" picks the others
+        tree = {"attribute": path, "op": op, "value": value}
+        in_python = {
+            pk
+            for pk, attributes in enumerate(everyone, start=1)
+            if attribute_matches(attributes, path, op, value, now=NOW)
+        }
+        assert in_sqlite(tree) == in_python, tree
+        assert in_sqlite({"not": tree}) == set(range(1, len(everyone) + 1)) - in_python, tree
