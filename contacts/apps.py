@@ -6,4 +6,9 @@ class ContactsConfig(AppConfig):
     verbose_name = "Contacts"
 
     def ready(self):
+        from django.db.backends.signals import connection_created
+
         from contacts.api import schema  # noqa: F401  (registers the API key scheme)
+        from contacts.conditions.attributes import sqlite_register
+
+        connection_created.connect(sqlite_register, dispatch_uid="contacts.conditions.sqlite")

@@ -139,13 +139,19 @@ class ListMembership(models.Model):
 class Segment(models.Model):
     """A dynamic audience: whoever matches `conditions` at the time it is read.
 
-    `conditions` is a tree evaluated in SQL by contacts.selectors; see
-    `contacts.conditions` for its grammar.
+    `conditions` is a tree in Waymark's condition language (docs/conditions.md),
+    evaluated in SQL by `contacts.conditions.compile_conditions`. It may name
+    other segments, never itself, directly or through others.
     """
 
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
-    conditions = models.JSONField(default=dict)
+    conditions = models.JSONField(
+        default=dict,
+        help_text='A condition tree, e.g. {"attribute": "plan", "op": "eq", "value": "pro"}: '
+        "attributes, lists, other segments, events and message engagement, combined with "
+        '"all", "any" and "not". The language is described in docs/conditions.md.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -156,10 +162,10 @@ class Segment(models.Model):
         return self.name
 
     def clean(self):
-        from contacts.conditions import ConditionError, compile_conditions
+        from contacts.conditions import ConditionError, conditions_validate
 
         try:
-            compile_conditions(self.conditions)
+            conditions_validate(self.conditions, segment=self)
         except ConditionError as exc:
             raise ValidationError({"conditions": str(exc)}) from exc
 

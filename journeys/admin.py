@@ -453,6 +453,7 @@ class StepInline(StackedPolymorphicInline):
         fields = (
             *COMMON_STEP_FIELDS,
             "kind",
+            "condition",
             ("attribute", "operator", "value"),
             "event_name",
             connection_fields(ConditionStep),

@@ -6,4 +6,7 @@ class JourneysConfig(AppConfig):
     verbose_name = "Journeys"
 
     def ready(self):
-        from journeys import receivers  # noqa: F401  (connects signal receivers)
+        from journeys import (
+            conditions,  # noqa: F401  (lets message conditions name a journey)
+            receivers,  # noqa: F401  (connects signal receivers)
+        )

@@ -6,4 +6,7 @@ class MessagingConfig(AppConfig):
     verbose_name = "Messaging"
 
     def ready(self):
-        from messaging import receivers  # noqa: F401  (connects signal receivers)
+        from messaging import (
+            conditions,  # noqa: F401  (adds the "message" leaf to the condition language)
+            receivers,  # noqa: F401  (connects signal receivers)
+        )

@@ -30,11 +30,13 @@ from contacts.conditions import (
     ConditionError,
     attribute_matches,
     attribute_value,
-    compile_conditions,
+    conditions_validate,
+    contact_matches,
+    contacts_matching,
     parse_value,
     validate_attribute_path,
 )
-from contacts.models import Contact, ContactList, Event, ListMembership
+from contacts.models import ContactList, Event, ListMembership
 from contacts.services.lists import memberships_add
 from contacts.services.users import UserError, UserUpdate, users_update
 from journeys.models.journey import Journey
@@ -476,19 +478,33 @@ def _as_text(value):
 
 
 class ConditionStep(Step):
-    """Branch yes/no on a contact attribute, or on whether the contact has
-    done a named event since entering the journey."""
+    """Branch yes/no on a condition in Waymark's condition language (the
+    one segments use: attributes, lists, segments, events, message
+    engagement; docs/conditions.md), on one contact attribute, or on whether
+    the contact has done a named event since entering the journey.
+
+    Attribute tests are answered from the contact already loaded; lists,
+    segments' other parts, events and messages by one query for them all.
+    """
 
     class Kind(models.TextChoices):
+        CONDITION = "condition", "Condition (the segment language)"
         ATTRIBUTE = "attribute", "Contact attribute"
         EVENT_SINCE_ENTRY = "event_since_entry", "Has done an event since entering"
 
     kind = models.CharField(max_length=24, choices=Kind.choices, default=Kind.ATTRIBUTE)
+    condition = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='A condition tree, e.g. {"all": [{"attribute": "plan", "op": "eq", '
+        '"value": "pro"}, {"event": "purchase", "op": "done", "within_days": 30}]}. '
+        "Every leaf and operator is described in docs/conditions.md.",
+    )
     attribute = models.CharField(
         max_length=255, blank=True, help_text='Attribute path, e.g. "plan" or "address.city".'
     )
     operator = models.CharField(
-        max_length=16, choices=list(ATTRIBUTE_OPERATORS.items()), default="eq", blank=True
+        max_length=24, choices=list(ATTRIBUTE_OPERATORS.items()), default="eq", blank=True
     )
     value = models.CharField(
         max_length=500, blank=True, help_text='Compared as JSON when it parses (30, true, "x").'
@@ -500,25 +516,56 @@ class ConditionStep(Step):
 
     def clean(self):
         super().clean()
-        if self.kind == self.Kind.ATTRIBUTE:
+        if self.kind == self.Kind.CONDITION:
+            if not self.condition:
+                raise ValidationError({"condition": "Write the condition to test."})
+            try:
+                conditions_validate(self.condition)
+            except ConditionError as exc:
+                raise ValidationError({"condition": str(exc)}) from exc
+        elif self.kind == self.Kind.ATTRIBUTE:
             try:
                 validate_attribute_path(self.attribute)
             except ConditionError as exc:
                 raise ValidationError({"attribute": str(exc)}) from exc
             if self.operator not in ATTRIBUTE_OPERATORS:
                 raise ValidationError({"operator": "Choose an operator."})
+            try:
+                attribute_matches({}, self.attribute, self.operator, self._attribute_value())
+            except ConditionError as exc:
+                raise ValidationError({"value": str(exc)}) from exc
         elif not self.event_name:
             raise ValidationError({"event_name": "Name the event to look for."})
 
+    def _attribute_value(self):
+        return None if self.operator in VALUELESS_OPERATORS else parse_value(self.value)
+
     def matches(self, run):
+        if self.kind == self.Kind.CONDITION:
+            return contact_matches(self.condition, run.contact, now=run.now)
         if self.kind == self.Kind.EVENT_SINCE_ENTRY:
             return Event.objects.filter(
                 contact_id=run.contact.pk,
                 name=self.event_name,
                 occurred_at__gte=run.enrollment.entered_at,
             ).exists()
-        value = None if self.operator in VALUELESS_OPERATORS else parse_value(self.value)
-        return attribute_matches(run.contact.attributes, self.attribute, self.operator, value)
+        return attribute_matches(
+            run.contact.attributes,
+            self.attribute,
+            self.operator,
+            self._attribute_value(),
+            now=run.now,
+        )
+
+    def matches_many(self, runs):
+        """matches() for each of `runs` (contacts at this step in one batch), in
+        order; a condition tree is answered for all of them in one query."""
+        if self.kind != self.Kind.CONDITION or not runs:
+            return [self.matches(run) for run in runs]
+        matched = contacts_matching(
+            self.condition, {run.contact.pk for run in runs}, now=runs[0].now
+        )
+        return [run.contact.pk in matched for run in runs]
 
     def connection_labels(self):
         return ("yes", "no")
@@ -643,8 +690,8 @@ class SplitStep(Step):
             if not condition:
                 raise ValidationError({"branches": f"Branch {number} has an empty condition."})
             try:
-                compile_conditions(condition)
-            except (ConditionError, TypeError, ValueError) as exc:
+                conditions_validate(condition)
+            except ConditionError as exc:
                 raise ValidationError({"branches": f"Branch {number}: {exc}"}) from exc
 
     def execute(self, run):
@@ -657,11 +704,7 @@ class SplitStep(Step):
         for number, condition in enumerate(self.branches, start=1):
             if not left:
                 break
-            matched = set(
-                Contact.objects.filter(pk__in=left)
-                .filter(compile_conditions(condition, now=runs[0].now))
-                .values_list("pk", flat=True)
-            )
+            matched = contacts_matching(condition, left, now=runs[0].now)
             branch_of.update(dict.fromkeys(matched, str(number)))
             left -= matched
         outcomes = []

@@ -2,7 +2,8 @@
 
 The format is documented in docs/journey-format.md. Steps are named by their
 key and connected by label ("next", "yes", "no"), never by database ids, so a
-document moves between installations; templates are named by their name.
+document moves between installations; templates, lists, segments, message
+types and journeys are named by their names, in condition trees too.
 """
 
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from contacts.models import ContactList
+from contacts.models import ContactList, Segment
 from journeys.models import (
     ConditionStep,
     Connection,
@@ -50,7 +51,11 @@ STEP_TYPES = {
         ("event_name", "timeout_amount", "timeout_unit"),
         ("data_filter", "correlation_key", "engagement", "engagement_step"),
     ),
-    "condition": (ConditionStep, ("kind", "attribute", "operator", "value", "event_name"), ()),
+    "condition": (
+        ConditionStep,
+        ("kind", "attribute", "operator", "value", "event_name"),
+        ("condition",),
+    ),
     "split": (SplitStep, ("branches",), ()),
     "random_split": (RandomSplitStep, ("weights",), ()),
     "holdout": (HoldoutStep, ("percent",), ()),
@@ -88,6 +93,17 @@ _NAMED = {
 }
 # Settings that name another step of the journey: by its key.
 _STEP_REFS = ("engagement_step",)
+# Settings holding condition trees (a split's branches: a list of them).
+_TREES = ("condition", "branches")
+# A condition tree names lists, segments, templates, message types and
+# journeys by id in the database, and by name in a document.
+_TREE_NAMED = {
+    "list": _NAMED["contact_list"],
+    "segment": (Segment, lambda s: s.name, lambda name: {"name": name}),
+    "template": _NAMED["template"],
+    "message_type": _NAMED["message_type"],
+    "journey": _NAMED["target"],
+}
 _TYPE_OF = {model: name for name, (model, _, _) in STEP_TYPES.items()}
 JOURNEY_FIELDS = (
     "folder",
@@ -129,6 +145,8 @@ def journey_export(*, journey: Journey) -> dict:
                 continue
             if field in _NAMED:
                 value = None if value is None else _NAMED[field][1](value)
+            elif field in _TREES:
+                value = _tree_named(value)
             elif isinstance(value, time):
                 value = value.isoformat()
             entry[field] = value
@@ -152,6 +170,41 @@ def _trigger_export(journey) -> dict:
     if journey.trigger_type == Journey.Trigger.LIST_JOIN:
         return {"type": journey.trigger_type, "list": getattr(journey.trigger_list, "name", None)}
     return {"type": journey.trigger_type, "event_name": journey.trigger_event_name}
+
+
+def _tree_map(tree, convert):
+    """The tree with `convert(key, value)` applied to each value naming a row."""
+    if isinstance(tree, list):
+        return [_tree_map(item, convert) for item in tree]
+    if not isinstance(tree, dict):
+        return tree
+    return {
+        key: convert(key, value)
+        if key in _TREE_NAMED and not isinstance(value, dict | list)
+        else _tree_map(value, convert)
+        for key, value in tree.items()
+    }
+
+
+def _tree_named(tree):
+    def name(key, pk):
+        model, name_of, _ = _TREE_NAMED[key]
+        found = model.objects.filter(pk=pk).first() if isinstance(pk, int) else None
+        return name_of(found) if found else pk  # a dangling id stays, and import refuses it
+
+    return _tree_map(tree, name)
+
+
+def _tree_with_ids(tree, where):
+    def pk(key, name):
+        if not isinstance(name, str):
+            return name
+        model, _, lookup = _TREE_NAMED[key]
+        found = model.objects.filter(**lookup(name)).first()
+        _require(found, f"{where}: condition: no {key.replace('_', ' ')} {name!r}.")
+        return found.pk
+
+    return _tree_map(tree, pk)
 
 
 @dataclass(frozen=True)
@@ -197,6 +250,8 @@ def _parse_step(index, entry, templates) -> _Parsed:
             found = model_.objects.filter(**lookup(entry[field])).first()
             _require(found, f"{where} ({key}): no {field.replace('_', ' ')} {entry[field]!r}.")
             values[field] = found
+        elif field in _TREES:
+            values[field] = _tree_with_ids(entry[field], f"{where} ({key})")
         else:
             values[field] = entry[field]
     if type_name == "send_message":

@@ -12,11 +12,14 @@ SCREENSHOT = "/tmp/condition-step.png"
 
 
 def expect_kind_fields(row, kind):
-    attribute_fields = [row.get_by_label(label) for label in ("Attribute", "Operator", "Value")]
-    event_name = row.get_by_label("Event name")
-    for field in attribute_fields:
-        (expect(field).to_be_visible if kind == "attribute" else expect(field).to_be_hidden)()
-    (expect(event_name).to_be_hidden if kind == "attribute" else expect(event_name).to_be_visible)()
+    fields = {
+        "condition": [row.get_by_label("Condition")],
+        "attribute": [row.get_by_label(label) for label in ("Attribute", "Operator", "Value")],
+        "event_since_entry": [row.get_by_label("Event name")],
+    }
+    for fields_kind, kind_fields in fields.items():
+        for field in kind_fields:
+            (expect(field).to_be_visible if fields_kind == kind else expect(field).to_be_hidden)()
 
 
 def test_a_saved_condition_shows_the_fields_of_its_kind(admin_page, live_server, welcome_series):
@@ -29,9 +32,31 @@ def test_a_saved_condition_shows_the_fields_of_its_kind(admin_page, live_server,
     row.get_by_label("Kind").select_option("attribute")
     expect_kind_fields(row, "attribute")
 
+    row.get_by_label("Kind").select_option("condition")
+    expect_kind_fields(row, "condition")
+
     row.get_by_label("Kind").select_option("event_since_entry")
     expect_kind_fields(row, "event_since_entry")
     expect(row.get_by_label("Event name")).to_have_value("project_created")
+
+
+def test_adding_a_condition_in_the_segment_language(admin_page, live_server, welcome_series):
+    open_journey(admin_page, live_server, welcome_series)
+
+    row = add_step(admin_page, "Yes/no condition step")
+    row.get_by_label("Kind").select_option("condition")
+    expect_kind_fields(row, "condition")
+    row.get_by_label("Position").fill("6")
+    row.get_by_label("Key").fill("recent-buyer")
+    row.get_by_label("Condition").fill('{"event": "purchase", "op": "done", "within_days": 30}')
+    save(admin_page)
+
+    expect(admin_page.locator(".messagelist .success")).to_contain_text("was changed successfully")
+    step = ConditionStep.objects.get(journey=welcome_series, key="recent-buyer")
+    assert (step.kind, step.condition) == (
+        ConditionStep.Kind.CONDITION,
+        {"event": "purchase", "op": "done", "within_days": 30},
+    )
 
 
 def test_adding_an_attribute_condition(admin_page, live_server, welcome_series):

@@ -353,3 +353,24 @@ def test_every_contacts_change_page_loads(admin_client, admin_user):
         add = admin_client.get(reverse(f"{name}_add"))
 
         assert (model, change.status_code, add.status_code) == (model, 200, 200)
+
+
+def test_the_segment_form_shows_why_a_condition_tree_is_refused_and_keeps_the_segment(
+    admin_client,
+):
+    segment = SegmentFactory(name="Pro")
+    url = reverse("admin:contacts_segment_change", args=[segment.pk])
+
+    response = admin_client.post(
+        url,
+        {
+            "name": "Pro",
+            "description": "",
+            "conditions": '{"all": [{"attribute": "plan", "op": "like", "value": "pro"}]}',
+        },
+    )
+
+    assert response.status_code == 200
+    assert "all[0]: unknown attribute operator &#x27;like&#x27;" in response.content.decode()
+    segment.refresh_from_db()
+    assert segment.conditions == {"attribute": "plan", "op": "eq", "value": "pro"}

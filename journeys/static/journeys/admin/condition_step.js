@@ -1,8 +1,8 @@
 /*
  * Journey admin: a yes/no condition step shows only the fields of its kind.
  *
- * "Contact attribute" uses attribute, operator and value; "Has done an event
- * since entering" uses the event name. The other line is hidden with the
+ * "Condition" uses the condition tree; "Contact attribute" uses attribute,
+ * operator and value; "Has done an event since entering" uses the event name. The other line is hidden with the
  * admin's `hidden` class, never disabled, so its inputs are still submitted.
  * A line showing a validation error is never hidden.
  *
@@ -15,6 +15,7 @@
 
     var KIND_SELECT = 'select[name^="steps-"][name$="-kind"]';
     var LINES = {
+        condition: ".form-row.field-condition",
         attribute: ".form-row.field-attribute",
         event_since_entry: ".form-row.field-event_name",
     };
