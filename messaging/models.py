@@ -176,6 +176,12 @@ class Message(models.Model):
 
     # The send's own outcome is recorded: never hand the message over again.
     FINAL = {Status.SENT, Status.FAILED, Status.SKIPPED}
+    # The error of a message whose worker died between handing it over and
+    # recording the outcome: it may or may not have arrived, so it is not
+    # sent again unless staff re-send it (messaging.services.resend).
+    INTERRUPTED_ERROR = (
+        "Delivery was interrupted; the outcome is unknown, so it was not sent again."
+    )
 
     contact = models.ForeignKey(
         Contact, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"

@@ -265,7 +265,7 @@ def _interrupted(row, now) -> SendResult:
         failed_at=now,
         locked_until=None,
         lease_token=None,
-        error="Delivery was interrupted; the outcome is unknown, so it was not sent again.",
+        error=Message.INTERRUPTED_ERROR,
     )
     return SendResult(row, detail="interrupted")
 
