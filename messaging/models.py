@@ -222,9 +222,17 @@ class Message(models.Model):
     clicked_at = models.DateTimeField(null=True, blank=True)
     bounced_at = models.DateTimeField(null=True, blank=True)
     complained_at = models.DateTimeField(null=True, blank=True)
+    # Set when staff re-sent a message whose delivery was interrupted.
+    resent_by = models.CharField(
+        max_length=150, blank=True, help_text="Who re-sent it after an interrupted delivery."
+    )
+    resent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [
+            ("resend_message", "Can re-send a message whose delivery was interrupted"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(contact__isnull=False) | Q(is_test=True),
