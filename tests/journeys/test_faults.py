@@ -301,3 +301,24 @@ def test_two_schedulers_and_two_workers_advance_each_enrollment_once(processes, 
         {(f"contact{i}@example.com", subject): 1 for i in range(count) for subject in SUBJECTS}
     )
     assert set(Message.objects.values_list("status", flat=True)) == {Message.Status.SENT}
+
+
+def test_a_batch_slower_than_its_lease_is_shared_without_a_second_send(processes, mail_server):
+    # Given a mail server so slow that one batch's emails outlast the lease
+    count = 12
+    mail_server.delay = 0.3
+    processes.env.update(WAYMARK_LEASE_SECONDS="2", WAYMARK_BATCH_SIZE="100")
+    two_email_journey(count)
+
+    # When two workers run: the second claims the batch while the first still sends
+    processes.scheduler()
+    processes.worker("worker-1")
+    processes.worker("worker-2")
+    wait_until(all_finished, what="every enrollment finished", processes=processes)
+
+    # Then each step ran once per enrollment, and no email arrived twice
+    each_step_ran_once(count)
+    received_at_most_once(mail_server)
+    for message in Message.objects.select_related("contact", "template"):
+        received = mail_server.received[(message.contact.email, message.template.subject)]
+        assert (message.status, received) == ("sent", 1), message
