@@ -53,6 +53,7 @@ from journeys.services.editing import (
 )
 from journeys.services.exchange import JourneyImportError, journey_export, journey_import
 from journeys.services.graph import JourneySteps, step_connect
+from journeys.services.recovery import RetryError, enrollments_retry_failed
 from journeys.services.testing import journey_test_run
 
 COMMON_STEP_FIELDS = ("position", "key", "name")
@@ -859,11 +860,12 @@ class EnrollmentAdmin(BigTableAdmin):
         "next_run_at",
         "entered_at",
         "finished_at",
+        "error",
     )
     list_filter = ("state", "journey", StepFilter)
     list_select_related = ("contact", "journey", "current_step")
     raw_id_fields = ("contact",)
-    actions = ("exit_selected", "move_selected")
+    actions = ("exit_selected", "move_selected", "retry_failed")
     readonly_fields = (
         "journey",
         "contact",
@@ -933,6 +935,34 @@ class EnrollmentAdmin(BigTableAdmin):
                 "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
             },
         )
+
+    @admin.action(description="Retry the failed step for selected contacts", permissions=["exit"])
+    def retry_failed(self, request, queryset):
+        try:
+            outcome = enrollments_retry_failed(enrollments=queryset)
+        except RetryError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        if outcome.retried:
+            self.message_user(
+                request,
+                f"{outcome.retried} contact(s) put back on their failed step; "
+                "it runs again at the next scheduler pass.",
+                messages.SUCCESS,
+            )
+        if outcome.refused:
+            self.message_user(
+                request,
+                f"{outcome.refused} contact(s) left as they were: only a failed enrollment "
+                "can be retried, not one of an archived journey or whose contact is in the "
+                "journey again.",
+                messages.WARNING,
+            )
+
+    @admin.display(description="Last error")
+    def error(self, obj):
+        # The first line says what went wrong; the enrollment's page has all of it.
+        return obj.last_error.splitlines()[0][:120] if obj.last_error else ""
 
     def has_exit_permission(self, request):
         # Moving contacts is editing the journey they are on.

@@ -24,6 +24,7 @@ from messaging.previews import (
     template_send_test,
 )
 from messaging.rendering import VARIABLE_REFERENCE
+from messaging.services import interrupted_messages_q, messages_resend
 from messaging.template_library import MAX_WIDTH
 from subscriptions.models import MessageType
 
@@ -202,10 +203,29 @@ class EngagementInline(ReadOnlyAdminMixin, admin.TabularInline):
     can_delete = False
 
 
+class InterruptedFilter(admin.SimpleListFilter):
+    """Messages whose worker died while handing them over: they may or may not
+    have arrived, and are sent again only if staff re-send them."""
+
+    title = "delivery"
+    parameter_name = "delivery"
+
+    def lookups(self, request, model_admin):
+        return [("interrupted", "Interrupted (outcome unknown)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "interrupted":
+            return queryset.filter(interrupted_messages_q())
+        return queryset
+
+
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
     """The send log. Read-only, and never deleted here: a message's row is what
-    stops a retried job from sending it a second time."""
+    stops a retried job from sending it a second time. The one change staff
+    make is a deliberate re-send of a message whose delivery was interrupted."""
+
+    actions = ("resend_interrupted",)
 
     list_display = (
         "contact",
@@ -216,7 +236,7 @@ class MessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
         "sent_at",
         "attempts",
     )
-    list_filter = ("status", "skip_reason", "medium", "origin", "is_test")
+    list_filter = ("status", InterruptedFilter, "skip_reason", "medium", "origin", "is_test")
     list_select_related = ("contact", "template")
     inlines = (EngagementInline,)
     # Newest first by id: created_at is indexed only after contact or status,
@@ -256,6 +276,7 @@ class MessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
                     "locked_until",
                     "idempotency_key",
                     "provider_message_id",
+                    ("resent_by", "resent_at"),
                 )
             },
         ),
@@ -276,6 +297,29 @@ class MessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
             },
         ),
     )
+
+    @admin.action(
+        description="Re-send selected interrupted messages (may deliver a second copy)",
+        permissions=["resend"],
+    )
+    def resend_interrupted(self, request, queryset):
+        outcome = messages_resend(messages=queryset, actor=request.user.get_username())
+        if outcome.resent:
+            self.message_user(
+                request,
+                f"{outcome.resent} message(s) will be sent again within a scheduler pass.",
+                messages.SUCCESS,
+            )
+        if outcome.refused:
+            self.message_user(
+                request,
+                f"{outcome.refused} message(s) left alone: only a message whose delivery was "
+                "interrupted (filter “Interrupted”) can be re-sent.",
+                messages.WARNING,
+            )
+
+    def has_resend_permission(self, request):
+        return request.user.has_perm("messaging.resend_message")
 
 
 @admin.register(Suppression)

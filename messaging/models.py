@@ -176,6 +176,12 @@ class Message(models.Model):
 
     # The send's own outcome is recorded: never hand the message over again.
     FINAL = {Status.SENT, Status.FAILED, Status.SKIPPED}
+    # The error of a message whose worker died between handing it over and
+    # recording the outcome: it may or may not have arrived, so it is not
+    # sent again unless staff re-send it (messaging.services.resend).
+    INTERRUPTED_ERROR = (
+        "Delivery was interrupted; the outcome is unknown, so it was not sent again."
+    )
 
     contact = models.ForeignKey(
         Contact, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
@@ -216,9 +222,17 @@ class Message(models.Model):
     clicked_at = models.DateTimeField(null=True, blank=True)
     bounced_at = models.DateTimeField(null=True, blank=True)
     complained_at = models.DateTimeField(null=True, blank=True)
+    # Set when staff re-sent a message whose delivery was interrupted.
+    resent_by = models.CharField(
+        max_length=150, blank=True, help_text="Who re-sent it after an interrupted delivery."
+    )
+    resent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [
+            ("resend_message", "Can re-send a message whose delivery was interrupted"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(contact__isnull=False) | Q(is_test=True),

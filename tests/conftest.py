@@ -154,12 +154,23 @@ def rq_queue():
     queue.connection.flushdb()
 
 
+class BurstWorker(SimpleWorker):
+    """rq's worker without its pubsub listener for stop-job commands, which
+    tests never send. Stopping that listener's thread races with the
+    unsubscribe: the thread can be left waiting out rq's 60-second poll (redis-py's
+    get_message waits for a subscription that no longer comes), and the worker's
+    teardown with it."""
+
+    def subscribe(self):
+        pass
+
+
 @pytest.fixture
 def run_worker(rq_queue):
     """Run a real rq worker (no fork) until the queue is empty; returns jobs run."""
 
     def run():
-        worker = SimpleWorker([rq_queue], connection=rq_queue.connection)
+        worker = BurstWorker([rq_queue], connection=rq_queue.connection)
         worker.work(burst=True)
         return worker.successful_job_count + worker.failed_job_count
 

@@ -258,15 +258,22 @@ def _rows_for(requests) -> dict:
 
 def _interrupted(row, now) -> SendResult:
     # A previous attempt died between handing the message over and recording
-    # the result. Sending again could deliver it twice.
-    _write_now(
-        row,
-        status=Status.FAILED,
-        failed_at=now,
-        locked_until=None,
-        lease_token=None,
-        error="Delivery was interrupted; the outcome is unknown, so it was not sent again.",
-    )
+    # the result. Sending again could deliver it twice. Only if it is still
+    # `sending`: the row was read without a lock, and a worker that was slow
+    # rather than dead may have recorded the outcome since.
+    fields = {
+        "status": Status.FAILED,
+        "failed_at": now,
+        "locked_until": None,
+        "lease_token": None,
+        "error": Message.INTERRUPTED_ERROR,
+        "updated_at": timezone.now(),
+    }
+    if not _update_message(row.pk, fields, status=Status.SENDING):
+        stored = Message.objects.get(pk=row.pk)
+        return SendResult(stored, detail=f"already {stored.status}")
+    for name, value in fields.items():
+        setattr(row, name, value)
     return SendResult(row, detail="interrupted")
 
 
@@ -277,20 +284,25 @@ def _write_now(row, **fields):
         setattr(row, name, value)
 
 
-def _update_message(pk, fields):
-    """UPDATE one message row. Written as SQL: it runs twice per message sent,
-    and building the queryset costs more than running it."""
+def _update_message(pk, fields, *, status=None) -> bool:
+    """UPDATE one message row (only while its status is `status`, if given);
+    whether it did. Written as SQL: it runs twice per message sent, and
+    building the queryset costs more than running it."""
     quote = connection.ops.quote_name
     assignments, params = [], []
     for name, value in fields.items():
         field = Message._meta.get_field(name)
         assignments.append(f"{quote(field.column)} = %s")
         params.append(field.get_db_prep_save(value, connection))
+    where, where_params = "id = %s", [pk]
+    if status is not None:
+        where, where_params = f"{where} AND status = %s", [pk, status]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {quote(Message._meta.db_table)} SET {', '.join(assignments)} WHERE id = %s",
-            [*params, pk],
+            f"UPDATE {quote(Message._meta.db_table)} SET {', '.join(assignments)} WHERE {where}",
+            [*params, *where_params],
         )
+        return cursor.rowcount == 1
 
 
 # --- attempts ---------------------------------------------------------------------
