@@ -59,6 +59,7 @@ class JourneyListView(APIView):
         offset = (page - 1) * size
         rows = (
             journeys.select_related("created_by")
+            .prefetch_related("triggers")
             .annotate(start_step_id=Subquery(first_step))
             .order_by(*params["sort"])[offset : offset + size]
             if offset < total

@@ -9,6 +9,7 @@ from journeys.models.steps import (
     Step,
     UpdateContactStep,
 )
+from journeys.models.trigger import JourneyTrigger, TriggerMembership
 
 __all__ = [
     "ConditionStep",
@@ -16,9 +17,11 @@ __all__ = [
     "Enrollment",
     "ExitStep",
     "Journey",
+    "JourneyTrigger",
     "SendMessageStep",
     "StartJourneyStep",
     "Step",
     "StepRun",
+    "TriggerMembership",
     "UpdateContactStep",
 ]

@@ -40,7 +40,8 @@ def test_the_document_names_steps_by_key_and_templates_by_name(welcome_series):
     document = journey_export(journey=welcome_series)
 
     assert document["format"] == "waymark.journey/1"
-    assert document["trigger"] == {"type": "event", "event_name": "signed_up"}
+    assert document["triggers"] == [{"type": "event", "event_name": "signed_up"}]
+    assert document["audience"] == {}
     assert [step["key"] for step in document["steps"]] == [
         "welcome",
         "wait",
@@ -178,11 +179,22 @@ def test_a_list_join_journey_names_its_list_and_needs_it_where_imported(db):
 
     copy = journey_import(document=document, name="Readers welcome 2")
 
-    assert document["trigger"] == {"type": "list_join", "list": "Readers"}
-    assert copy.trigger_list == readers
-    with pytest.raises(JourneyImportError, match="trigger: no list is named 'Gone'"):
-        journey_import(document={**document, "trigger": {"type": "list_join", "list": "Gone"}},
+    assert document["triggers"] == [{"type": "list_join", "list": "Readers"}]
+    assert [t.contact_list for t in copy.triggers.all()] == [readers]
+    with pytest.raises(JourneyImportError, match=r"triggers\[0\]: no list 'Gone'"):
+        journey_import(document={**document, "triggers": [{"type": "list_join", "list": "Gone"}]},
                        name="Readers welcome 3")  # fmt: skip
+    assert not Journey.objects.filter(name="Readers welcome 3").exists()
+
+
+def test_a_document_with_the_single_trigger_of_earlier_versions_still_imports(welcome_series):
+    document = journey_export(journey=welcome_series)
+    del document["triggers"]
+    document["trigger"] = {"type": "event", "event_name": "signed_up"}
+
+    copy = journey_import(document=document, name="Welcome, as it was")
+
+    assert [(t.kind, t.event_name) for t in copy.triggers.all()] == [("event", "signed_up")]
 
 
 def test_a_delay_until_a_time_of_day_round_trips(db):
