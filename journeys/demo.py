@@ -252,8 +252,12 @@ def _welcome_series(result, admin_user, templates):
     if not created:
         return  # its steps are whatever staff made of them since
     result.created.append(f"journey {journey.name}")
-    JourneyTrigger.objects.create(
-        journey=journey, kind=JourneyTrigger.Kind.EVENT, event_name="signed_up"
+    # A sign-up starts it, and so may the API (workflows/triggerWorkflow).
+    JourneyTrigger.objects.bulk_create(
+        [
+            JourneyTrigger(journey=journey, kind=JourneyTrigger.Kind.EVENT, event_name="signed_up"),
+            JourneyTrigger(journey=journey, kind=JourneyTrigger.Kind.API),
+        ]
     )
     SendMessageStep.objects.create(
         journey=journey,

@@ -131,6 +131,6 @@ class TriggerWorkflowView(APIView):
             f"Journey {journey_id} triggered."
             if enrolled
             else f"Journey {journey_id} not triggered: the user is on it already, or was "
-            "and may not enter again.",
+            "and may not enter again, or is outside its audience.",
             params={"workflowId": journey_id, "enrolled": enrolled},
         )

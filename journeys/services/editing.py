@@ -4,7 +4,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from journeys.models import Enrollment, Journey, JourneyTrigger, Step
+from journeys.models import Enrollment, Journey, JourneyTrigger, Step, TriggerMembership
 from journeys.services.validation import journey_problems
 
 
@@ -76,7 +76,9 @@ def journey_set_state(*, journey: Journey, state: str, actor=None) -> Journey:
     contacts where they are (the scheduler skips paused journeys) and takes no
     new entries; going live again resumes them. Archiving takes every contact
     still in the journey out of it (exited, "The journey was archived."), in
-    the same transaction: an archived journey strands no one.
+    the same transaction: an archived journey strands no one. Going live
+    (again), schedules and dates in attributes count from now, and segment
+    entries from the segment as it is now: nothing missed meanwhile fires late.
     """
     if state not in Journey.State.values:
         raise JourneyStateError(f"Unknown journey state {state!r}.")
@@ -89,6 +91,8 @@ def journey_set_state(*, journey: Journey, state: str, actor=None) -> Journey:
         Journey.objects.filter(pk=journey.pk).update(
             state=state, modified_by=actor, updated_at=timezone.now()
         )
+        if state == Journey.State.LIVE and journey.state != Journey.State.LIVE:
+            _triggers_start_from(journey=journey, now=timezone.now())
         if state == Journey.State.ARCHIVED:
             enrollments_exit(
                 enrollments=Enrollment.objects.filter(journey=journey),
@@ -97,6 +101,19 @@ def journey_set_state(*, journey: Journey, state: str, actor=None) -> Journey:
     journey.state = state
     journey.modified_by = actor
     return journey
+
+
+def _triggers_start_from(*, journey: Journey, now):
+    """Going live (again), scheduled triggers count from now: runs and dates
+    missed while the journey was a draft or paused are not fired late, and a
+    segment entry notes afresh who is in the segment (TriggerMembership)."""
+    triggers = JourneyTrigger.objects.filter(journey=journey)
+    triggers.filter(
+        kind__in=[JourneyTrigger.Kind.SCHEDULE, JourneyTrigger.Kind.DATE_ATTRIBUTE]
+    ).update(fired_until=now)
+    segment_entries = triggers.filter(kind=JourneyTrigger.Kind.SEGMENT_ENTRY)
+    TriggerMembership.objects.filter(trigger__in=segment_entries).delete()
+    segment_entries.update(fired_until=None)
 
 
 def journey_trigger_problems(*, journey: Journey) -> list[str]:

@@ -134,7 +134,7 @@ def _enroll_from_events(journey, triggers, event_ids, now) -> int:
     taken = Q(pk__in=[])
     for trigger in triggers:
         taken |= event_filter_q(trigger)
-    matching = Event.objects.filter(pk__in=event_ids).filter(taken)
+    matching = Event.objects.filter(pk__in=event_ids).filter(taken).order_by()
     if not journey.parallel:
         matching = matching.values("contact_id").annotate(first=Min("pk")).values("first")
     else:
@@ -319,7 +319,7 @@ def _enroll_from(
         before_params = []
     audience, audience_params = "", []
     if journey.audience:
-        members = Contact.objects.filter(compile_conditions(journey.audience, now=now))
+        members = Contact.objects.filter(compile_conditions(journey.audience, now=now)).order_by()
         audience, audience_params = members.values("pk").query.sql_with_params()
         audience = f"AND m.contact_id IN ({audience})"
     # Table names come from the models; every value is a parameter.

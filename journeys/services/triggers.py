@@ -237,7 +237,7 @@ def _refresh_segment(trigger, now) -> int:
     if trigger.fired_until is not None:
         entered = _enroll_contacts(trigger, newcomers, now, {"segmentId": trigger.segment_id})
     snapshot.exclude(contact_id__in=matching.values("pk")).delete()
-    sql, params = newcomers.values("pk").query.sql_with_params()
+    sql, params = newcomers.order_by().values("id").query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {TriggerMembership._meta.db_table} (trigger_id, contact_id) "
@@ -250,7 +250,7 @@ def _refresh_segment(trigger, now) -> int:
 def _enroll_contacts(trigger, contacts, now, trigger_data) -> int:
     """The contacts of a queryset enter the trigger's journey: one INSERT … SELECT."""
     first_step = _first_step(trigger.journey_id)
-    sql, params = contacts.values("pk").query.sql_with_params()
+    sql, params = contacts.order_by().values("id").query.sql_with_params()
     data = Enrollment._meta.get_field("trigger_data").get_db_prep_value(trigger_data, connection)
     source = f"FROM (SELECT s.id AS contact_id FROM ({sql}) s) m WHERE true"
     return _enroll_from(trigger.journey, source, list(params), first_step, now, data=data)
