@@ -238,7 +238,14 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
     readonly_fields = ("created_by", "modified_by", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("name", "folder", "description", "state")}),
-        ("Entry", {"fields": ("reentry", "reentry_period_days", "audience")}),
+        (
+            "Entry",
+            {
+                "fields": ("reentry", "reentry_period_days", "audience"),
+                "description": "Contacts enter when one of the entry triggers below fires, "
+                "if they match the audience and the re-entry policy lets them.",
+            },
+        ),
         ("Exit and goal", {"fields": ("exit_event_name", "goal_event_name")}),
         ("History", {"fields": readonly_fields, "classes": ("collapse",)}),
     )

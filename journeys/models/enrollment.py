@@ -47,7 +47,7 @@ class Enrollment(models.Model):
     # Entered a journey whose re-entry policy is "always": it may run
     # alongside other open passages of the same contact, so the one-open
     # constraint leaves it out. Fixed at entry.
-    parallel = models.BooleanField(default=False, editable=False)
+    parallel = models.BooleanField(default=False, db_default=False, editable=False)
     entered_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     exit_reason = models.CharField(max_length=255, blank=True)
