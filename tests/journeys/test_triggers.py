@@ -202,6 +202,33 @@ def test_the_admin_refuses_a_bad_audience_and_saves_nothing(client):
     assert not Journey.objects.exists()
 
 
+def test_the_admin_refuses_an_incomplete_trigger_and_saves_nothing(client):
+    client.force_login(UserFactory(is_superuser=True))
+    response = client.post(
+        reverse("admin:journeys_journey_add"),
+        {
+            "name": "Monthly digest",
+            "reentry": "always",
+            "audience": "{}",
+            "triggers-TOTAL_FORMS": 1,
+            "triggers-INITIAL_FORMS": 0,
+            "triggers-0-kind": "schedule",
+            "triggers-0-event_filter": "{}",
+            "triggers-0-offset_days": 0,
+            "triggers-0-every_unit": "days",
+            "steps-TOTAL_FORMS": 0,
+            "steps-INITIAL_FORMS": 0,
+        },
+    )
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Say when it runs." in body
+    assert "A schedule runs for one list or one segment: choose one." in body
+    assert not Journey.objects.exists()
+    assert not JourneyTrigger.objects.exists()
+
+
 # --- segment entry ----------------------------------------------------------------------
 
 
