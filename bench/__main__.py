@@ -14,13 +14,14 @@ def main(argv):
     from django.db import connection
     from django.test.utils import setup_test_environment
 
-    from bench import api, engine, ingest, sending, wakeups
+    from bench import api, engine, ingest, sending, triggers, wakeups
 
     benchmarks = {
         "engine": engine.run,
         "sending": sending.run,
         "api": api.run,
         "ingest": ingest.run,
+        "triggers": triggers.run,
         "wakeups": wakeups.run,
     }
     chosen = argv or list(benchmarks)

@@ -24,7 +24,7 @@ from django.conf import settings
 
 from contacts.models import Event
 from contacts.services import api_key_create
-from journeys.models import Journey, SendMessageStep
+from journeys.models import Journey, JourneyTrigger, SendMessageStep
 from messaging.models import Template
 from subscriptions.models import Channel, MessageType
 
@@ -108,9 +108,8 @@ def run():
         subject="Hi",
         html_body='<p>Hi</p><a href="{{ links.unsubscribe }}">Unsubscribe</a>',
     )
-    journey = Journey.objects.create(
-        name="Bench signup", state=Journey.State.LIVE, trigger_event_name="signed_up"
-    )
+    journey = Journey.objects.create(name="Bench signup", state=Journey.State.LIVE)
+    JourneyTrigger.objects.create(journey=journey, kind="event", event_name="signed_up")
     SendMessageStep.objects.create(journey=journey, key="welcome", position=1, template=template)
     _, raw_key = api_key_create(name="bench")
 

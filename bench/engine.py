@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from contacts.models import Contact
-from journeys.models import ConditionStep, DelayStep, Enrollment, Journey
+from journeys.models import ConditionStep, DelayStep, Enrollment, Journey, JourneyTrigger
 from journeys.services.runner import enrollments_advance
 from journeys.services.scheduling import enrollments_claim_due
 
@@ -25,9 +25,8 @@ def _rate(count, seconds):
 
 
 def run():
-    journey = Journey.objects.create(
-        name="Bench journey", state=Journey.State.LIVE, trigger_event_name="bench"
-    )
+    journey = Journey.objects.create(name="Bench journey", state=Journey.State.LIVE)
+    JourneyTrigger.objects.create(journey=journey, kind="event", event_name="bench")
     ConditionStep.objects.create(
         journey=journey,
         key="is-pro",

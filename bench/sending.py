@@ -23,7 +23,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from contacts.models import Contact
-from journeys.models import DelayStep, Enrollment, Journey, SendMessageStep
+from journeys.models import DelayStep, Enrollment, Journey, JourneyTrigger, SendMessageStep
 from journeys.services.scheduling import scheduler_tick
 from messaging.models import Message, Template
 from subscriptions.models import Channel, MessageType
@@ -69,9 +69,8 @@ def run():
     )
     template.full_clean()
     template.save()
-    journey = Journey.objects.create(
-        name="Bench welcome", state=Journey.State.LIVE, trigger_event_name="bench"
-    )
+    journey = Journey.objects.create(name="Bench welcome", state=Journey.State.LIVE)
+    JourneyTrigger.objects.create(journey=journey, kind="event", event_name="bench")
     send = SendMessageStep.objects.create(journey=journey, key="welcome", position=1,
                                           template=template)  # fmt: skip
     DelayStep.objects.create(journey=journey, key="wait", position=2, amount=2, unit="days")

@@ -28,9 +28,7 @@ BATCHES = 5
 
 def run():
     waiting = int(os.environ.get("WAYMARK_BENCH_WAITING", 1_000_000))
-    journey = Journey.objects.create(
-        name="Bench wait", state=Journey.State.LIVE, trigger_event_name="bench_never"
-    )
+    journey = Journey.objects.create(name="Bench wait", state=Journey.State.LIVE)
     wait = WaitForEventStep.objects.create(
         journey=journey, key="bought", position=1, event_name="purchase", timeout_amount=30
     )

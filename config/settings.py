@@ -259,6 +259,9 @@ WAYMARK_ENGINE = {
     "LEASE": timedelta(seconds=env.int("WAYMARK_LEASE_SECONDS", default=300)),
     # Pause between scheduler passes when there was nothing to do.
     "SCHEDULER_INTERVAL": env.float("WAYMARK_SCHEDULER_INTERVAL", default=1.0),
+    # Seconds between the scheduler's trigger passes: schedules, dates in
+    # attributes, segment entries and the audience sweep.
+    "TRIGGER_INTERVAL": env.float("WAYMARK_TRIGGER_INTERVAL", default=30.0),
     # Safety valve: steps one enrollment may take in one job before yielding.
     "MAX_STEPS_PER_RUN": 100,
 }

@@ -4,7 +4,7 @@ from datetime import datetime, time, timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count, Prefetch, Q
 from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -29,6 +29,7 @@ from journeys.models import (
     ExitStep,
     HoldoutStep,
     Journey,
+    JourneyTrigger,
     NotifyStaffStep,
     RandomSplitStep,
     SendMessageStep,
@@ -531,6 +532,25 @@ class StepInline(StackedPolymorphicInline):
         return super().get_queryset(request).order_by("position", "id")
 
 
+class JourneyTriggerInline(admin.StackedInline):
+    """A journey's entry triggers: a contact who sets off any one of them enters."""
+
+    model = JourneyTrigger
+    fk_name = "journey"
+    extra = 0
+    verbose_name = "entry trigger"
+    fields = (
+        "kind",
+        ("event_name", "event_filter"),
+        ("contact_list", "segment"),
+        ("starts_at", "every", "every_unit"),
+        "at_local_time",
+        ("date_attribute", "offset_days", "yearly"),
+        "source_journey",
+        ("channel", "message_type", "subscription_change"),
+    )
+
+
 @admin.register(Journey)
 class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
     list_display = (
@@ -542,16 +562,23 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
         "finished_enrollments",
         "updated_at",
     )
-    list_filter = ("state", "folder", "trigger_type")
-    search_fields = ("name", "description", "trigger_event_name")
+    list_filter = ("state", "folder", "triggers__kind")
+    search_fields = ("name", "description", "triggers__event_name")
     readonly_fields = ("created_by", "modified_by", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("name", "folder", "description", "state")}),
-        ("Entry", {"fields": ("trigger_type", "trigger_event_name", "trigger_list", "reentry")}),
+        (
+            "Entry",
+            {
+                "fields": ("reentry", "reentry_period_days", "audience"),
+                "description": "Contacts enter when one of the entry triggers below fires, "
+                "if they match the audience and the re-entry policy lets them.",
+            },
+        ),
         ("Exit and goal", {"fields": ("exit_event_name", "goal_event_name", "goal_window_days")}),
         ("History", {"fields": readonly_fields, "classes": ("collapse",)}),
     )
-    inlines = (StepInline,)
+    inlines = (JourneyTriggerInline, StepInline)
     save_on_top = True
 
     def get_readonly_fields(self, request, obj=None):
@@ -613,7 +640,14 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .select_related("trigger_list")
+            .prefetch_related(
+                Prefetch(
+                    "triggers",
+                    queryset=JourneyTrigger.objects.select_related(
+                        "contact_list", "segment", "source_journey", "channel", "message_type"
+                    ),
+                )
+            )
             .annotate(
                 open_count=Count("enrollments", filter=Q(enrollments__state__in=open_states)),
                 finished_count=Count("enrollments", filter=~Q(enrollments__state__in=open_states)),
@@ -622,9 +656,7 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
 
     @admin.display(description="Trigger")
     def trigger_summary(self, obj):
-        if obj.trigger_type == Journey.Trigger.LIST_JOIN:
-            return f"joins “{obj.trigger_list}”" if obj.trigger_list_id else "—"
-        return f"event “{obj.trigger_event_name}”" if obj.trigger_event_name else "—"
+        return "; ".join(trigger.summary for trigger in obj.triggers.all()) or "—"
 
     @admin.display(description="In journey", ordering="open_count")
     def open_enrollments(self, obj):

@@ -12,7 +12,14 @@ from django.db import transaction
 
 from contacts.models import ApiKey, Contact, ContactList, ListMembership
 from contacts.services import api_key_create
-from journeys.models import ConditionStep, DelayStep, ExitStep, Journey, SendMessageStep
+from journeys.models import (
+    ConditionStep,
+    DelayStep,
+    ExitStep,
+    Journey,
+    JourneyTrigger,
+    SendMessageStep,
+)
 from journeys.services.graph import step_connect
 from messaging.models import Template
 from subscriptions.models import Channel, MessageType
@@ -237,8 +244,6 @@ def _welcome_series(result, admin_user, templates):
                 "two minutes later."
             ),
             "state": Journey.State.LIVE,
-            "trigger_type": Journey.Trigger.EVENT,
-            "trigger_event_name": "signed_up",
             "reentry": Journey.Reentry.NEVER,
             "goal_event_name": "project_created",
             "created_by": admin_user,
@@ -248,6 +253,13 @@ def _welcome_series(result, admin_user, templates):
     if not created:
         return  # its steps are whatever staff made of them since
     result.created.append(f"journey {journey.name}")
+    # A sign-up starts it, and so may the API (workflows/triggerWorkflow).
+    JourneyTrigger.objects.bulk_create(
+        [
+            JourneyTrigger(journey=journey, kind=JourneyTrigger.Kind.EVENT, event_name="signed_up"),
+            JourneyTrigger(journey=journey, kind=JourneyTrigger.Kind.API),
+        ]
+    )
     SendMessageStep.objects.create(
         journey=journey,
         position=1,

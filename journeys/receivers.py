@@ -7,9 +7,11 @@ from journeys.services.entry import (
     journeys_erase_contact,
     journeys_handle_events,
     journeys_handle_list_joins,
+    journeys_handle_subscription_changes,
 )
 from journeys.services.sending import journey_send_verdict
 from messaging.signals import message_sending
+from subscriptions.signals import subscriptions_changed
 
 
 @receiver(events_recorded, dispatch_uid="journeys.events_recorded")
@@ -30,3 +32,8 @@ def on_contact_forgetting(sender, contact, forget, **kwargs):
 @receiver(list_members_joined, dispatch_uid="journeys.list_members_joined")
 def on_list_members_joined(sender, contact_list_id, contact_ids, **kwargs):
     journeys_handle_list_joins(contact_list_id=contact_list_id, contact_ids=contact_ids)
+
+
+@receiver(subscriptions_changed, dispatch_uid="journeys.subscriptions_changed")
+def on_subscriptions_changed(sender, changes, **kwargs):
+    journeys_handle_subscription_changes(changes=changes)

@@ -3,7 +3,15 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from contacts.models import Contact, ContactList, Event, ListMembership, Segment
-from journeys.models import ConditionStep, DelayStep, Enrollment, ExitStep, Journey, SendMessageStep
+from journeys.models import (
+    ConditionStep,
+    DelayStep,
+    Enrollment,
+    ExitStep,
+    Journey,
+    JourneyTrigger,
+    SendMessageStep,
+)
 from journeys.services.graph import step_connect
 from messaging.models import Message, Suppression, Template
 from subscriptions.models import (
@@ -116,8 +124,33 @@ class JourneyFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Journey {n}")
     state = Journey.State.LIVE
-    trigger_type = Journey.Trigger.EVENT
+    # Shorthands for the journey's one trigger (JourneyTriggerFactory adds
+    # more): an event trigger on trigger_event_name ("" for none), or
+    # trigger_type "list_join" (with trigger_list), "api" or "journey".
+    trigger_type = JourneyTrigger.Kind.EVENT
     trigger_event_name = "signed_up"
+    trigger_list = None
+
+    @classmethod
+    def _create(cls, model_class, *args, trigger_type, trigger_event_name, trigger_list, **kwargs):
+        journey = super()._create(model_class, *args, **kwargs)
+        if trigger_type == JourneyTrigger.Kind.EVENT and not trigger_event_name:
+            return journey
+        JourneyTrigger.objects.create(
+            journey=journey,
+            kind=trigger_type,
+            event_name=trigger_event_name if trigger_type == JourneyTrigger.Kind.EVENT else "",
+            contact_list=trigger_list,
+        )
+        return journey
+
+
+class JourneyTriggerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = JourneyTrigger
+
+    journey = factory.SubFactory(JourneyFactory, trigger_event_name="")
+    kind = JourneyTrigger.Kind.EVENT
 
 
 class StepFactory(factory.django.DjangoModelFactory):

@@ -47,7 +47,7 @@ def welcome_journey(db):
     journey = JourneyFactory(
         name="Newsletter welcome",
         state=Journey.State.LIVE,
-        trigger_event_name="",
+        trigger_type="api",  # started by triggerWorkflow
         reentry=Journey.Reentry.AFTER_EXIT,
     )
     SendMessageStepFactory(journey=journey, key="welcome", position=1, template=template)

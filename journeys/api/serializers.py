@@ -96,7 +96,9 @@ class JourneyDetailsSerializer(serializers.Serializer):
             "createdAt": _millis(journey.created_at),
             "updatedAt": _millis(journey.updated_at),
             "creatorUserId": (journey.created_by.email or None) if journey.created_by else None,
-            "triggerEventNames": [journey.trigger_event_name] if journey.trigger_event_name else [],
+            "triggerEventNames": sorted(
+                {t.event_name for t in journey.triggers.all() if t.kind == "event" and t.event_name}
+            ),
             "startTileId": journey.start_step_id,
             "lifetimeLimit": 1 if journey.reentry == Journey.Reentry.NEVER else None,
             "simultaneousLimit": 1,

@@ -59,6 +59,7 @@ class JourneyListView(APIView):
         offset = (page - 1) * size
         rows = (
             journeys.select_related("created_by")
+            .prefetch_related("triggers")
             .annotate(start_step_id=Subquery(first_step))
             .order_by(*params["sort"])[offset : offset + size]
             if offset < total
@@ -130,6 +131,6 @@ class TriggerWorkflowView(APIView):
             f"Journey {journey_id} triggered."
             if enrolled
             else f"Journey {journey_id} not triggered: the user is on it already, or was "
-            "and may not enter again.",
+            "and may not enter again, or is outside its audience.",
             params={"workflowId": journey_id, "enrolled": enrolled},
         )

@@ -16,6 +16,7 @@ from journeys.models.steps import (
     WaitForEventStep,
     WebhookStep,
 )
+from journeys.models.trigger import JourneyTrigger, TriggerMembership
 
 __all__ = [
     "ConditionStep",
@@ -25,6 +26,7 @@ __all__ = [
     "ExitStep",
     "HoldoutStep",
     "Journey",
+    "JourneyTrigger",
     "NotifyStaffStep",
     "RandomSplitStep",
     "SendMessageStep",
@@ -32,6 +34,7 @@ __all__ = [
     "StartJourneyStep",
     "Step",
     "StepRun",
+    "TriggerMembership",
     "UpdateContactStep",
     "WaitForEventStep",
     "WebhookStep",

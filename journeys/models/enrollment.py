@@ -52,6 +52,10 @@ class Enrollment(models.Model):
     locked_until = models.DateTimeField(null=True, blank=True)
     lease_token = models.UUIDField(null=True, blank=True)
     trigger_data = models.JSONField(default=dict, blank=True)
+    # Entered a journey whose re-entry policy is "always": it may run
+    # alongside other open passages of the same contact, so the one-open
+    # constraint leaves it out. Fixed at entry.
+    parallel = models.BooleanField(default=False, db_default=False, editable=False)
     entered_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     exit_reason = models.CharField(max_length=255, blank=True)
@@ -65,7 +69,7 @@ class Enrollment(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["journey", "contact"],
-                condition=Q(state__in=["active", "waiting"]),
+                condition=Q(state__in=["active", "waiting"], parallel=False),
                 name="one_open_enrollment_per_journey",
             ),
         ]

@@ -11,34 +11,30 @@ class Journey(models.Model):
         PAUSED = "paused", "Paused"
         ARCHIVED = "archived", "Archived"
 
-    class Trigger(models.TextChoices):
-        EVENT = "event", "An event is tracked"
-        LIST_JOIN = "list_join", "A contact joins a list"
-
     class Reentry(models.TextChoices):
         NEVER = "never", "Never: a contact takes this journey once"
         AFTER_EXIT = "after_exit", "After finishing: once the previous passage has ended"
+        ALWAYS = "always", "Always: every trigger starts a passage, even alongside an open one"
+        PERIOD = "period", "At most once per period (and never two passages at once)"
 
     name = models.CharField(max_length=200, unique=True)
     folder = models.CharField(max_length=200, blank=True, db_index=True)
     description = models.TextField(blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
-    trigger_type = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.EVENT)
-    trigger_event_name = models.CharField(
-        max_length=255,
-        blank=True,
-        help_text="Contacts enter when an event of this name is tracked.",
-    )
-    trigger_list = models.ForeignKey(
-        "contacts.ContactList",
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="Contacts enter when they join this list (for “A contact joins a list”).",
-    )
     reentry = models.CharField(
         "re-entry", max_length=16, choices=Reentry.choices, default=Reentry.NEVER
+    )
+    reentry_period_days = models.PositiveIntegerField(
+        "re-entry period (days)",
+        null=True,
+        blank=True,
+        help_text="For “at most once per period”: days from one entry before the next may start.",
+    )
+    audience = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Optional condition tree (as a segment's conditions): only contacts who match "
+        "enter, and a contact in the journey who stops matching leaves it. Empty: everyone.",
     )
     exit_event_name = models.CharField(
         max_length=255,
@@ -81,11 +77,6 @@ class Journey(models.Model):
         permissions = [
             ("activate_journey", "Can go live with, pause and archive journeys"),
         ]
-        indexes = [
-            models.Index(
-                fields=["state", "trigger_type", "trigger_event_name"], name="journey_trigger"
-            ),
-        ]
 
     def __str__(self):
         return self.name
@@ -93,7 +84,21 @@ class Journey(models.Model):
     def clean(self):
         from django.core.exceptions import ValidationError
 
-        if self.trigger_type == self.Trigger.EVENT and not self.trigger_event_name:
-            raise ValidationError(
-                {"trigger_event_name": "Name the event that starts this journey."}
-            )
+        from contacts.conditions import ConditionError, compile_conditions
+
+        errors = {}
+        if self.audience is None:  # emptied in a form
+            self.audience = {}
+        try:
+            compile_conditions(self.audience)
+        except ConditionError as exc:
+            errors["audience"] = f"Not a condition tree: {exc}."
+        if self.reentry == self.Reentry.PERIOD and not self.reentry_period_days:
+            errors["reentry_period_days"] = "Say how many days must pass between two entries."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def parallel(self) -> bool:
+        """Whether its passages may run side by side for one contact."""
+        return self.reentry == self.Reentry.ALWAYS

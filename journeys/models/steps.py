@@ -897,8 +897,9 @@ _NOT_SET = object()
 class StartJourneyStep(Step):
     """Enter the contact into another journey, then go on here.
 
-    The other journey must be live, and its re-entry policy decides as for
-    any entry; it receives this passage's trigger data. When it does not
+    The other journey must be live, with a trigger "Another journey starts
+    it" naming this journey (or any), and its audience and re-entry policy
+    decide as for any entry; it receives this passage's trigger data. When it does not
     take the contact, the step says why and the contact goes on all the same.
     """
 
@@ -918,16 +919,24 @@ class StartJourneyStep(Step):
             raise ValidationError({"target": "A journey cannot start itself: use a connection."})
 
     def execute(self, run):
-        from journeys.services.entry import journeys_enroll_contact
+        from journeys.services.entry import journey_start_from_journey
 
         target = Journey.objects.filter(pk=self.target_id).first()
         if target is None or target.state != Journey.State.LIVE:
             detail = f"“{target}” is not live: not started" if target else "no such journey"
             return Continue(run.following(self), detail=detail)
-        entered = journeys_enroll_contact(
-            journey=target, contact=run.contact, trigger_data=run.enrollment.trigger_data
+        started = journey_start_from_journey(
+            journey=target,
+            source_journey_id=self.journey_id,
+            contact=run.contact,
+            trigger_data=run.enrollment.trigger_data,
         )
-        detail = f"started “{target}”" if entered else f"“{target}” did not take them again"
+        if not started.accepted:
+            detail = f"“{target}” has no trigger taking contacts from this journey: not started"
+        elif started.enrollment:
+            detail = f"started “{target}”"
+        else:
+            detail = f"“{target}” did not take them (re-entry policy or audience)"
         return Continue(run.following(self), detail=detail)
 
 

@@ -1,10 +1,10 @@
 """Changing where contacts are while a journey is live."""
 
 from django.db import transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from journeys.models import Enrollment, Journey, Step
+from journeys.models import Enrollment, Journey, JourneyTrigger, Step, TriggerMembership
 from journeys.services.validation import journey_problems
 
 
@@ -71,25 +71,28 @@ ARCHIVED_EXIT_REASON = "The journey was archived."
 def journey_set_state(*, journey: Journey, state: str, actor=None) -> Journey:
     """Move a journey to draft, live, paused or archived.
 
-    Going live needs an entry trigger and at least one step. Pausing keeps
+    Going live needs at least one entry trigger, each complete, and at
+    least one step. Pausing keeps
     contacts where they are (the scheduler skips paused journeys) and takes no
     new entries; going live again resumes them. Archiving takes every contact
     still in the journey out of it (exited, "The journey was archived."), in
-    the same transaction: an archived journey strands no one.
+    the same transaction: an archived journey strands no one. Going live
+    (again), schedules and dates in attributes count from now, and segment
+    entries from the segment as it is now: nothing missed meanwhile fires late.
     """
     if state not in Journey.State.values:
         raise JourneyStateError(f"Unknown journey state {state!r}.")
     if state == Journey.State.LIVE:
-        if journey.trigger_type == Journey.Trigger.EVENT and not journey.trigger_event_name:
-            raise JourneyStateError(f"“{journey}” has no entry event: name one before going live.")
-        if journey.trigger_type == Journey.Trigger.LIST_JOIN and not journey.trigger_list_id:
-            raise JourneyStateError(f"“{journey}” starts when a contact joins a list: choose it.")
+        if problems := journey_trigger_problems(journey=journey):
+            raise JourneyStateError(" ".join(problems))
         if problems := journey_problems(journey=journey):
             raise JourneyStateError(" ".join(problems))
     with transaction.atomic():
         Journey.objects.filter(pk=journey.pk).update(
             state=state, modified_by=actor, updated_at=timezone.now()
         )
+        if state == Journey.State.LIVE and journey.state != Journey.State.LIVE:
+            _triggers_start_from(journey=journey, now=timezone.now())
         if state == Journey.State.ARCHIVED:
             enrollments_exit(
                 enrollments=Enrollment.objects.filter(journey=journey),
@@ -100,21 +103,59 @@ def journey_set_state(*, journey: Journey, state: str, actor=None) -> Journey:
     return journey
 
 
+def _triggers_start_from(*, journey: Journey, now):
+    """Going live (again), scheduled triggers count from now: runs and dates
+    missed while the journey was a draft or paused are not fired late, and a
+    segment entry notes afresh who is in the segment (TriggerMembership)."""
+    triggers = JourneyTrigger.objects.filter(journey=journey)
+    triggers.filter(
+        kind__in=[JourneyTrigger.Kind.SCHEDULE, JourneyTrigger.Kind.DATE_ATTRIBUTE]
+    ).update(fired_until=now)
+    segment_entries = triggers.filter(kind=JourneyTrigger.Kind.SEGMENT_ENTRY)
+    TriggerMembership.objects.filter(trigger__in=segment_entries).delete()
+    segment_entries.update(fired_until=None)
+
+
+def journey_trigger_problems(*, journey: Journey) -> list[str]:
+    """What keeps the journey's entry triggers (and audience) from working."""
+    from django.core.exceptions import ValidationError
+
+    triggers = list(journey.triggers.all())
+    if not triggers:
+        return [f"“{journey}” has no entry trigger: add one before going live."]
+    problems = []
+    for trigger in [journey, *triggers]:
+        try:
+            trigger.full_clean(validate_unique=False)
+        except ValidationError as exc:
+            what = "The journey" if trigger is journey else f"Its trigger “{trigger.summary}”"
+            details = " ".join(" ".join(messages) for messages in exc.message_dict.values())
+            problems.append(f"{what}: {details}")
+    return problems
+
+
+# Trigger kinds two journeys can share, and the fields that make them the same.
+_SHARED_BY = {
+    JourneyTrigger.Kind.EVENT: "event_name",
+    JourneyTrigger.Kind.LIST_JOIN: "contact_list_id",
+    JourneyTrigger.Kind.SEGMENT_ENTRY: "segment_id",
+}
+
+
 def journeys_sharing_trigger(*, journey: Journey) -> list[Journey]:
-    """The other live journeys that start on the same trigger as `journey`:
-    a contact who sets it off enters each of them (and may get each one's
-    messages). A warning for whoever takes `journey` live, not a refusal."""
-    if journey.trigger_type == Journey.Trigger.EVENT and journey.trigger_event_name:
-        same = {"trigger_event_name": journey.trigger_event_name}
-    elif journey.trigger_type == Journey.Trigger.LIST_JOIN and journey.trigger_list_id:
-        same = {"trigger_list_id": journey.trigger_list_id}
-    else:
-        return []
-    return list(
-        Journey.objects.filter(state=Journey.State.LIVE, trigger_type=journey.trigger_type, **same)
-        .exclude(pk=journey.pk)
-        .order_by("name")
+    """The other live journeys that start on one of the same triggers as
+    `journey` (the same event, list join or segment entry): a contact who
+    sets it off enters each of them (and may get each one's messages). A
+    warning for whoever takes `journey` live, not a refusal."""
+    same = Q(pk__in=[])
+    for trigger in journey.triggers.filter(kind__in=list(_SHARED_BY)):
+        field = _SHARED_BY[trigger.kind]
+        if value := getattr(trigger, field):
+            same |= Q(kind=trigger.kind, **{field: value})
+    others = JourneyTrigger.objects.filter(same, journey__state=Journey.State.LIVE).exclude(
+        journey=journey
     )
+    return list(Journey.objects.filter(pk__in=others.values("journey_id")).order_by("name"))
 
 
 def journeys_open_enrollment_counts(*, journey_ids) -> dict:

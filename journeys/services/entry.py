@@ -3,14 +3,15 @@
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db import connection, transaction
+from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
+from contacts.conditions import compile_conditions
 from contacts.models import Contact, ContactList, Event, ListMembership
 from contacts.redis import default_queue
 from contacts.services import contact_find
-from journeys.models import Enrollment, Journey, Step, StepRun
+from journeys.models import Enrollment, Journey, JourneyTrigger, Step, StepRun
 
 
 def _first_step(journey_id):
@@ -25,33 +26,23 @@ def _first_step(journey_id):
 def journeys_enroll_contact(
     *, journey: Journey, contact, trigger_data=None, now=None
 ) -> Enrollment | None:
-    """Enroll one contact if the journey's re-entry policy allows it.
+    """Enroll one contact if the journey's audience and re-entry policy allow it.
 
-    Returns the new enrollment, or None when the contact is already on the
-    journey (or has been, under the "never" policy). Concurrent calls cannot
-    both enroll: a partial unique index allows one open enrollment per
-    contact and journey.
+    Returns the new enrollment, or None when the contact is kept out: already
+    on the journey (or, by the policy, has been), or not in its audience.
+    One INSERT … SELECT, the same as every other entry: concurrent calls
+    cannot enroll more than the policy allows (a partial unique index allows
+    one open enrollment per contact and journey unless the policy is
+    "always").
     """
     now = now or timezone.now()
-    previous = Enrollment.objects.filter(journey=journey, contact=contact)
-    if journey.reentry == Journey.Reentry.NEVER:
-        if previous.exists():
-            return None
-    elif previous.filter(state__in=Enrollment.OPEN_STATES).exists():
-        return None
-    try:
-        with transaction.atomic():
-            return Enrollment.objects.create(
-                journey=journey,
-                contact=contact,
-                current_step_id=_first_step(journey.pk),
-                state=Enrollment.State.ACTIVE,
-                next_run_at=now,
-                entered_at=now,
-                trigger_data=trigger_data or {},
-            )
-    except IntegrityError:  # a concurrent entry won the race
-        return None
+    first_step = _first_step(journey.pk)
+    data = Enrollment._meta.get_field("trigger_data").get_db_prep_value(
+        trigger_data or {}, connection
+    )
+    source = "FROM (SELECT %s AS contact_id) m WHERE true"
+    ids = _enroll_from(journey, source, [contact.pk], first_step, now, data=data, returning=True)
+    return Enrollment.objects.get(pk=ids[0]) if ids else None
 
 
 def journeys_handle_events(*, events) -> dict:
@@ -113,12 +104,10 @@ def journeys_handle_events(*, events) -> dict:
             )
         woken = _wake_waiting(event_ids, now)
         entered = 0
-        for journey in Journey.objects.filter(
-            state=Journey.State.LIVE,
-            trigger_type=Journey.Trigger.EVENT,
-            trigger_event_name__in=names,
-        ):
-            entered += _enroll_from_events(journey, event_ids, now)
+        for journey, triggers in _live_triggers(
+            kind=JourneyTrigger.Kind.EVENT, event_name__in=names
+        ).items():
+            entered += _enroll_from_events(journey, triggers, event_ids, now)
     return {"entered": entered, "exited": exited, "goals": goals, "woken": woken}
 
 
@@ -194,23 +183,43 @@ def _in_batch(batch, journey_event_field):
     )
 
 
-def _enroll_from_events(journey, event_ids, now) -> int:
-    """One INSERT … SELECT: each contact with one of `event_ids` named by the
-    journey's trigger enters, once, as its re-entry policy allows; the first
-    such event of the batch is the trigger."""
+def _live_triggers(*args, **lookup) -> dict:
+    """Live journeys with triggers matching the lookup: {journey: [its triggers]}."""
+    found = {}
+    for trigger in JourneyTrigger.objects.filter(
+        *args, journey__state=Journey.State.LIVE, **lookup
+    ).select_related("journey"):
+        found.setdefault(trigger.journey, []).append(trigger)
+    return found
+
+
+def event_filter_q(trigger) -> Q:
+    """The events a trigger takes: its name, and the values its filter asks of their data."""
+    q = Q(name=trigger.event_name)
+    for path, value in (trigger.event_filter or {}).items():
+        q &= Q(**{"data__" + "__".join(path.split(".")): value})
+    return q
+
+
+def _enroll_from_events(journey, triggers, event_ids, now) -> int:
+    """One INSERT … SELECT: each contact with one of `event_ids` that one of
+    the journey's triggers takes enters, as its re-entry policy allows. The
+    first such event of the batch is the trigger; under "always" each such
+    event starts a passage of its own."""
     first_step = _first_step(journey.pk)
     if first_step is None:
         return 0
-    event = Event._meta.db_table
-    ids = ", ".join(["%s"] * len(event_ids))
-    source = f"""
-        FROM {event} m
-        WHERE m.id IN ({ids}) AND m.name = %s
-          AND m.id = (SELECT min(f.id) FROM {event} f
-                      WHERE f.id IN ({ids}) AND f.name = m.name AND f.contact_id = m.contact_id)
-    """
-    source_params = [*event_ids, journey.trigger_event_name, *event_ids]
-    return _enroll_from(journey, source, source_params, first_step, now, data_column="m.data")
+    taken = Q(pk__in=[])
+    for trigger in triggers:
+        taken |= event_filter_q(trigger)
+    matching = Event.objects.filter(pk__in=event_ids).filter(taken).order_by()
+    if not journey.parallel:
+        matching = matching.values("contact_id").annotate(first=Min("pk")).values("first")
+    else:
+        matching = matching.values("pk")
+    sql, params = matching.query.sql_with_params()
+    source = f"FROM {Event._meta.db_table} m WHERE m.id IN ({sql})"
+    return _enroll_from(journey, source, list(params), first_step, now, data_column="m.data")
 
 
 # --- Entry through the API: POST /api/workflows/triggerWorkflow ---------------
@@ -248,7 +257,8 @@ def journey_trigger(
     list_id: int | None = None,
     data: dict | None = None,
 ) -> Triggered:
-    """Start a live journey for one contact now, or for every member of a list soon.
+    """Start a live journey that has an API trigger for one contact now, or
+    for every member of a list soon.
 
     One contact, named by email or user id, must already exist (Iterable
     creates no user on a trigger). A list enters asynchronously: one rq job,
@@ -262,6 +272,11 @@ def journey_trigger(
         raise TriggerError(
             f"Journey {journey_id} is {journey.get_state_display().lower()}: "
             "only a live journey can be triggered."
+        )
+    if not journey.triggers.filter(kind=JourneyTrigger.Kind.API).exists():
+        raise TriggerError(
+            f"Journey {journey_id} does not start from the API: give it an API trigger "
+            "(“The API starts it”) to trigger it here."
         )
     data = data or {}
     if list_id is not None:
@@ -346,35 +361,66 @@ def _enroll_members(journey, list_id, after, upto, first_step, data, now) -> int
     return _enroll_from(journey, source, source_params, first_step, now, data=data)
 
 
-def _enroll_from(journey, source, source_params, first_step, now, *, data=None, data_column=None):
+def _enroll_from(
+    journey, source, source_params, first_step, now, *, data=None, data_column=None,
+    returning=False,
+):  # fmt: skip
     """INSERT … SELECT: the contacts `source` (a FROM … WHERE over rows `m`
-    with a contact_id) names enter the journey, but for those its re-entry
-    policy keeps out. Their trigger data is `data` (prepared for the
-    database), or the source's `data_column`. One statement: atomic alone.
-    Returns how many entered."""
+    with a contact_id) names enter the journey, but for those outside its
+    audience and those its re-entry policy keeps out. Their trigger data is
+    `data` (prepared for the database), or the source's `data_column`. One
+    statement: atomic alone. Returns how many entered (with `returning`, the
+    new enrollments' ids).
+
+    The policies: "never" keeps out whoever has a passage; "after exit" and
+    "once per period" whoever has an open one (the partial unique index
+    one_open_enrollment_per_journey holds this under concurrency too), and
+    "once per period" also whoever entered within the period; "always" keeps
+    no one out, and its passages are marked parallel, outside that index.
+    """
+    if first_step is None:
+        return [] if returning else 0
     enrollment = Enrollment._meta.db_table
     open_states = ", ".join(["%s"] * len(Enrollment.OPEN_STATES))
     before = f"SELECT 1 FROM {enrollment} x WHERE x.journey_id = %s AND x.contact_id = m.contact_id"
     before_params = [journey.pk]
-    if journey.reentry != Journey.Reentry.NEVER:  # only an open passage keeps them out
-        before += f" AND x.state IN ({open_states})"
+    policy = Journey.Reentry
+    if journey.reentry in (policy.AFTER_EXIT, policy.PERIOD):
+        before += f" AND (x.state IN ({open_states})"
         before_params += list(Enrollment.OPEN_STATES)
+        if journey.reentry == policy.PERIOD:
+            before += " OR x.entered_at > %s"
+            before_params.append(now - timedelta(days=journey.reentry_period_days or 0))
+        before += ")"
+    keep_out = "" if journey.reentry == policy.ALWAYS else f"AND NOT EXISTS ({before})"
+    if journey.reentry == policy.ALWAYS:
+        before_params = []
+    audience, audience_params = "", []
+    if journey.audience:
+        members = Contact.objects.filter(compile_conditions(journey.audience, now=now)).order_by()
+        audience, audience_params = members.values("pk").query.sql_with_params()
+        audience = f"AND m.contact_id IN ({audience})"
     # Table names come from the models; every value is a parameter.
     sql = f"""
         INSERT INTO {enrollment}
             (journey_id, contact_id, state, current_step_id, sequence, attempts, next_run_at,
-             wait_event_name, trigger_data, entered_at, exit_reason, last_error)
-        SELECT %s, m.contact_id, %s, %s, 0, 0, %s, '', {data_column or "%s"}, %s, '', ''
+             wait_event_name, trigger_data, entered_at, exit_reason, last_error, parallel)
+        SELECT %s, m.contact_id, %s, %s, 0, 0, %s, '', {data_column or "%s"}, %s, '', '', %s
         {source}
-          AND NOT EXISTS ({before})
+          {keep_out}
+          {audience}
         ON CONFLICT DO NOTHING
+        {"RETURNING id" if returning else ""}
     """
     params = [
         journey.pk, Enrollment.State.ACTIVE, first_step, now,
-        *([] if data_column else [data]), now, *source_params, *before_params,
+        *([] if data_column else [data]), now, journey.parallel,
+        *source_params, *before_params, *audience_params,
     ]  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        if returning:
+            return [row[0] for row in cursor.fetchall()]
         return cursor.rowcount
 
 
@@ -384,24 +430,22 @@ LIST_JOIN_CHUNK = 1000
 
 
 def journeys_handle_list_joins(*, contact_list_id: int, contact_ids, now=None) -> int:
-    """Contacts who just joined a list enter every live journey that starts
-    when a contact joins it, as each journey's re-entry policy allows.
-    Set-based: one INSERT … SELECT per journey and thousand contacts.
+    """Contacts who just joined a list enter every live journey with a
+    trigger on joining it, as each journey's audience and re-entry policy
+    allow. Set-based: one INSERT … SELECT per journey and thousand contacts.
     Returns how many entered."""
-    journeys = list(
-        Journey.objects.filter(
-            state=Journey.State.LIVE,
-            trigger_type=Journey.Trigger.LIST_JOIN,
-            trigger_list_id=contact_list_id,
-        )
-    )
+    journeys = _live_triggers(kind=JourneyTrigger.Kind.LIST_JOIN, contact_list_id=contact_list_id)
+    return _enroll_contact_ids(journeys, contact_ids, {"listId": contact_list_id}, now)
+
+
+def _enroll_contact_ids(journeys, contact_ids, trigger_data, now) -> int:
+    """These contacts enter these journeys: one INSERT … SELECT per journey
+    and thousand contacts."""
     contact_ids = sorted(set(contact_ids))
     if not journeys or not contact_ids:
         return 0
     now = now or timezone.now()
-    data = Enrollment._meta.get_field("trigger_data").get_db_prep_value(
-        {"listId": contact_list_id}, connection
-    )
+    data = Enrollment._meta.get_field("trigger_data").get_db_prep_value(trigger_data, connection)
     contact = Contact._meta.db_table
     entered = 0
     for journey in journeys:
@@ -416,6 +460,76 @@ def journeys_handle_list_joins(*, contact_list_id: int, contact_ids, now=None) -
                 "WHERE true"
             )
             entered += _enroll_from(journey, source, chunk, first_step, now, data=data)
+    return entered
+
+
+# --- Started by another journey (its start journey step) ------------------------
+
+
+@dataclass(frozen=True)
+class JourneyStart:
+    """What a start journey step's request did: refused (the target has no
+    trigger taking contacts from that journey), or enrollment (None when the
+    target's audience or re-entry policy kept the contact out)."""
+
+    accepted: bool
+    enrollment: Enrollment | None = None
+
+
+def journey_start_from_journey(
+    *, journey: Journey, source_journey_id: int, contact, trigger_data=None
+) -> JourneyStart:
+    """Enter `contact` into `journey` on behalf of another journey's start
+    journey step: only a journey with a trigger "Another journey starts it"
+    naming that journey (or any journey) takes them."""
+    accepts = journey.triggers.filter(kind=JourneyTrigger.Kind.JOURNEY).filter(
+        Q(source_journey__isnull=True) | Q(source_journey_id=source_journey_id)
+    )
+    if not accepts.exists():
+        return JourneyStart(accepted=False)
+    enrollment = journeys_enroll_contact(
+        journey=journey, contact=contact, trigger_data=trigger_data
+    )
+    return JourneyStart(accepted=True, enrollment=enrollment)
+
+
+# --- Subscription changes (subscriptions.signals.subscriptions_changed) --------
+
+
+def journeys_handle_subscription_changes(*, changes, now=None) -> int:
+    """Contacts whose subscription just changed enter the live journeys with
+    a trigger on that change (subscribing to, or unsubscribing from, that
+    channel or message type). `changes` are (subscription, previous status)
+    pairs; a pair whose status did not change starts nothing. Set-based:
+    one INSERT … SELECT per trigger and thousand contacts. Returns how many
+    entered."""
+    changes = [(s, previous) for s, previous in changes if s.status != previous]
+    if not changes:
+        return 0
+    channels = {s.channel_id for s, _ in changes if s.channel_id}
+    types = {s.message_type_id for s, _ in changes if s.message_type_id}
+    entered = 0
+    for journey, triggers in _live_triggers(
+        Q(channel_id__in=channels) | Q(message_type_id__in=types),
+        kind=JourneyTrigger.Kind.SUBSCRIPTION,
+    ).items():
+        for trigger in triggers:
+            contact_ids = [
+                s.contact_id
+                for s, _ in changes
+                if s.status == trigger.subscription_change
+                and (
+                    (trigger.channel_id and s.channel_id == trigger.channel_id)
+                    or (trigger.message_type_id and s.message_type_id == trigger.message_type_id)
+                )
+            ]
+            scope = (
+                {"channelId": trigger.channel_id}
+                if trigger.channel_id
+                else {"messageTypeId": trigger.message_type_id}
+            )
+            data = {"subscription": trigger.subscription_change, **scope}
+            entered += _enroll_contact_ids([journey], contact_ids, data, now)
     return entered
 
 

@@ -7,7 +7,7 @@ types and journeys are named by their names, in condition trees too.
 """
 
 from dataclasses import dataclass
-from datetime import time
+from datetime import datetime, time
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
@@ -21,6 +21,7 @@ from journeys.models import (
     ExitStep,
     HoldoutStep,
     Journey,
+    JourneyTrigger,
     NotifyStaffStep,
     RandomSplitStep,
     SendMessageStep,
@@ -109,6 +110,7 @@ JOURNEY_FIELDS = (
     "folder",
     "description",
     "reentry",
+    "reentry_period_days",
     "exit_event_name",
     "goal_event_name",
     "goal_window_days",
@@ -161,15 +163,86 @@ def journey_export(*, journey: Journey) -> dict:
         "format": FORMAT,
         "name": journey.name,
         **{field: getattr(journey, field) for field in JOURNEY_FIELDS},
-        "trigger": _trigger_export(journey),
+        "audience": journey.audience,
+        "triggers": [_trigger_export(t) for t in journey.triggers.order_by("id")],
         "steps": exported,
     }
 
 
-def _trigger_export(journey) -> dict:
-    if journey.trigger_type == Journey.Trigger.LIST_JOIN:
-        return {"type": journey.trigger_type, "list": getattr(journey.trigger_list, "name", None)}
-    return {"type": journey.trigger_type, "event_name": journey.trigger_event_name}
+# Trigger kind -> its settings in the document: (document key, model field).
+# Named objects are written by name, times and datetimes in ISO 8601.
+TRIGGER_FIELDS = {
+    JourneyTrigger.Kind.EVENT: (("event_name", "event_name"), ("filter", "event_filter")),
+    JourneyTrigger.Kind.LIST_JOIN: (("list", "contact_list"),),
+    JourneyTrigger.Kind.SEGMENT_ENTRY: (("segment", "segment"),),
+    JourneyTrigger.Kind.API: (),
+    JourneyTrigger.Kind.SCHEDULE: (
+        ("list", "contact_list"),
+        ("segment", "segment"),
+        ("starts_at", "starts_at"),
+        ("every", "every"),
+        ("every_unit", "every_unit"),
+        ("at_local_time", "at_local_time"),
+    ),
+    JourneyTrigger.Kind.DATE_ATTRIBUTE: (
+        ("date_attribute", "date_attribute"),
+        ("offset_days", "offset_days"),
+        ("yearly", "yearly"),
+        ("at_local_time", "at_local_time"),
+    ),
+    JourneyTrigger.Kind.JOURNEY: (("journey", "source_journey"),),
+    JourneyTrigger.Kind.SUBSCRIPTION: (
+        ("channel", "channel"),
+        ("message_type", "message_type"),
+        ("change", "subscription_change"),
+    ),
+}
+_TRIGGER_NAMED = {
+    "contact_list": _NAMED["contact_list"],
+    "segment": (Segment, lambda s: s.name, lambda name: {"name": name}),
+    "source_journey": _NAMED["target"],
+    "channel": _NAMED["channel"],
+    "message_type": _NAMED["message_type"],
+}
+
+
+def _trigger_export(trigger) -> dict:
+    entry = {"type": trigger.kind}
+    for key, field in TRIGGER_FIELDS[trigger.kind]:
+        value = getattr(trigger, field)
+        if value in (None, "", {}) and field != "source_journey":
+            continue
+        if field in _TRIGGER_NAMED:
+            value = None if value is None else _TRIGGER_NAMED[field][1](value)
+        elif isinstance(value, time | datetime):
+            value = value.isoformat()
+        entry[key] = value
+    return entry
+
+
+def _parse_trigger(index, entry) -> JourneyTrigger:
+    where = f"triggers[{index}]"
+    _require(isinstance(entry, dict), f"{where} must be an object.")
+    kind = entry.get("type")
+    _require(
+        kind in TRIGGER_FIELDS,
+        f"{where}: unknown type {kind!r}; one of {', '.join(TRIGGER_FIELDS)}.",
+    )
+    fields = dict(TRIGGER_FIELDS[kind])
+    unknown = sorted(set(entry) - {"type", *fields})
+    _require(not unknown, f"{where}: unknown field(s) {', '.join(unknown)} for a {kind} trigger.")
+    values = {"kind": kind}
+    for key, field in fields.items():
+        if entry.get(key) is None:
+            continue
+        if field in _TRIGGER_NAMED:
+            model, _, lookup = _TRIGGER_NAMED[field]
+            found = model.objects.filter(**lookup(entry[key])).first()
+            _require(found, f"{where}: no {key.replace('_', ' ')} {entry[key]!r}.")
+            values[field] = found
+        else:
+            values[field] = entry[key]
+    return JourneyTrigger(**values)
 
 
 def _tree_map(tree, convert):
@@ -290,8 +363,14 @@ def journey_import(*, document, name: str | None = None, actor=None) -> Journey:
         not Journey.objects.filter(name=name).exists(),
         f"A journey named “{name}” already exists: import it under another name.",
     )
-    trigger = document.get("trigger") or {}
-    _require(isinstance(trigger, dict), '"trigger" must be an object.')
+    if "trigger" in document and "triggers" not in document:
+        # Documents written before journeys had several triggers.
+        old = document["trigger"] or {}
+        _require(isinstance(old, dict), '"trigger" must be an object.')
+        document = {**document, "triggers": [old] if old else []}
+    triggers = document.get("triggers") or []
+    _require(isinstance(triggers, list), '"triggers" must be a list.')
+    triggers = [_parse_trigger(index, entry) for index, entry in enumerate(triggers)]
     entries = document.get("steps")
     _require(isinstance(entries, list), '"steps" must be a list.')
     template_names = [entry.get("template") for entry in entries if isinstance(entry, dict)]
@@ -314,16 +393,10 @@ def journey_import(*, document, name: str | None = None, actor=None) -> Journey:
                 "which is not a step of this journey.",
             )
 
-    trigger_list = None
-    if trigger.get("list") is not None:
-        trigger_list = ContactList.objects.filter(name=trigger["list"]).first()
-        _require(trigger_list, f"trigger: no list is named {trigger['list']!r}.")
     journey = Journey(
         name=name,
         state=Journey.State.DRAFT,
-        trigger_type=trigger.get("type") or Journey.Trigger.EVENT,
-        trigger_event_name=trigger.get("event_name") or "",
-        trigger_list=trigger_list,
+        audience=document.get("audience") or {},
         created_by=actor,
         modified_by=actor,
         **{field: document[field] for field in JOURNEY_FIELDS if field in document},
@@ -332,6 +405,10 @@ def journey_import(*, document, name: str | None = None, actor=None) -> Journey:
         with transaction.atomic():
             _full_clean(journey, "the journey")
             journey.save()
+            for index, trigger in enumerate(triggers):
+                trigger.journey = journey
+                _full_clean(trigger, f"triggers[{index}]")
+                trigger.save()
             by_key = {}
             for position, p in enumerate(parsed, start=1):
                 p.step.journey = journey

@@ -67,8 +67,13 @@ def enqueue_advance(claim: Claim):
 def scheduler_tick(*, now=None, max_batches=20) -> int:
     """One scheduler pass: claim and enqueue due work, batch by batch.
 
-    Returns how many enrollments were handed to workers.
+    Due passages of contacts who no longer match their journey's audience
+    leave it first, so no step runs for them. Returns how many enrollments
+    were handed to workers.
     """
+    from journeys.services.triggers import journeys_audience_exit
+
+    journeys_audience_exit(now=now, due_only=True)
     handed = 0
     for _ in range(max_batches):
         claim = enrollments_claim_due(now=now)

@@ -12,7 +12,7 @@ from contacts.services.lists import memberships_add
 from subscriptions.models import Channel, ConsentRecord, MessageType, Subscription
 from subscriptions.selectors import EXPIRED, choice_status
 from subscriptions.services.consent import ConsentError
-from subscriptions.signals import subscription_changed
+from subscriptions.signals import subscription_changed, subscriptions_changed
 
 Status = Subscription.Status
 Action = ConsentRecord.Action
@@ -190,6 +190,8 @@ class ConsentBatch:
             subscription_changed.send(
                 sender=Subscription, subscription=row, previous_status=previous
             )
+        if changed:
+            subscriptions_changed.send(sender=Subscription, changes=changed)
         return len(self.records), len(self.joins) + len(self.leaves)
 
 

@@ -11,7 +11,7 @@ from contacts.models import Contact
 from subscriptions.consent import consent_skip_reason, consent_states
 from subscriptions.models import Channel, ConsentRecord, MessageType, Subscription
 from subscriptions.selectors import EXPIRED, choice_status
-from subscriptions.signals import subscription_changed
+from subscriptions.signals import subscription_changed, subscriptions_changed
 
 Status = Subscription.Status
 Action = ConsentRecord.Action
@@ -107,6 +107,7 @@ def subscription_set(
         subscription_changed.send(
             sender=Subscription, subscription=subscription, previous_status=previous
         )
+        subscriptions_changed.send(sender=Subscription, changes=[(subscription, previous)])
     return SubscriptionChange(subscription, previous, changed=True)
 
 

@@ -75,7 +75,8 @@ def test_creating_a_journey_with_an_email_and_an_exit(admin_page, live_server):
     open_journey(admin_page, live_server)
 
     admin_page.locator("#id_name").fill("Trial ending")
-    admin_page.locator("#id_trigger_event_name").fill("trial_ending")
+    admin_page.locator("#triggers-group .add-row a").click()
+    admin_page.locator("#id_triggers-0-event_name").fill("trial_ending")
     email = add_step(admin_page, "Send message step")
     email.get_by_label("Position").fill("1")
     email.get_by_label("Key").fill("reminder")
@@ -87,7 +88,7 @@ def test_creating_a_journey_with_an_email_and_an_exit(admin_page, live_server):
 
     expect(admin_page.locator(".messagelist .success")).to_contain_text("was added successfully")
     journey = Journey.objects.get(name="Trial ending")
-    assert journey.trigger_event_name == "trial_ending"
+    assert [(t.kind, t.event_name) for t in journey.triggers.all()] == [("event", "trial_ending")]
     steps = list(journey.steps.order_by("position"))
     assert [(type(step), step.key) for step in steps] == [
         (SendMessageStep, "reminder"),

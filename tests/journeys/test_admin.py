@@ -36,14 +36,16 @@ def test_journey_changelist_counts_enrollments_without_n_plus_one(
             EnrollmentFactory(journey=journey, contact=ContactFactory())
     url = reverse("admin:journeys_journey_changelist")
 
-    with django_assert_num_queries(6):
+    # One of the queries reads every listed journey's entry triggers at once.
+    with django_assert_num_queries(7):
         response = staff_client.get(url)
     assert response.status_code == 200
     JourneyFactory.create_batch(3)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(7):
         response = staff_client.get(url)
     assert response.status_code == 200
     assert response.content.count(b'<td class="field-open_enrollments">2</td>') == 3
+    assert response.content.decode().count("event “signed_up”") == 6
 
 
 def test_journey_change_page_shows_every_step_type(staff_client, welcome_series):
@@ -61,7 +63,9 @@ def test_connections_suggest_this_journeys_step_keys_only(staff_client, welcome_
 
     response = staff_client.get(reverse("admin:journeys_journey_change", args=[welcome_series.pk]))
 
-    formset = response.context["inline_admin_formsets"][0].formset
+    formset = next(
+        f.formset for f in response.context["inline_admin_formsets"] if f.formset.prefix == "steps"
+    )
     condition_form = next(f for f in formset.forms if isinstance(f.instance, ConditionStep))
     assert condition_form["go_no"].value() == "nudge"
     assert condition_form["go_yes"].value() == "done"
@@ -152,8 +156,16 @@ def test_creating_a_journey_records_its_author(staff_client):
         {
             "name": "Birthday",
             "state": "draft",
-            "trigger_type": "event",
-            "trigger_event_name": "birthday",
+            "triggers-TOTAL_FORMS": 1,
+            "triggers-INITIAL_FORMS": 0,
+            "triggers-MIN_NUM_FORMS": 0,
+            "triggers-MAX_NUM_FORMS": 1000,
+            "triggers-0-kind": "event",
+            "triggers-0-event_name": "birthday",
+            "triggers-0-event_filter": "{}",
+            "triggers-0-offset_days": 0,
+            "triggers-0-every_unit": "days",
+            "audience": "{}",
             "reentry": "after_exit",
             "goal_window_days": 30,
             "steps-TOTAL_FORMS": 0,
@@ -166,6 +178,7 @@ def test_creating_a_journey_records_its_author(staff_client):
     assert response.status_code == 302
     journey = Journey.objects.get(name="Birthday")
     assert journey.created_by is not None
+    assert [(t.kind, t.event_name) for t in journey.triggers.all()] == [("event", "birthday")]
 
 
 def test_a_duplicate_step_key_is_a_form_error_not_a_crash(staff_client, welcome_series):
@@ -295,8 +308,16 @@ def test_a_journey_is_built_in_one_pass_on_the_add_page(staff_client):
     template = TemplateFactory(name="Welcome")
     data = {
         "name": "Onboarding",
-        "trigger_type": "event",
-        "trigger_event_name": "signed_up",
+        "triggers-TOTAL_FORMS": 1,
+        "triggers-INITIAL_FORMS": 0,
+        "triggers-MIN_NUM_FORMS": 0,
+        "triggers-MAX_NUM_FORMS": 1000,
+        "triggers-0-kind": "event",
+        "triggers-0-event_name": "signed_up",
+        "triggers-0-event_filter": "{}",
+        "triggers-0-offset_days": 0,
+        "triggers-0-every_unit": "days",
+        "audience": "{}",
         "reentry": "never",
         "goal_window_days": 30,
         "steps-INITIAL_FORMS": 0,

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from contacts.models import Contact
-from journeys.models import Enrollment, Journey
+from journeys.models import Enrollment, Journey, JourneyTrigger
 from journeys.services.entry import journeys_enroll_list
 from tests.factories import (
     ContactFactory,
@@ -32,6 +32,8 @@ def envelope(response):
 
 
 def journey_with_a_step(**fields):
+    """A journey the API may start (its trigger: "The API starts it"), with one step."""
+    fields.setdefault("trigger_type", JourneyTrigger.Kind.API)
     journey = JourneyFactory(**fields)
     SendMessageStepFactory(journey=journey, position=1)
     return journey
@@ -301,6 +303,21 @@ def test_a_journey_that_is_not_live_is_refused(api_client, db, state):
         body = envelope(response)
         assert body["code"] == "BadParams"
         assert "only a live journey can be triggered" in body["msg"]
+    assert not Enrollment.objects.exists()
+
+
+def test_a_journey_without_an_api_trigger_is_refused_and_enrolls_no_one(api_client, db):
+    journey = journey_with_a_step(trigger_type=JourneyTrigger.Kind.EVENT)
+    ContactFactory(email="nia@example.com")
+
+    response = api_client.post(
+        TRIGGER, {"workflowId": journey.pk, "email": "nia@example.com"}, format="json"
+    )
+
+    assert response.status_code == 400
+    body = envelope(response)
+    assert body["code"] == "BadParams"
+    assert "does not start from the API" in body["msg"]
     assert not Enrollment.objects.exists()
 
 

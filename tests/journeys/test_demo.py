@@ -104,7 +104,10 @@ def test_welcome_series_is_live_with_its_five_steps_in_order():
 
     journey = Journey.objects.get(name="Welcome series")
     assert journey.state == Journey.State.LIVE
-    assert journey.trigger_event_name == "signed_up"
+    assert [(t.kind, t.event_name) for t in journey.triggers.all()] == [
+        ("event", "signed_up"),
+        ("api", ""),
+    ]
     assert journey.reentry == Journey.Reentry.NEVER
     assert journey.goal_event_name == "project_created"
     steps = list(journey.steps.order_by("position"))

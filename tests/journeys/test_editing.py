@@ -13,12 +13,21 @@ from tests.factories import ContactFactory, EnrollmentFactory, ExitStepFactory, 
 pytestmark = pytest.mark.django_db
 
 
-def test_a_journey_without_an_entry_event_cannot_go_live(welcome_series):
-    welcome_series.trigger_event_name = ""
+def test_a_journey_without_an_entry_trigger_cannot_go_live(welcome_series):
+    welcome_series.triggers.all().delete()
     welcome_series.state = Journey.State.DRAFT
     welcome_series.save()
 
-    with pytest.raises(JourneyStateError, match="no entry event"):
+    with pytest.raises(JourneyStateError, match="no entry trigger"):
+        journey_set_state(journey=welcome_series, state=Journey.State.LIVE)
+
+
+def test_an_event_trigger_without_its_event_cannot_go_live(welcome_series):
+    welcome_series.triggers.update(event_name="")
+    welcome_series.state = Journey.State.DRAFT
+    welcome_series.save()
+
+    with pytest.raises(JourneyStateError, match="Name the event that starts this journey"):
         journey_set_state(journey=welcome_series, state=Journey.State.LIVE)
 
 

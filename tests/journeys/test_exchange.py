@@ -45,7 +45,8 @@ def test_the_document_names_steps_by_key_and_templates_by_name(welcome_series):
     document = journey_export(journey=welcome_series)
 
     assert document["format"] == "waymark.journey/1"
-    assert document["trigger"] == {"type": "event", "event_name": "signed_up"}
+    assert document["triggers"] == [{"type": "event", "event_name": "signed_up"}]
+    assert document["audience"] == {}
     assert [step["key"] for step in document["steps"]] == [
         "welcome",
         "wait",
@@ -199,11 +200,22 @@ def test_a_list_join_journey_names_its_list_and_needs_it_where_imported(db):
 
     copy = journey_import(document=document, name="Readers welcome 2")
 
-    assert document["trigger"] == {"type": "list_join", "list": "Readers"}
-    assert copy.trigger_list == readers
-    with pytest.raises(JourneyImportError, match="trigger: no list is named 'Gone'"):
-        journey_import(document={**document, "trigger": {"type": "list_join", "list": "Gone"}},
+    assert document["triggers"] == [{"type": "list_join", "list": "Readers"}]
+    assert [t.contact_list for t in copy.triggers.all()] == [readers]
+    with pytest.raises(JourneyImportError, match=r"triggers\[0\]: no list 'Gone'"):
+        journey_import(document={**document, "triggers": [{"type": "list_join", "list": "Gone"}]},
                        name="Readers welcome 3")  # fmt: skip
+    assert not Journey.objects.filter(name="Readers welcome 3").exists()
+
+
+def test_a_document_with_the_single_trigger_of_earlier_versions_still_imports(welcome_series):
+    document = journey_export(journey=welcome_series)
+    del document["triggers"]
+    document["trigger"] = {"type": "event", "event_name": "signed_up"}
+
+    copy = journey_import(document=document, name="Welcome, as it was")
+
+    assert [(t.kind, t.event_name) for t in copy.triggers.all()] == [("event", "signed_up")]
 
 
 def test_a_delay_until_a_time_of_day_round_trips(db):
@@ -228,3 +240,104 @@ def test_a_delay_until_a_time_of_day_round_trips(db):
     delay = DelayStep.objects.get(journey=copy)
     assert (delay.wait_until, delay.at_time, delay.weekdays) == ("time_of_day", time(9), "01234")
     assert journey_export(journey=copy) == {**document, "name": "Mornings 2"}
+
+
+def test_every_kind_of_trigger_and_the_audience_round_trip(db):
+    from datetime import UTC, datetime, time
+
+    from tests.factories import (
+        ChannelFactory,
+        ContactListFactory,
+        ExitStepFactory,
+        JourneyFactory,
+        JourneyTriggerFactory,
+        MessageTypeFactory,
+        SegmentFactory,
+    )
+
+    journey = JourneyFactory(
+        name="Everything",
+        trigger_event_name="",
+        reentry="period",
+        reentry_period_days=30,
+        audience={"attribute": "plan", "op": "eq", "value": "pro"},
+    )
+    ExitStepFactory(journey=journey, key="done", position=1)
+    readers, pros = ContactListFactory(name="Readers"), SegmentFactory(name="Pros")
+    news = MessageTypeFactory(name="News", channel=ChannelFactory(name="Email"))
+    for fields in (
+        {"kind": "event", "event_name": "purchase", "event_filter": {"plan": "pro"}},
+        {"kind": "list_join", "contact_list": readers},
+        {"kind": "segment_entry", "segment": pros},
+        {"kind": "api"},
+        {
+            "kind": "schedule",
+            "segment": pros,
+            "starts_at": datetime(2027, 1, 10, 9, tzinfo=UTC),
+            "every": 2,
+            "every_unit": "weeks",
+            "at_local_time": time(9, 30),
+        },
+        {"kind": "date_attribute", "date_attribute": "birthday", "offset_days": -3},
+        {"kind": "journey", "source_journey": JourneyFactory(name="Onboarding")},
+        {"kind": "subscription", "message_type": news, "subscription_change": "unsubscribed"},
+        {"kind": "subscription", "channel": news.channel, "subscription_change": "subscribed"},
+    ):
+        JourneyTriggerFactory(journey=journey, **fields)
+    document = journey_export(journey=journey)
+
+    copy = journey_import(document=json.loads(json.dumps(document)), name="Everything 2")
+
+    assert journey_export(journey=copy) == {**document, "name": "Everything 2"}
+    assert document["audience"] == {"attribute": "plan", "op": "eq", "value": "pro"}
+    assert document["triggers"][4] == {
+        "type": "schedule",
+        "segment": "Pros",
+        "starts_at": "2027-01-10T09:00:00+00:00",
+        "every": 2,
+        "every_unit": "weeks",
+        "at_local_time": "09:30:00",
+    }
+    assert document["triggers"][6] == {"type": "journey", "journey": "Onboarding"}
+    assert document["triggers"][7] == {
+        "type": "subscription",
+        "message_type": "Email / News",
+        "change": "unsubscribed",
+    }
+
+
+@pytest.mark.parametrize(
+    ("triggers", "error"),
+    [
+        ([{"type": "someday"}], r"triggers\[0\]: unknown type 'someday'"),
+        ([{"type": "event"}], r"In triggers\[0\]: event_name: Name the event"),
+        ([{"type": "event", "event_name": "x", "colour": 1}], r"unknown field\(s\) colour"),
+        ([{"type": "segment_entry", "segment": "Nobody"}], r"triggers\[0\]: no segment 'Nobody'"),
+        ([{"type": "schedule", "starts_at": "2027-01-10T09:00:00Z"}], "one list or one segment"),
+        ("event", r'"triggers" must be a list'),
+    ],
+)
+def test_a_bad_trigger_is_refused_and_nothing_is_imported(welcome_series, triggers, error):
+    document = {**journey_export(journey=welcome_series), "triggers": triggers}
+
+    with pytest.raises(JourneyImportError, match=error):
+        journey_import(document=document, name="Broken")
+
+    assert not Journey.objects.filter(name="Broken").exists()
+
+
+def test_the_full_example_in_the_format_guide_is_what_export_prints(db):
+    import re
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from journeys.demo import demo_workspace_load
+
+    demo_workspace_load()
+    guide = (Path(settings.BASE_DIR) / "docs" / "journey-format.md").read_text()
+    example = re.search(r"## A full example.*?```json\n(.*?)```", guide, re.S).group(1)
+
+    exported = journey_export(journey=Journey.objects.get(name="Welcome series"))
+
+    assert json.loads(example) == exported

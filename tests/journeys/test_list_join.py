@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from contacts.models import ListMembership
 from contacts.signals import list_members_joined
-from journeys.models import Enrollment, Journey
+from journeys.models import Enrollment, Journey, JourneyTrigger
 from journeys.services.editing import JourneyStateError, journey_set_state
 from tests.factories import (
     ContactFactory,
@@ -35,7 +35,7 @@ def newsletter():
 def welcome_readers(newsletter):
     journey = JourneyFactory(
         name="Welcome, readers",
-        trigger_type=Journey.Trigger.LIST_JOIN,
+        trigger_type=JourneyTrigger.Kind.LIST_JOIN,
         trigger_event_name="",
         trigger_list=newsletter,
     )
@@ -78,7 +78,7 @@ def test_a_member_subscribed_again_does_not_join_again(api_client, newsletter, w
 
 def test_only_live_journeys_on_that_list_start(api_client, newsletter, welcome_readers):
     other = JourneyFactory(
-        name="Other list", trigger_type=Journey.Trigger.LIST_JOIN, trigger_event_name="",
+        name="Other list", trigger_type=JourneyTrigger.Kind.LIST_JOIN, trigger_event_name="",
         trigger_list=ContactListFactory(name="VIP"),
     )  # fmt: skip
     SendMessageStepFactory(journey=other, key="vip", position=1)
@@ -153,10 +153,10 @@ def test_a_listener_that_fails_never_undoes_the_join(api_client, newsletter, cap
 
 def test_a_list_join_journey_without_its_list_cannot_go_live():
     journey = JourneyFactory(
-        name="No list", state=Journey.State.DRAFT, trigger_type=Journey.Trigger.LIST_JOIN,
+        name="No list", state=Journey.State.DRAFT, trigger_type=JourneyTrigger.Kind.LIST_JOIN,
         trigger_event_name="",
     )  # fmt: skip
     SendMessageStepFactory(journey=journey, key="hello", position=1)
 
-    with pytest.raises(JourneyStateError, match="starts when a contact joins a list: choose it"):
+    with pytest.raises(JourneyStateError, match="trigger “joins a list”: Choose the list"):
         journey_set_state(journey=journey, state=Journey.State.LIVE)

@@ -27,7 +27,7 @@ def onboarding():
 
 @pytest.fixture
 def upsell():
-    journey = JourneyFactory(name="Upsell", trigger_event_name="", reentry="never")
+    journey = JourneyFactory(name="Upsell", trigger_type="journey", reentry="never")
     SendMessageStepFactory(journey=journey, key="offer", position=1)
     return journey
 
@@ -79,7 +79,46 @@ def test_the_other_journeys_re_entry_policy_decides(onboarding, upsell):
     run_from(start, contact)
 
     assert Enrollment.objects.filter(journey=upsell, contact=contact).count() == 1
-    assert StepRun.objects.get(step=start).detail == "“Upsell” did not take them again"
+    assert (
+        StepRun.objects.get(step=start).detail
+        == "“Upsell” did not take them (re-entry policy or audience)"
+    )
+
+
+def test_a_journey_without_a_trigger_from_journeys_is_not_started(onboarding):
+    signups_only = JourneyFactory(name="Sign-ups only", trigger_event_name="signed_up")
+    SendMessageStepFactory(journey=signups_only, key="offer", position=1)
+    start = StartJourneyStep.objects.create(
+        journey=onboarding, key="to-it", position=1, target=signups_only
+    )
+
+    passage = run_from(start, ContactFactory())
+
+    assert passage.state == Enrollment.State.COMPLETED  # the contact goes on all the same
+    assert not Enrollment.objects.filter(journey=signups_only).exists()
+    assert StepRun.objects.get(step=start).detail == (
+        "“Sign-ups only” has no trigger taking contacts from this journey: not started"
+    )
+
+
+def test_a_trigger_naming_one_journey_takes_contacts_from_that_one_only(onboarding, upsell):
+    other = JourneyFactory(name="Other")
+    ExitStepFactory(journey=other, key="done", position=9)
+    upsell.triggers.update(source_journey=other)
+    from_onboarding = StartJourneyStep.objects.create(
+        journey=onboarding, key="to-upsell", position=1, target=upsell
+    )
+    from_other = StartJourneyStep.objects.create(
+        journey=other, key="to-upsell", position=1, target=upsell
+    )
+    refused, taken = ContactFactory(), ContactFactory()
+
+    run_from(from_onboarding, refused)
+    run_from(from_other, taken)
+
+    assert list(Enrollment.objects.filter(journey=upsell).values_list("contact", flat=True)) == [
+        taken.pk
+    ]
 
 
 def test_a_journey_cannot_start_itself(onboarding):

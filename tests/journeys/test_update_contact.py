@@ -5,7 +5,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from contacts.models import Contact, ListMembership
-from journeys.models import Enrollment, Journey, StepRun, UpdateContactStep
+from journeys.models import Enrollment, JourneyTrigger, StepRun, UpdateContactStep
 from journeys.services.exchange import journey_export, journey_import
 from journeys.services.runner import enrollments_advance
 from journeys.services.scheduling import enrollments_claim_due
@@ -86,7 +86,7 @@ def test_adding_to_what_is_not_a_number_fails_the_step_with_the_reason(journey):
 def test_added_to_a_list_starts_that_lists_journeys(journey):
     vips = ContactListFactory(name="VIP")
     welcome_vips = JourneyFactory(
-        name="Welcome VIPs", trigger_type=Journey.Trigger.LIST_JOIN, trigger_event_name="",
+        name="Welcome VIPs", trigger_type=JourneyTrigger.Kind.LIST_JOIN, trigger_event_name="",
         trigger_list=vips,
     )  # fmt: skip
     SendMessageStepFactory(journey=welcome_vips, key="hello", position=1)

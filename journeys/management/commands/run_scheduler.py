@@ -7,6 +7,7 @@ from django.db import close_old_connections
 
 from contacts.services import events_dispatch_all
 from journeys.services.scheduling import scheduler_tick
+from journeys.services.triggers import triggers_tick
 from messaging.services import retry_tick
 
 
@@ -14,7 +15,9 @@ class Command(BaseCommand):
     help = (
         "Hand due work to rq workers, forever: enrollments whose next step is due, "
         "messages whose delivery is to be tried again, and new events any dispatch job "
-        "missed. Claims in batches with a lease; safe to run more than one."
+        "missed; every WAYMARK_TRIGGER_INTERVAL seconds, fire due schedules, dates in "
+        "contacts' attributes and segment entries, and exit contacts who left a journey's "
+        "audience. Claims in batches with a lease; safe to run more than one."
     )
 
     def add_arguments(self, parser):
@@ -37,8 +40,14 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, self._stop)
         if not once:
             self.stdout.write(f"Scheduler started; polling every {interval:g}s when idle.")
+        triggers_every = settings.WAYMARK_ENGINE["TRIGGER_INTERVAL"]
+        triggers_at = float("-inf")
         while not self.stopping:
             close_old_connections()
+            if time.monotonic() - triggers_at >= triggers_every:
+                triggers_at = time.monotonic()
+                if entered := triggers_tick():
+                    self.stdout.write(f"Scheduled triggers entered {entered} contact(s).")
             # New events are dispatched by a job queued when they are stored;
             # this catches any whose job Redis lost.
             events = events_dispatch_all()
