@@ -21,6 +21,7 @@ from django.utils import timezone
 from contacts.models import Contact, Event
 from contacts.services.events import events_dispatch
 from journeys.models import Enrollment, Journey, WaitForEventStep
+from journeys.services.entry import WAITING_FOR_EVENTS_SQL
 
 BATCH = 10_000
 BATCHES = 5
@@ -84,21 +85,7 @@ def run():
 
     ids = list(Event.objects.order_by("-pk").values_list("pk", flat=True)[:BATCH])
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            EXPLAIN SELECT w.id, ev.id FROM {Event._meta.db_table} ev
-            CROSS JOIN LATERAL (
-                SELECT e.id FROM {Enrollment._meta.db_table} e
-                WHERE e.contact_id = ev.contact_id AND e.state = 'waiting'
-                  AND e.wait_event_name <> '' AND e.wait_event_name = ev.name
-                  AND ev.received_at >= e.wait_since
-                  AND (e.wait_key = '' OR ev.data ->> e.wait_key = e.wait_value)
-                OFFSET 0
-            ) w
-            WHERE ev.id = ANY(%s)
-            """,
-            [ids],
-        )
+        cursor.execute(f"EXPLAIN {WAITING_FOR_EVENTS_SQL}", ["waiting", ids])
         plan = [row[0] for row in cursor.fetchall()]
     print("   plan of the wake-up query:")
     for line in plan:

@@ -111,6 +111,23 @@ def journeys_handle_events(*, events) -> dict:
     return {"entered": entered, "exited": exited, "goals": goals, "woken": woken}
 
 
+# (enrollment id, event id) for each enrollment waiting for one of the events
+# (PostgreSQL). LATERAL with OFFSET 0: one index probe per event, whatever the
+# planner would think of joining a million waiting rows.
+WAITING_FOR_EVENTS_SQL = f"""
+    SELECT w.id, ev.id FROM {Event._meta.db_table} ev
+    CROSS JOIN LATERAL (
+        SELECT e.id FROM {Enrollment._meta.db_table} e
+        WHERE e.contact_id = ev.contact_id AND e.state = %s
+          AND e.wait_event_name <> '' AND e.wait_event_name = ev.name
+          AND ev.received_at >= e.wait_since
+          AND (e.wait_key = '' OR ev.data ->> e.wait_key = e.wait_value)
+        OFFSET 0
+    ) w
+    WHERE ev.id = ANY(%s)
+"""
+
+
 def _wake_waiting(event_ids, now) -> int:
     """Make due every enrollment waiting for one of these events (same
     contact, same name, received since the wait began, holding the awaited
@@ -121,27 +138,11 @@ def _wake_waiting(event_ids, now) -> int:
     of waiting enrollments (contact, event name), never by scanning them;
     the step checks the rest (its data filter) when it runs.
     """
-    enrollment, event = Enrollment._meta.db_table, Event._meta.db_table
     if connection.vendor != "postgresql":
         return _wake_waiting_in_one_statement(event_ids, now)
+    enrollment = Enrollment._meta.db_table
     with connection.cursor() as cursor:
-        # LATERAL with OFFSET 0: one index probe per event, whatever the
-        # planner would think of joining a million waiting rows.
-        cursor.execute(
-            f"""
-            SELECT w.id, ev.id FROM {event} ev
-            CROSS JOIN LATERAL (
-                SELECT e.id FROM {enrollment} e
-                WHERE e.contact_id = ev.contact_id AND e.state = %s
-                  AND e.wait_event_name <> '' AND e.wait_event_name = ev.name
-                  AND ev.received_at >= e.wait_since
-                  AND (e.wait_key = '' OR ev.data ->> e.wait_key = e.wait_value)
-                OFFSET 0
-            ) w
-            WHERE ev.id = ANY(%s)
-            """,
-            [Enrollment.State.WAITING, list(event_ids)],
-        )
+        cursor.execute(WAITING_FOR_EVENTS_SQL, [Enrollment.State.WAITING, list(event_ids)])
         woken = dict(cursor.fetchall())  # enrollment id -> an event that woke it
         if not woken:
             return 0
