@@ -75,6 +75,17 @@ class Step(PolymorphicModel):
     def execute(self, run):
         raise NotImplementedError(f"{type(self).__name__} must implement execute()")
 
+    def execute_many(self, runs):
+        """execute() for each of `runs` (every contact at this step in one
+        batch), in order: their outcomes.
+
+        The runner calls this, not execute(), so a step whose execute() costs
+        queries overrides it with a set-based version (a few statements for
+        the whole batch). Should it raise, the runner runs each contact alone
+        through execute(), so one contact's error fails only that contact.
+        """
+        return [self.execute(run) for run in runs]
+
     def clean(self):
         for field in self._step_link_fields():
             target = getattr(self, field)
