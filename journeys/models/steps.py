@@ -25,6 +25,7 @@ from contacts.conditions import (
 )
 from contacts.models import ContactList, Event, ListMembership
 from contacts.services.lists import memberships_add
+from contacts.sql import update_from_values
 from journeys.models.journey import Journey
 from journeys.outcomes import Abandoned, Complete, Continue, RetryAt, WaitUntil
 from messaging.models import Message, Template
@@ -319,6 +320,9 @@ class ConditionStep(Step):
 
     def matches(self, run):
         if self.kind == self.Kind.EVENT_SINCE_ENTRY:
+            seen = getattr(self, "_seen_in_batch", None)
+            if seen is not None:  # looked up for the whole batch (execute_many)
+                return run.enrollment.pk in seen
             return Event.objects.filter(
                 contact_id=run.contact.pk,
                 name=self.event_name,
@@ -331,6 +335,31 @@ class ConditionStep(Step):
         if self.matches(run):
             return Continue(run.step(self.yes_step_id) or run.following(self), branch="yes")
         return Continue(run.step(self.no_step_id) or run.following(self), branch="no")
+
+    def execute_many(self, runs):
+        """An event condition asks the database once for the whole batch: the
+        latest such event of each contact, compared with each entry time."""
+        if self.kind != self.Kind.EVENT_SINCE_ENTRY:
+            return super().execute_many(runs)
+        latest = dict(
+            Event.objects.filter(
+                contact_id__in={run.contact.pk for run in runs},
+                name=self.event_name,
+                occurred_at__gte=min(run.enrollment.entered_at for run in runs),
+            )
+            .values("contact_id")
+            .annotate(latest=models.Max("occurred_at"))
+            .values_list("contact_id", "latest")
+        )
+        self._seen_in_batch = {
+            run.enrollment.pk
+            for run in runs
+            if run.contact.pk in latest and latest[run.contact.pk] >= run.enrollment.entered_at
+        }
+        try:
+            return super().execute_many(runs)
+        finally:
+            self._seen_in_batch = None
 
 
 class UpdateContactStep(Step):
@@ -445,37 +474,92 @@ class UpdateContactStep(Step):
             detail = f"{change.subscription.status}" if change.changed else "unchanged"
         return Continue(run.following(self), detail=detail)
 
+    def execute_many(self, runs):
+        """Attribute, list and blocklist changes are written for the whole
+        batch at once (a few statements, whatever its size); consent changes
+        go through the consent service contact by contact."""
+        contacts = {run.contact.pk: run.contact for run in runs}
+        action = self.action
+        if action in self.ATTRIBUTE_ACTIONS:
+            details = self._update_attributes(list(contacts.values()))
+        elif action == self.Action.ADD_TO_LIST:
+            already = set(
+                ListMembership.objects.filter(
+                    contact_list_id=self.contact_list_id, contact_id__in=contacts
+                ).values_list("contact_id", flat=True)
+            )
+            memberships_add(
+                pairs={(pk, self.contact_list_id) for pk in contacts.keys() - already},
+                source=ListMembership.Source.JOURNEY,
+            )
+            details = {
+                pk: "already in the list" if pk in already else f"added to {self.contact_list}"
+                for pk in contacts
+            }
+        elif action == self.Action.REMOVE_FROM_LIST:
+            ListMembership.objects.filter(
+                contact_list_id=self.contact_list_id, contact_id__in=contacts
+            ).delete()
+            details = dict.fromkeys(contacts, f"removed from {self.contact_list}")
+        elif action == self.Action.BLOCKLIST:
+            type(runs[0].contact).objects.filter(pk__in=contacts).update(blocklisted=True)
+            for contact in contacts.values():
+                contact.blocklisted = True
+            details = dict.fromkeys(contacts, "blocklisted")
+        else:
+            return super().execute_many(runs)
+        return [Continue(run.following(self), detail=details[run.contact.pk]) for run in runs]
+
     def _update_attribute(self, contact):
-        # The row is locked: an API update of the same contact waits, and
-        # neither loses the other's change.
-        locked = type(contact).objects.select_for_update().only("attributes").get(pk=contact.pk)
-        attributes = copy.deepcopy(locked.attributes or {})
+        return self._update_attributes([contact])[contact.pk]
+
+    def _update_attributes(self, contacts):
+        """Apply the attribute action to each contact; {contact id: detail}.
+
+        The rows are locked: an API update of the same contact waits, and
+        neither loses the other's change. One SELECT and one UPDATE for all.
+        """
+        model = type(contacts[0])
+        locked = dict(
+            model.objects.select_for_update()
+            .filter(pk__in=[c.pk for c in contacts])
+            .order_by("pk")
+            .values_list("pk", "attributes")
+        )
+        details, changed, now = {}, [], timezone.now()
+        for contact in contacts:
+            attributes, details[contact.pk] = self._changed(locked.get(contact.pk))
+            if attributes is not None:
+                contact.attributes = attributes  # what the journey's next steps read
+                contact.updated_at = now
+                changed.append(contact)
+        if changed:
+            update_from_values(model, changed, ["attributes", "updated_at"])
+        return details
+
+    def _changed(self, current):
+        """(the attributes after the action, or None if unchanged; the detail)."""
+        attributes = copy.deepcopy(current or {})
         *parents, leaf = self.attribute.split(".")
         node = attributes
         for part in parents:
             if not isinstance(node.get(part), dict):
                 if self.action == self.Action.UNSET:
-                    return f"{self.attribute} was not set"
+                    return None, f"{self.attribute} was not set"
                 node[part] = {}
             node = node[part]
         if self.action == self.Action.UNSET:
             if node.pop(leaf, _NOT_SET) is _NOT_SET:
-                return f"{self.attribute} was not set"
-            detail = f"{self.attribute} removed"
-        elif self.action == self.Action.SET:
+                return None, f"{self.attribute} was not set"
+            return attributes, f"{self.attribute} removed"
+        if self.action == self.Action.SET:
             node[leaf] = parse_value(self.value)
-            detail = f"{self.attribute} = {node[leaf]!r}"
         else:
             current = node.get(leaf, 0)
             if isinstance(current, bool) or not isinstance(current, int | float):
                 raise ValueError(f"{self.attribute} holds {current!r}, not a number to add to")
             node[leaf] = current + parse_value(self.value)
-            detail = f"{self.attribute} = {node[leaf]!r}"
-        type(contact).objects.filter(pk=contact.pk).update(
-            attributes=attributes, updated_at=timezone.now()
-        )
-        contact.attributes = attributes  # what the journey's next steps read
-        return detail
+        return attributes, f"{self.attribute} = {node[leaf]!r}"
 
 
 _NOT_SET = object()
@@ -516,6 +600,28 @@ class StartJourneyStep(Step):
         )
         detail = f"started “{target}”" if entered else f"“{target}” did not take them again"
         return Continue(run.following(self), detail=detail)
+
+    def execute_many(self, runs):
+        """The whole batch enters the other journey with one INSERT … SELECT."""
+        from journeys.services.entry import journeys_enroll_contacts
+
+        target = Journey.objects.filter(pk=self.target_id).first()
+        if target is None or target.state != Journey.State.LIVE:
+            detail = f"“{target}” is not live: not started" if target else "no such journey"
+            return [Continue(run.following(self), detail=detail) for run in runs]
+        entered = journeys_enroll_contacts(
+            journey=target,
+            entries=[(run.contact.pk, run.enrollment.trigger_data) for run in runs],
+        )
+        return [
+            Continue(
+                run.following(self),
+                detail=f"started “{target}”"
+                if run.contact.pk in entered
+                else f"“{target}” did not take them again",
+            )
+            for run in runs
+        ]
 
 
 class ExitStep(Step):

@@ -53,6 +53,29 @@ def journeys_enroll_contact(
         return None
 
 
+def journeys_enroll_contacts(*, journey: Journey, entries, now=None) -> set:
+    """Enroll many contacts in one journey at once, each with its trigger
+    data, as the journey's re-entry policy allows: one INSERT … SELECT for
+    them all. `entries` are (contact id, trigger data) pairs. Returns the ids
+    of the contacts who entered (the others are, or have been, on it)."""
+    entries = list(entries)
+    first_step = _first_step(journey.pk)
+    if first_step is None or not entries:
+        return set()
+    now = now or timezone.now()
+    data_field = Enrollment._meta.get_field("trigger_data")
+    source = (
+        f"FROM (VALUES {', '.join(['(%s::bigint, %s::jsonb)'] * len(entries))}) "
+        "AS m(contact_id, data) WHERE true"
+    )
+    params = []
+    for contact_id, data in entries:
+        params += [contact_id, data_field.get_db_prep_value(data or {}, connection)]
+    return set(
+        _enroll_from(journey, source, params, first_step, now, data_column="m.data", returning=True)
+    )
+
+
 def journeys_handle_events(*, events) -> dict:
     """Apply a batch of new events to journeys: goals, exits, then entries.
 
@@ -267,12 +290,15 @@ def _enroll_members(journey, list_id, after, upto, first_step, data, now) -> int
     return _enroll_from(journey, source, source_params, first_step, now, data=data)
 
 
-def _enroll_from(journey, source, source_params, first_step, now, *, data=None, data_column=None):
+def _enroll_from(
+    journey, source, source_params, first_step, now, *, data=None, data_column=None, returning=False
+):
     """INSERT … SELECT: the contacts `source` (a FROM … WHERE over rows `m`
     with a contact_id) names enter the journey, but for those its re-entry
     policy keeps out. Their trigger data is `data` (prepared for the
     database), or the source's `data_column`. One statement: atomic alone.
-    Returns how many entered."""
+    Returns how many entered (with `returning`, the ids of the contacts
+    who did)."""
     enrollment = Enrollment._meta.db_table
     open_states = ", ".join(["%s"] * len(Enrollment.OPEN_STATES))
     before = f"SELECT 1 FROM {enrollment} x WHERE x.journey_id = %s AND x.contact_id = m.contact_id"
@@ -289,6 +315,7 @@ def _enroll_from(journey, source, source_params, first_step, now, *, data=None, 
         {source}
           AND NOT EXISTS ({before})
         ON CONFLICT DO NOTHING
+        {"RETURNING contact_id" if returning else ""}
     """
     params = [
         journey.pk, Enrollment.State.ACTIVE, first_step, now,
@@ -296,6 +323,8 @@ def _enroll_from(journey, source, source_params, first_step, now, *, data=None, 
     ]  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        if returning:
+            return [row[0] for row in cursor.fetchall()]
         return cursor.rowcount
 
 
