@@ -3,7 +3,10 @@
 execute(run) reads the step's configuration, calls other apps' services and
 returns an outcome (journeys.outcomes). It never locks, commits, retries or
 enqueues: journeys.services.runner does that for every step type alike.
-`run` is a journeys.services.runner.StepContext.
+`run` is a journeys.services.runner.StepContext. The runner calls
+execute_many(runs) with every contact at the step in a batch; by default it
+calls execute() for each, and a step whose execute() costs queries overrides
+it to do the same work set-based.
 """
 
 import copy
