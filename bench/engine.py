@@ -42,7 +42,7 @@ from journeys.models import (
     StepRun,
     UpdateContactStep,
 )
-from journeys.services.entry import journeys_enroll_list
+from journeys.services.entry import LIST_ENTRY_CHUNK, journeys_enroll_list
 from journeys.services.scheduling import enrollments_claim_due, scheduler_tick
 
 
@@ -276,10 +276,13 @@ def list_entry(options):
     print(f"   a list of {count:,} members set up in {time.perf_counter() - started:.1f}s")
     load_before = _load()
     started = time.perf_counter()
-    entered = journeys_enroll_list(journey_id=journey.pk, list_id=members.pk)
+    entered = journeys_enroll_list(
+        journey_id=journey.pk, list_id=members.pk, chunk_size=options.chunk
+    )
     elapsed = time.perf_counter() - started
     print(
-        f"   {entered:,} members entered the journey in {elapsed:.1f}s ({entered / elapsed:,.0f}/s)"
+        f"   {entered:,} members entered the journey in {elapsed:.1f}s "
+        f"({entered / elapsed:,.0f}/s, chunks of {options.chunk or LIST_ENTRY_CHUNK:,})"
     )
     print(f"   load average before {' '.join(load_before)}, after {' '.join(_load())}")
 
@@ -294,6 +297,7 @@ def run(argv=()):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--due", type=int, default=10_000, help="due: how many fall due at once")
     parser.add_argument("--members", type=int, default=100_000, help="list-entry: list size")
+    parser.add_argument("--chunk", type=int, default=None, help="list-entry: members per INSERT")
     options = parser.parse_args(list(argv))
     for name in options.scenario or ["steps", "list-entry"]:
         print(f"   -- {name} (load average {' '.join(_load())})")

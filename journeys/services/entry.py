@@ -287,18 +287,24 @@ def _enroll_members(journey, list_id, after, upto, first_step, data, now) -> int
         WHERE m.contact_list_id = %s AND m.contact_id > %s {bound}
     """
     source_params = [list_id, after, *([] if upto is None else [upto])]
-    return _enroll_from(journey, source, source_params, first_step, now, data=data)
+    return _enroll_from(
+        journey, source, source_params, first_step, now, data=data, contact_range=(after, upto)
+    )
 
 
 def _enroll_from(
-    journey, source, source_params, first_step, now, *, data=None, data_column=None, returning=False
-):
+    journey, source, source_params, first_step, now, *, data=None, data_column=None,
+    returning=False, contact_range=None,
+):  # fmt: skip
     """INSERT … SELECT: the contacts `source` (a FROM … WHERE over rows `m`
     with a contact_id) names enter the journey, but for those its re-entry
     policy keeps out. Their trigger data is `data` (prepared for the
     database), or the source's `data_column`. One statement: atomic alone.
     Returns how many entered (with `returning`, the ids of the contacts
-    who did)."""
+    who did). `contact_range` (after, upto or None) bounds the check for a
+    passage before to the source's contacts, so that a chunk compares with
+    the journey's enrollments of its own contacts, not with all of them: the
+    check otherwise grows with every chunk already enrolled."""
     enrollment = Enrollment._meta.db_table
     open_states = ", ".join(["%s"] * len(Enrollment.OPEN_STATES))
     before = f"SELECT 1 FROM {enrollment} x WHERE x.journey_id = %s AND x.contact_id = m.contact_id"
@@ -306,6 +312,13 @@ def _enroll_from(
     if journey.reentry != Journey.Reentry.NEVER:  # only an open passage keeps them out
         before += f" AND x.state IN ({open_states})"
         before_params += list(Enrollment.OPEN_STATES)
+    if contact_range is not None:
+        after, upto = contact_range
+        before += " AND x.contact_id > %s"
+        before_params.append(after)
+        if upto is not None:
+            before += " AND x.contact_id <= %s"
+            before_params.append(upto)
     # Table names come from the models; every value is a parameter.
     sql = f"""
         INSERT INTO {enrollment}
