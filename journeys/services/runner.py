@@ -396,7 +396,7 @@ def _lock_leased(enrollment_ids, token) -> set:
 
 def _write_moves(moves, token):
     """Apply each (enrollment, base, outcome)'s move if `token` still holds it:
-    one UPDATE … FROM (VALUES …) per kind of move, whatever the number of
+    one UPDATE … FROM unnest(…) per kind of move, whatever the number of
     enrollments. Returns the ids moved, and for each move made (enrollment,
     its changes, its StepRun) for the caller to apply once the moves commit."""
     at = timezone.now()
