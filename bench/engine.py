@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from rq import Worker
 
 from contacts.models import Contact, ContactList, ListMembership
 from journeys.models import (
@@ -134,7 +135,11 @@ class Workers:
                     stdout=subprocess.DEVNULL,
                 )
             )
-        time.sleep(3)  # let them start before the clock does
+        # The clock starts once every worker is listening (Django's start-up is not the engine's).
+        deadline = time.monotonic() + 60
+        while Worker.count(queue=self.queue) < self.count and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
         return self
 
     def __exit__(self, *exc_info):
