@@ -78,8 +78,8 @@ worker: $(STAMP) ## Run one rq worker (no fork per job)
 scheduler: $(STAMP) ## Run the journey scheduler
 	$(DEV) $(BIN)/python manage.py run_scheduler
 
-bench: $(STAMP) wrk ## Run the benchmarks in bench/ (PostgreSQL; prints figures)
-	$(TEST_ENV) DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m bench $(BENCH)
+bench: $(STAMP) wrk ## Run the benchmarks in bench/ (PostgreSQL; prints figures; ARGS="--..." for options)
+	$(TEST_ENV) DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m bench $(BENCH) $(ARGS)
 
 clean: ## Remove the virtualenv and local data (var/)
 	rm -rf $(VENV) var

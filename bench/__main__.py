@@ -1,4 +1,9 @@
-"""Run every benchmark against a throwaway database: `python -m bench [name ...]`."""
+"""Run every benchmark against a throwaway database:
+`python -m bench [name ...] [--option ...]`.
+
+Options (anything from the first argument starting with "--") go to the
+benchmarks that take them (engine: see bench/engine.py).
+"""
 
 import os
 import sys
@@ -24,18 +29,25 @@ def main(argv):
         "triggers": triggers.run,
         "wakeups": wakeups.run,
     }
+    first_option = next((i for i, arg in enumerate(argv) if arg.startswith("--")), len(argv))
+    argv, options = argv[:first_option], argv[first_option:]
     chosen = argv or list(benchmarks)
-    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = "waymark_bench"
+    # Next to the configured database, so two checkouts can run benchmarks at once.
+    bench_name = f"{settings.DATABASES['default']['NAME']}_bench"
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = bench_name
     setup_test_environment()
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         for name in chosen:
             started = time.perf_counter()
             print(f"== {name}")
-            benchmarks[name]()
+            if name == "engine":
+                benchmarks[name](options)
+            else:
+                benchmarks[name]()
             print(f"   ({time.perf_counter() - started:.1f}s in all)")
     finally:
-        connection.creation.destroy_test_db("waymark_bench", verbosity=0)
+        connection.creation.destroy_test_db(bench_name, verbosity=0)
 
 
 if __name__ == "__main__":

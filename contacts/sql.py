@@ -1,4 +1,4 @@
-"""SQL the ORM does not write well, shared by the apps (PostgreSQL only)."""
+"""SQL the ORM does not write well, shared by the apps."""
 
 from django.db import connection
 
@@ -6,7 +6,11 @@ from django.db import connection
 def update_from_values(model, objects, field_names) -> None:
     """Write `field_names` of many saved `objects` with one
     UPDATE … FROM (VALUES …). Django's bulk_update builds a CASE per field
-    per row, and building it costs more than the update itself."""
+    per row, and building it costs more than the update itself; it is what
+    SQLite (the embedded default) gets."""
+    if connection.vendor != "postgresql":
+        model.objects.bulk_update(objects, field_names)
+        return
     quote = connection.ops.quote_name
     fields = [model._meta.get_field(name) for name in field_names]
     casts = [field.db_type(connection) for field in fields]

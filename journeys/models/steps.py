@@ -3,7 +3,10 @@
 execute(run) reads the step's configuration, calls other apps' services and
 returns an outcome (journeys.outcomes). It never locks, commits, retries or
 enqueues: journeys.services.runner does that for every step type alike.
-`run` is a journeys.services.runner.StepContext.
+`run` is a journeys.services.runner.StepContext. The runner calls
+execute_many(runs) with every contact at the step in a batch; by default it
+calls execute() for each, and a step whose execute() costs queries overrides
+it to do the same work set-based.
 """
 
 import copy
@@ -39,6 +42,7 @@ from contacts.conditions import (
 from contacts.models import ContactList, Event, ListMembership
 from contacts.services.lists import memberships_add
 from contacts.services.users import UserError, UserUpdate, users_update
+from contacts.sql import update_from_values
 from journeys.models.journey import Journey
 from journeys.outcomes import (
     Abandoned,
@@ -105,6 +109,17 @@ class Step(PolymorphicModel):
         way, a branch per label for one that chooses (yes/no, a split's
         branches, a wait's timeout)."""
         return (NEXT,) if self.continues else ()
+
+    def execute_many(self, runs):
+        """execute() for each of `runs` (every contact at this step in one
+        batch), in order: their outcomes.
+
+        The runner calls this, not execute(), so a step whose execute() costs
+        queries overrides it with a set-based version (a few statements for
+        the whole batch). Should it raise, the runner runs each contact alone
+        through execute(), so one contact's error fails only that contact.
+        """
+        return [self.execute(run) for run in runs]
 
     @classmethod
     def admin_connection_labels(cls) -> tuple[str, ...]:
@@ -544,6 +559,9 @@ class ConditionStep(Step):
         if self.kind == self.Kind.CONDITION:
             return contact_matches(self.condition, run.contact, now=run.now)
         if self.kind == self.Kind.EVENT_SINCE_ENTRY:
+            seen = getattr(self, "_seen_in_batch", None)
+            if seen is not None:  # looked up for the whole batch (matches_many)
+                return run.enrollment.pk in seen
             return Event.objects.filter(
                 contact_id=run.contact.pk,
                 name=self.event_name,
@@ -559,20 +577,51 @@ class ConditionStep(Step):
 
     def matches_many(self, runs):
         """matches() for each of `runs` (contacts at this step in one batch), in
-        order; a condition tree is answered for all of them in one query."""
-        if self.kind != self.Kind.CONDITION or not runs:
-            return [self.matches(run) for run in runs]
-        matched = contacts_matching(
-            self.condition, {run.contact.pk for run in runs}, now=runs[0].now
-        )
-        return [run.contact.pk in matched for run in runs]
+        order: a condition tree in one query for all of them; an event since
+        entry in one query too (each contact's latest such event, compared
+        with each entry time); attributes in memory."""
+        if not runs:
+            return []
+        if self.kind == self.Kind.CONDITION:
+            matched = contacts_matching(
+                self.condition, {run.contact.pk for run in runs}, now=runs[0].now
+            )
+            return [run.contact.pk in matched for run in runs]
+        if self.kind == self.Kind.EVENT_SINCE_ENTRY:
+            latest = dict(
+                Event.objects.filter(
+                    contact_id__in={run.contact.pk for run in runs},
+                    name=self.event_name,
+                    occurred_at__gte=min(run.enrollment.entered_at for run in runs),
+                )
+                .values("contact_id")
+                .annotate(latest=models.Max("occurred_at"))
+                .values_list("contact_id", "latest")
+            )
+            self._seen_in_batch = {
+                run.enrollment.pk
+                for run in runs
+                if run.contact.pk in latest and latest[run.contact.pk] >= run.enrollment.entered_at
+            }
+            try:
+                return [self.matches(run) for run in runs]
+            finally:
+                self._seen_in_batch = None
+        return [self.matches(run) for run in runs]
 
     def connection_labels(self):
         return ("yes", "no")
 
     def execute(self, run):
-        branch = "yes" if self.matches(run) else "no"
-        return Continue(run.following(self, branch), branch=branch)
+        (outcome,) = self.execute_many([run])
+        return outcome
+
+    def execute_many(self, runs):
+        outcomes = []
+        for run, matched in zip(runs, self.matches_many(runs), strict=True):
+            branch = "yes" if matched else "no"
+            outcomes.append(Continue(run.following(self, branch), branch=branch))
+        return outcomes
 
 
 def stable_share(*parts) -> float:
@@ -745,6 +794,31 @@ class HoldoutStep(Step):
             return Holdout(detail=f"held out ({self.percent}% control group)")
         return Continue(run.following(self), branch="treatment")
 
+    def execute_many(self, runs):
+        """An event condition asks the database once for the whole batch: the
+        latest such event of each contact, compared with each entry time."""
+        if self.kind != self.Kind.EVENT_SINCE_ENTRY:
+            return super().execute_many(runs)
+        latest = dict(
+            Event.objects.filter(
+                contact_id__in={run.contact.pk for run in runs},
+                name=self.event_name,
+                occurred_at__gte=min(run.enrollment.entered_at for run in runs),
+            )
+            .values("contact_id")
+            .annotate(latest=models.Max("occurred_at"))
+            .values_list("contact_id", "latest")
+        )
+        self._seen_in_batch = {
+            run.enrollment.pk
+            for run in runs
+            if run.contact.pk in latest and latest[run.contact.pk] >= run.enrollment.entered_at
+        }
+        try:
+            return super().execute_many(runs)
+        finally:
+            self._seen_in_batch = None
+
 
 class UpdateContactStep(Step):
     """Change the contact, then go on: set, remove or add to an attribute (a
@@ -858,37 +932,92 @@ class UpdateContactStep(Step):
             detail = f"{change.subscription.status}" if change.changed else "unchanged"
         return Continue(run.following(self), detail=detail)
 
+    def execute_many(self, runs):
+        """Attribute, list and blocklist changes are written for the whole
+        batch at once (a few statements, whatever its size); consent changes
+        go through the consent service contact by contact."""
+        contacts = {run.contact.pk: run.contact for run in runs}
+        action = self.action
+        if action in self.ATTRIBUTE_ACTIONS:
+            details = self._update_attributes(list(contacts.values()))
+        elif action == self.Action.ADD_TO_LIST:
+            already = set(
+                ListMembership.objects.filter(
+                    contact_list_id=self.contact_list_id, contact_id__in=contacts
+                ).values_list("contact_id", flat=True)
+            )
+            memberships_add(
+                pairs={(pk, self.contact_list_id) for pk in contacts.keys() - already},
+                source=ListMembership.Source.JOURNEY,
+            )
+            details = {
+                pk: "already in the list" if pk in already else f"added to {self.contact_list}"
+                for pk in contacts
+            }
+        elif action == self.Action.REMOVE_FROM_LIST:
+            ListMembership.objects.filter(
+                contact_list_id=self.contact_list_id, contact_id__in=contacts
+            ).delete()
+            details = dict.fromkeys(contacts, f"removed from {self.contact_list}")
+        elif action == self.Action.BLOCKLIST:
+            type(runs[0].contact).objects.filter(pk__in=contacts).update(blocklisted=True)
+            for contact in contacts.values():
+                contact.blocklisted = True
+            details = dict.fromkeys(contacts, "blocklisted")
+        else:
+            return super().execute_many(runs)
+        return [Continue(run.following(self), detail=details[run.contact.pk]) for run in runs]
+
     def _update_attribute(self, contact):
-        # The row is locked: an API update of the same contact waits, and
-        # neither loses the other's change.
-        locked = type(contact).objects.select_for_update().only("attributes").get(pk=contact.pk)
-        attributes = copy.deepcopy(locked.attributes or {})
+        return self._update_attributes([contact])[contact.pk]
+
+    def _update_attributes(self, contacts):
+        """Apply the attribute action to each contact; {contact id: detail}.
+
+        The rows are locked: an API update of the same contact waits, and
+        neither loses the other's change. One SELECT and one UPDATE for all.
+        """
+        model = type(contacts[0])
+        locked = dict(
+            model.objects.select_for_update()
+            .filter(pk__in=[c.pk for c in contacts])
+            .order_by("pk")
+            .values_list("pk", "attributes")
+        )
+        details, changed, now = {}, [], timezone.now()
+        for contact in contacts:
+            attributes, details[contact.pk] = self._changed(locked.get(contact.pk))
+            if attributes is not None:
+                contact.attributes = attributes  # what the journey's next steps read
+                contact.updated_at = now
+                changed.append(contact)
+        if changed:
+            update_from_values(model, changed, ["attributes", "updated_at"])
+        return details
+
+    def _changed(self, current):
+        """(the attributes after the action, or None if unchanged; the detail)."""
+        attributes = copy.deepcopy(current or {})
         *parents, leaf = self.attribute.split(".")
         node = attributes
         for part in parents:
             if not isinstance(node.get(part), dict):
                 if self.action == self.Action.UNSET:
-                    return f"{self.attribute} was not set"
+                    return None, f"{self.attribute} was not set"
                 node[part] = {}
             node = node[part]
         if self.action == self.Action.UNSET:
             if node.pop(leaf, _NOT_SET) is _NOT_SET:
-                return f"{self.attribute} was not set"
-            detail = f"{self.attribute} removed"
-        elif self.action == self.Action.SET:
+                return None, f"{self.attribute} was not set"
+            return attributes, f"{self.attribute} removed"
+        if self.action == self.Action.SET:
             node[leaf] = parse_value(self.value)
-            detail = f"{self.attribute} = {node[leaf]!r}"
         else:
             current = node.get(leaf, 0)
             if isinstance(current, bool) or not isinstance(current, int | float):
                 raise ValueError(f"{self.attribute} holds {current!r}, not a number to add to")
             node[leaf] = current + parse_value(self.value)
-            detail = f"{self.attribute} = {node[leaf]!r}"
-        type(contact).objects.filter(pk=contact.pk).update(
-            attributes=attributes, updated_at=timezone.now()
-        )
-        contact.attributes = attributes  # what the journey's next steps read
-        return detail
+        return attributes, f"{self.attribute} = {node[leaf]!r}"
 
 
 _NOT_SET = object()
@@ -919,25 +1048,33 @@ class StartJourneyStep(Step):
             raise ValidationError({"target": "A journey cannot start itself: use a connection."})
 
     def execute(self, run):
-        from journeys.services.entry import journey_start_from_journey
+        (outcome,) = self.execute_many([run])
+        return outcome
+
+    def execute_many(self, runs):
+        """The whole batch enters the other journey with one INSERT … SELECT."""
+        from journeys.services.entry import journey_takes_from_journey, journeys_enroll_contacts
 
         target = Journey.objects.filter(pk=self.target_id).first()
         if target is None or target.state != Journey.State.LIVE:
             detail = f"“{target}” is not live: not started" if target else "no such journey"
-            return Continue(run.following(self), detail=detail)
-        started = journey_start_from_journey(
-            journey=target,
-            source_journey_id=self.journey_id,
-            contact=run.contact,
-            trigger_data=run.enrollment.trigger_data,
-        )
-        if not started.accepted:
+            return [Continue(run.following(self), detail=detail) for run in runs]
+        if not journey_takes_from_journey(journey=target, source_journey_id=self.journey_id):
             detail = f"“{target}” has no trigger taking contacts from this journey: not started"
-        elif started.enrollment:
-            detail = f"started “{target}”"
-        else:
-            detail = f"“{target}” did not take them (re-entry policy or audience)"
-        return Continue(run.following(self), detail=detail)
+            return [Continue(run.following(self), detail=detail) for run in runs]
+        entered = journeys_enroll_contacts(
+            journey=target,
+            entries=[(run.contact.pk, run.enrollment.trigger_data) for run in runs],
+        )
+        return [
+            Continue(
+                run.following(self),
+                detail=f"started “{target}”"
+                if run.contact.pk in entered
+                else f"“{target}” did not take them (re-entry policy or audience)",
+            )
+            for run in runs
+        ]
 
 
 class ExitStep(Step):

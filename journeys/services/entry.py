@@ -41,8 +41,35 @@ def journeys_enroll_contact(
         trigger_data or {}, connection
     )
     source = "FROM (SELECT %s AS contact_id) m WHERE true"
-    ids = _enroll_from(journey, source, [contact.pk], first_step, now, data=data, returning=True)
+    ids = _enroll_from(journey, source, [contact.pk], first_step, now, data=data, returning="id")
     return Enrollment.objects.get(pk=ids[0]) if ids else None
+
+
+def journeys_enroll_contacts(*, journey: Journey, entries, now=None) -> set:
+    """Enroll many contacts in one journey at once, each with its trigger
+    data, as the journey's re-entry policy allows: one INSERT … SELECT for
+    them all. `entries` are (contact id, trigger data) pairs. Returns the ids
+    of the contacts who entered (the others are, or have been, on it)."""
+    entries = list(entries)
+    first_step = _first_step(journey.pk)
+    if first_step is None or not entries:
+        return set()
+    now = now or timezone.now()
+    data_field = Enrollment._meta.get_field("trigger_data")
+    # A UNION of one-row SELECTs rather than VALUES: SQLite (the embedded
+    # default) names no VALUES columns, and has no casts to give.
+    cast = ("::bigint", "::jsonb") if connection.vendor == "postgresql" else ("", "")
+    rows = [f"SELECT %s{cast[0]} AS contact_id, %s{cast[1]} AS data"]
+    rows += [f"SELECT %s{cast[0]}, %s{cast[1]}"] * (len(entries) - 1)
+    source = f"FROM ({' UNION ALL '.join(rows)}) m WHERE true"
+    params = []
+    for contact_id, data in entries:
+        params += [contact_id, data_field.get_db_prep_value(data or {}, connection)]
+    return set(
+        _enroll_from(
+            journey, source, params, first_step, now, data_column="m.data", returning="contact_id"
+        )
+    )
 
 
 def journeys_handle_events(*, events) -> dict:
@@ -359,19 +386,25 @@ def _enroll_members(journey, list_id, after, upto, first_step, data, now) -> int
         WHERE m.contact_list_id = %s AND m.contact_id > %s {bound}
     """
     source_params = [list_id, after, *([] if upto is None else [upto])]
-    return _enroll_from(journey, source, source_params, first_step, now, data=data)
+    return _enroll_from(
+        journey, source, source_params, first_step, now, data=data, contact_range=(after, upto)
+    )
 
 
 def _enroll_from(
     journey, source, source_params, first_step, now, *, data=None, data_column=None,
-    returning=False,
+    returning=None, contact_range=None,
 ):  # fmt: skip
     """INSERT … SELECT: the contacts `source` (a FROM … WHERE over rows `m`
     with a contact_id) names enter the journey, but for those outside its
     audience and those its re-entry policy keeps out. Their trigger data is
     `data` (prepared for the database), or the source's `data_column`. One
-    statement: atomic alone. Returns how many entered (with `returning`, the
-    new enrollments' ids).
+    statement: atomic alone. Returns how many entered (with `returning`,
+    "id" or "contact_id", that column of the new enrollments).
+    `contact_range` (after, upto or None) bounds the check for a passage
+    before to the source's contacts, so that a chunk compares with the
+    journey's enrollments of its own contacts, not with all of them: the
+    check otherwise grows with every chunk already enrolled.
 
     The policies: "never" keeps out whoever has a passage; "after exit" and
     "once per period" whoever has an open one (the partial unique index
@@ -393,6 +426,13 @@ def _enroll_from(
             before += " OR x.entered_at > %s"
             before_params.append(now - timedelta(days=journey.reentry_period_days or 0))
         before += ")"
+    if contact_range is not None:
+        after, upto = contact_range
+        before += " AND x.contact_id > %s"
+        before_params.append(after)
+        if upto is not None:
+            before += " AND x.contact_id <= %s"
+            before_params.append(upto)
     keep_out = "" if journey.reentry == policy.ALWAYS else f"AND NOT EXISTS ({before})"
     if journey.reentry == policy.ALWAYS:
         before_params = []
@@ -411,7 +451,7 @@ def _enroll_from(
           {keep_out}
           {audience}
         ON CONFLICT DO NOTHING
-        {"RETURNING id" if returning else ""}
+        {f"RETURNING {returning}" if returning else ""}
     """
     params = [
         journey.pk, Enrollment.State.ACTIVE, first_step, now,
@@ -467,31 +507,14 @@ def _enroll_contact_ids(journeys, contact_ids, trigger_data, now) -> int:
 # --- Started by another journey (its start journey step) ------------------------
 
 
-@dataclass(frozen=True)
-class JourneyStart:
-    """What a start journey step's request did: refused (the target has no
-    trigger taking contacts from that journey), or enrollment (None when the
-    target's audience or re-entry policy kept the contact out)."""
-
-    accepted: bool
-    enrollment: Enrollment | None = None
-
-
-def journey_start_from_journey(
-    *, journey: Journey, source_journey_id: int, contact, trigger_data=None
-) -> JourneyStart:
-    """Enter `contact` into `journey` on behalf of another journey's start
-    journey step: only a journey with a trigger "Another journey starts it"
-    naming that journey (or any journey) takes them."""
-    accepts = journey.triggers.filter(kind=JourneyTrigger.Kind.JOURNEY).filter(
-        Q(source_journey__isnull=True) | Q(source_journey_id=source_journey_id)
+def journey_takes_from_journey(*, journey: Journey, source_journey_id: int) -> bool:
+    """Whether `journey` has a trigger "Another journey starts it" naming
+    that journey (or any journey)."""
+    return (
+        journey.triggers.filter(kind=JourneyTrigger.Kind.JOURNEY)
+        .filter(Q(source_journey__isnull=True) | Q(source_journey_id=source_journey_id))
+        .exists()
     )
-    if not accepts.exists():
-        return JourneyStart(accepted=False)
-    enrollment = journeys_enroll_contact(
-        journey=journey, contact=contact, trigger_data=trigger_data
-    )
-    return JourneyStart(accepted=True, enrollment=enrollment)
 
 
 # --- Subscription changes (subscriptions.signals.subscriptions_changed) --------

@@ -1,15 +1,18 @@
 """Advancing claimed enrollments: what every step type shares.
 
-The runner loads the concrete step, calls its execute(), records a StepRun
-and moves the enrollment on. Each transition is atomic (a savepoint guarded
-by the enrollment's lease) and a batch's transitions share commits: a commit
-costs a disk flush, and per-transition commits would make the flush, not the
-work, the limit. Before a step that talks to the outside world
+The runner loads the concrete steps, calls them, records a StepRun per step
+taken and moves the enrollments on. It works set-based: a claimed batch is
+grouped by the step each enrollment is at, each step runs once for its whole
+group (`Step.execute_many`), and the group's moves are one UPDATE per kind of
+move, guarded by the lease, with the step runs inserted in bulk. A group's
+step writes and moves share one savepoint, taken after locking the rows the
+lease still holds: they stand or fall together. Groups share commits (a
+commit costs a disk flush). Before a step that talks to the outside world
 (`performs_io`, e.g. a send) everything so far is committed, and the step
 runs outside any transaction so its own services can commit what they must
 before the I/O (a message is recorded as `sending` before the mail server
-is called). A crash rolls back only transitions of steps without outside
-effects, which simply run again.
+is called). A crash rolls back only moves of steps without outside effects,
+which simply run again.
 """
 
 import logging
@@ -117,7 +120,7 @@ class CommitGroup:
         if block is None:
             return
         try:
-            StepRun.objects.bulk_create(self._step_runs)
+            _step_runs_insert(self._step_runs)
         except BaseException:
             self._step_runs = []
             block.__exit__(*sys.exc_info())
@@ -205,45 +208,67 @@ def enrollment_advance(
 def _advance(enrollments, *, token, steps_for, group, renew=None) -> dict:
     """Advance `enrollments` (all claimed with `token`) until each waits, ends or fails.
 
-    Steps that only touch the database run enrollment by enrollment, their
-    transitions sharing `group`'s commit. A step that talks to the outside
-    world waits until every enrollment of the batch has reached its own wait,
-    end or such a step; then the commit is flushed and each such step runs
-    once for all the enrollments at it (`execute_many`: one SMTP connection
-    for a batch of emails), and those enrollments go on. Returns a count per
-    final state.
+    Set-based: the enrollments are grouped by the step they are at, and each
+    group of a step that only touches the database runs as one unit
+    (`_run_database_group`: the step's `execute_many` for all of them, one
+    UPDATE per kind of move, the step runs inserted in bulk), so a batch costs
+    a few statements per step it passes through, not a few per enrollment.
+    A step that talks to the outside world waits until no enrollment of the
+    batch has a database step left; then the commit is flushed and each such
+    step runs once for all the enrollments at it (`execute_many`: one SMTP
+    connection for a batch of emails), and those enrollments go on. Returns a
+    count per final state.
     """
     taken = dict.fromkeys((e.pk for e in enrollments), 0)
+    max_steps = settings.WAYMARK_ENGINE["MAX_STEPS_PER_RUN"]
     counts: dict = {}
 
-    def done(state):
-        counts[state] = counts.get(state, 0) + 1
+    def done(state, how_many=1):
+        counts[state] = counts.get(state, 0) + how_many
 
     ready = list(enrollments)
-    while ready:
-        at_io: dict = {}
+    at_io: dict = {}
+    while ready or at_io:
+        at_step: dict = {}
+        worn = []
         for enrollment in ready:
-            if renew is not None:
-                renew()
-            try:
-                state = _run_database_steps(
-                    enrollment, token, steps_for(enrollment.journey_id), group, taken, at_io
-                )
-            except LeaseLost:
-                state = "lease_lost"
-            if state is not None:
-                done(state)
+            steps = steps_for(enrollment.journey_id)
+            step = steps.by_id.get(enrollment.current_step_id)
+            if taken[enrollment.pk] >= max_steps:
+                worn.append(enrollment)
+            elif step is not None and step.performs_io:
+                at_io.setdefault(step.pk, (step, steps, []))[2].append(enrollment)
+            else:
+                # None: walked off the end of the journey (a group of its own per journey).
+                key = (enrollment.journey_id, step.pk if step else None)
+                at_step.setdefault(key, (step, steps, []))[2].append(enrollment)
         ready = []
-        if at_io:
-            group.flush()
-        for step, runs in at_io.values():
+        if worn:
+            _yield_worker(worn, token, group)
+            for enrollment in worn:
+                done(enrollment.state)
+        if at_step:
+            for step, steps, members in at_step.values():
+                if renew is not None:
+                    renew()
+                for enrollment, state in _run_database_group(
+                    step, steps, members, token, group, taken
+                ):
+                    if state is None:
+                        ready.append(enrollment)
+                    else:
+                        done(state)
+            continue  # database steps first: the I/O steps wait for the whole batch
+        group.flush()
+        for step, steps, members in at_io.values():
             if renew is not None:
                 renew()
-            for enrollment, state in _run_io_step(step, runs, token, group, taken):
+            for enrollment, state in _run_io_step(step, steps, members, token, group, taken):
                 if state is None:
                     ready.append(enrollment)
                 else:
                     done(state)
+        at_io = {}
     return counts
 
 
@@ -253,59 +278,235 @@ def _context(enrollment, token, steps, now):
     )
 
 
-def _run_database_steps(enrollment, token, steps, group, taken, at_io):
-    """Run the enrollment's steps while they only touch the database.
+class _LeaseMismatch(Exception):
+    """The group's moves reached fewer enrollments than it ran for: roll back."""
 
-    Returns its final state, or None when it reached a step that performs
-    I/O (then queued in `at_io`, keyed by step).
+    def __init__(self, written):
+        super().__init__(written)
+        self.written = written
+
+
+def _run_database_group(step, steps, members, token, group, taken):
+    """Run one database-only step for every enrollment at it; returns
+    [(enrollment, final state or None to keep going)].
+
+    One savepoint holds the group: the enrollments still leased to `token`
+    are locked (a claim by another scheduler skips them meanwhile), the step
+    runs for those only, and their moves are written; the step's writes and
+    the moves stand or fall together. Should a move not land (the lease went
+    while the step ran), the whole group rolls back and runs again without
+    that enrollment, so nothing it wrote for it survives.
     """
-    max_steps = settings.WAYMARK_ENGINE["MAX_STEPS_PER_RUN"]
-    while taken[enrollment.pk] < max_steps:
-        now = timezone.now()
-        step = steps.by_id.get(enrollment.current_step_id)
-        base = {"step": step, "sequence": enrollment.sequence, "started_at": now}
-        if step is None:  # walked off the end of the journey
-            outcome = Continue(next_step=None)
-        elif step.performs_io:
-            at_io.setdefault(step.pk, (step, []))[1].append(
-                (enrollment, base, _context(enrollment, token, steps, now))
-            )
-            return None
-        else:
-            group.join()
+    group.join()
+    pending = {e.pk: e for e in members}
+    finished = []
+    while pending:
+        try:
+            with transaction.atomic():
+                held = _lock_leased(list(pending), token)
+                for pk in set(pending) - held:
+                    finished.append((pending.pop(pk), "lease_lost"))
+                if not pending:
+                    break
+                moves, applied, lost = _execute_group(
+                    step, steps, list(pending.values()), token, group, taken
+                )
+                written, landed = _write_moves(moves, token)
+                if written != {enrollment.pk for enrollment, _, _ in moves}:
+                    raise _LeaseMismatch(written)
+        except _LeaseMismatch as mismatch:
+            for pk in {e.pk for e, _, _ in moves} - mismatch.written:
+                finished.append((pending.pop(pk), "lease_lost"))
+            continue
+        for enrollment, changes, run in [*applied, *landed]:
+            for name, value in changes.items():
+                setattr(enrollment, name, value)
+            group.add_step_run(run)
+        for enrollment in pending.values():
+            if enrollment.pk in lost:
+                finished.append((enrollment, "lease_lost"))
+            else:
+                finished.append(
+                    (enrollment, None if enrollment.state == State.ACTIVE else enrollment.state)
+                )
+        break
+    return finished
+
+
+def _execute_group(step, steps, enrollments, token, group, taken):
+    """Run the step for the enrollments: (moves to write, moves written, lost ids).
+
+    `execute_many` runs for all of them under a savepoint, and its moves are
+    left to the caller to write in bulk. Should it raise, each enrollment
+    runs alone under a savepoint of its own with its move written at once,
+    and those that raise get their error recorded as before (retry, then
+    failed) without failing the others.
+    """
+    now = timezone.now()
+    bases = [{"step": step, "sequence": e.sequence, "started_at": now} for e in enrollments]
+    if step is None:  # walked off the end of the journey
+        ends = [
+            (e, base, Continue(next_step=None)) for e, base in zip(enrollments, bases, strict=True)
+        ]
+        return ends, [], ()
+    contexts = [_context(e, token, steps, now) for e in enrollments]
+    try:
+        with transaction.atomic():
+            outcomes = step.execute_many(contexts)
+    except Exception:
+        logger.info("step %s: execute_many raised, running its enrollments one by one", step.pk)
+    else:
+        for enrollment in enrollments:
+            taken[enrollment.pk] += 1
+        return list(zip(enrollments, bases, outcomes, strict=True)), [], ()
+    applied, lost = [], set()
+    for enrollment, base, context in zip(enrollments, bases, contexts, strict=True):
+        try:
+            with transaction.atomic():
+                outcome = step.execute(context)
+                taken[enrollment.pk] += 1
+                # Its move at once: should it not land, the step's writes for
+                # this enrollment roll back with the savepoint.
+                written, landed = _write_moves([(enrollment, base, outcome)], token)
+                if not written:
+                    raise LeaseLost(enrollment.pk)
+                applied += landed
+        except LeaseLost:
+            lost.add(enrollment.pk)
+        except Exception as exc:
             try:
-                # The step's writes and its transition stand or fall together:
-                # a failing step's writes roll back alone, and so do those of
-                # a step whose enrollment another worker took meanwhile.
-                with transaction.atomic():
-                    outcome = step.execute(_context(enrollment, token, steps, now))
-                    taken[enrollment.pk] += 1
-                    if not _apply(outcome, enrollment, token, step, base, group):
-                        return enrollment.state
-                continue
-            except LeaseLost:
-                raise
-            except Exception as exc:
                 _record_step_error(enrollment, token, step, base, exc, group)
-                return enrollment.state
-        taken[enrollment.pk] += 1
-        if not _apply(outcome, enrollment, token, step, base, group):
-            return enrollment.state
-    _yield_worker(enrollment, token, group)
-    return enrollment.state
+            except LeaseLost:
+                lost.add(enrollment.pk)
+    return [], applied, lost
 
 
-def _run_io_step(step, runs, token, group, taken):
+def _lock_leased(enrollment_ids, token) -> set:
+    """Lock the enrollments `token` still holds; their ids."""
+    if connection.vendor != "postgresql":
+        # SQLite (the embedded default) has one writer at a time: the write
+        # this transaction is about to make holds every row until it commits.
+        held = Enrollment.objects.filter(pk__in=list(enrollment_ids), lease_token=token)
+        return set(held.values_list("pk", flat=True))
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {quote(Enrollment._meta.db_table)} "
+            "WHERE id = ANY(%s) AND lease_token = %s ORDER BY id FOR UPDATE",
+            [enrollment_ids, token],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _write_moves(moves, token):
+    """Apply each (enrollment, base, outcome)'s move if `token` still holds it:
+    one UPDATE … FROM unnest(…) per kind of move, whatever the number of
+    enrollments. Returns the ids moved, and for each move made (enrollment,
+    its changes, its StepRun) for the caller to apply once the moves commit."""
+    at = timezone.now()
+    shapes: dict = {}
+    for enrollment, base, outcome in moves:
+        run_outcome, changes, _ = _next_state(outcome, enrollment, at, base["step"])
+        run = StepRun(
+            enrollment=enrollment,
+            **base,
+            finished_at=at,
+            outcome=run_outcome,
+            branch=getattr(outcome, "branch", ""),
+            message=getattr(outcome, "message", None),
+            detail=outcome.detail[:500],
+        )
+        shapes.setdefault(tuple(changes), []).append((enrollment, changes, run))
+    written, landed = set(), []
+    for names, rows in shapes.items():
+        ids = _update_leased_many(names, [(e.pk, changes) for e, changes, _ in rows], token)
+        landed += [row for row in rows if row[0].pk in ids]
+        written |= ids
+    return written, landed
+
+
+def _update_leased_many(names, rows, token) -> set:
+    """UPDATE the fields `names` of each (id, changes) row `token` still holds,
+    in one statement; the ids it changed.
+
+    Written as SQL over unnest()ed arrays, one parameter per column: Django's
+    bulk_update has no lease guard and builds a CASE per field and row, and a
+    VALUES list of thousands of placeholders costs more to build and parse
+    than the update itself.
+    """
+    if not rows:
+        return set()
+    if connection.vendor != "postgresql":  # SQLite: the same guarded UPDATE, row by row
+        return {pk for pk, changes in rows if _update_leased(pk, token, changes)}
+    quote = connection.ops.quote_name
+    fields = [Enrollment._meta.get_field(name) for name in names]
+    columns = [[pk for pk, _ in rows]]
+    for column in fields:
+        values = [changes[column.name] for _, changes in rows]
+        if column.is_relation:
+            values = [v.pk if v is not None and not isinstance(v, int) else v for v in values]
+        columns.append(values)
+    source, params = _unnest(["bigint", *(f.db_type(connection) for f in fields)], columns)
+    names_sql = ", ".join(quote(f.column) for f in fields)
+    assignments = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(Enrollment._meta.db_table)} AS t SET {assignments} "
+            f"FROM {source} AS v(id, {names_sql}) "
+            "WHERE t.id = v.id AND t.lease_token = %s RETURNING t.id",
+            [*params, token],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _unnest(types, columns):
+    """`unnest(%s::type[], …)` over one array per column, and its parameters."""
+    sql = ", ".join(f"%s::{db_type}[]" for db_type in types)
+    return f"unnest({sql})", list(columns)
+
+
+_STEP_RUN_FIELDS = (
+    "enrollment", "step", "sequence", "outcome", "branch", "message", "detail", "error",
+    "started_at", "finished_at",
+)  # fmt: skip
+
+
+def _step_runs_insert(step_runs):
+    """Insert the StepRuns with one INSERT … SELECT FROM unnest(…): cheaper to
+    build than bulk_create's placeholder per value for a batch's thousands."""
+    if not step_runs:
+        return
+    if connection.vendor != "postgresql":
+        StepRun.objects.bulk_create(step_runs)
+        return
+    quote = connection.ops.quote_name
+    fields = [StepRun._meta.get_field(name) for name in _STEP_RUN_FIELDS]
+    source, params = _unnest(
+        [field.db_type(connection) for field in fields],
+        [[getattr(run, field.attname) for run in step_runs] for field in fields],
+    )
+    names_sql = ", ".join(quote(field.column) for field in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(StepRun._meta.db_table)} ({names_sql}) SELECT * FROM {source}",
+            params,
+        )
+
+
+def _run_io_step(step, steps, enrollments, token, group, taken):
     """Run one I/O step for every enrollment waiting at it, outside any transaction.
 
     Yields (enrollment, final state or None to keep going).
     """
+    now = timezone.now()
+    runs = [
+        (e, {"step": step, "sequence": e.sequence, "started_at": now},
+         _context(e, token, steps, now))
+        for e in enrollments
+    ]  # fmt: skip
     contexts = [context for _, _, context in runs]
     try:
-        if hasattr(step, "execute_many"):
-            outcomes = step.execute_many(contexts)
-        else:
-            outcomes = [step.execute(context) for context in contexts]
+        outcomes = step.execute_many(contexts)
     except Exception as exc:
         for enrollment, base, _ in runs:
             try:
@@ -314,51 +515,32 @@ def _run_io_step(step, runs, token, group, taken):
             except LeaseLost:
                 yield enrollment, "lease_lost"
         return
-    max_steps = settings.WAYMARK_ENGINE["MAX_STEPS_PER_RUN"]
+    moves = []
     for (enrollment, base, _), outcome in zip(runs, outcomes, strict=True):
         if isinstance(outcome, Abandoned):
             yield enrollment, "lease_lost"
             continue
         taken[enrollment.pk] += 1
-        try:
-            keep_going = _apply(outcome, enrollment, token, step, base, group)
-        except LeaseLost:
+        moves.append((enrollment, base, outcome))
+    group.join()
+    written, landed = _write_moves(moves, token)
+    for enrollment, changes, run in landed:
+        for name, value in changes.items():
+            setattr(enrollment, name, value)
+        group.add_step_run(run)
+    for enrollment, _, _ in moves:
+        if enrollment.pk not in written:
             yield enrollment, "lease_lost"
-            continue
-        if not keep_going:
-            yield enrollment, enrollment.state
-        elif taken[enrollment.pk] >= max_steps:
-            _yield_worker(enrollment, token, group)
-            yield enrollment, enrollment.state
-        else:
+        elif enrollment.state == State.ACTIVE:
             yield enrollment, None
+        else:
+            yield enrollment, enrollment.state
 
 
-def _apply(outcome, enrollment, token, step, base, group) -> bool:
-    """Record the step run and move the enrollment on; True if it runs on now."""
-    done = timezone.now()
-    run_outcome, changes, keep_going = _next_state(outcome, enrollment, done, step)
-    _transition(
-        enrollment,
-        token,
-        group=group,
-        run_fields={
-            **base,
-            "finished_at": done,
-            "outcome": run_outcome,
-            "branch": getattr(outcome, "branch", ""),
-            "message": getattr(outcome, "message", None),
-            "detail": outcome.detail[:500],
-        },
-        enrollment_fields=changes,
-    )
-    return keep_going
-
-
-def _yield_worker(enrollment, token, group):
+def _yield_worker(enrollments, token, group):
     # A journey that loops without waiting: yield the worker, continue on the next pass.
     group.join()
-    Enrollment.objects.filter(pk=enrollment.pk, lease_token=token).update(
+    Enrollment.objects.filter(pk__in=[e.pk for e in enrollments], lease_token=token).update(
         **_released(next_run_at=timezone.now())
     )
 
@@ -398,16 +580,18 @@ def _next_state(outcome, enrollment, at, step):
             return Outcome.WAITING, changes, False
         case WaitForEvent():
             changes = _released(
-                **moved,
-                state=State.WAITING,
-                current_step=step,
-                next_run_at=outcome.timeout_at,
-                wait_event_name=outcome.event_name,
-                wait_key=outcome.key,
-                wait_value=outcome.value,
-                wait_since=outcome.since,
-                wait_timeout_at=outcome.timeout_at,
-                wait_event_id=None,
+                **{
+                    **moved,
+                    "state": State.WAITING,
+                    "current_step": step,
+                    "next_run_at": outcome.timeout_at,
+                    "wait_event_name": outcome.event_name,
+                    "wait_key": outcome.key,
+                    "wait_value": outcome.value,
+                    "wait_since": outcome.since,
+                    "wait_timeout_at": outcome.timeout_at,
+                    "wait_event_id": None,
+                }
             )
             return Outcome.WAITING, changes, False
         case RetryAt():

@@ -300,7 +300,10 @@ def test_advancing_a_batch_costs_a_fixed_number_of_queries_per_enrollment(welcom
 
 
 def test_a_slow_batch_keeps_its_leases(welcome_series, settings):
+    import threading
     from unittest import mock
+
+    from django.db import connection
 
     from journeys.models import ConditionStep
 
@@ -313,10 +316,19 @@ def test_a_slow_batch_keeps_its_leases(welcome_series, settings):
         claim = enrollments_claim_due(enqueue=False)
         stolen = []
 
+        def second_scheduler():
+            try:
+                stolen.append(enrollments_claim_due(enqueue=False))
+            finally:
+                connection.close()
+
         def slow_no(step, run):
             clock.shift(timedelta(seconds=40))
-            # a second scheduler looks for due work while this batch is running
-            stolen.append(enrollments_claim_due(enqueue=False))
+            # a second scheduler (its own process, its own connection) looks
+            # for due work while this batch is running
+            other = threading.Thread(target=second_scheduler)
+            other.start()
+            other.join()
             return False
 
         # When the worker advances the batch
