@@ -24,8 +24,14 @@ class Enrollment(models.Model):
 
     OPEN_STATES = (State.ACTIVE, State.WAITING)
 
-    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrollments")
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="enrollments")
+    # No index of their own: (journey, state) and (contact, state) below lead
+    # with them, and every index is one more write for each move of the engine.
+    journey = models.ForeignKey(
+        Journey, on_delete=models.CASCADE, related_name="enrollments", db_index=False
+    )
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="enrollments", db_index=False
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     # RESTRICT: a step with contacts on it cannot be deleted out from under
     # them (deleting the whole journey still cascades).
@@ -109,9 +115,13 @@ class StepRun(models.Model):
         EXITED = "exited", "Exited"
         FAILED = "failed", "Failed"
 
-    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="step_runs")
+    # Indexed by (enrollment, sequence) and (step, outcome) below, not alone:
+    # step runs are the engine's most written rows.
+    enrollment = models.ForeignKey(
+        Enrollment, on_delete=models.CASCADE, related_name="step_runs", db_index=False
+    )
     step = models.ForeignKey(
-        Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+        Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs", db_index=False
     )
     sequence = models.PositiveIntegerField()
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
