@@ -110,3 +110,26 @@ def test_a_holdout_and_the_conversion_window_round_trip(promo):
     assert copy.goal_window_days == 7
     assert journey_export(journey=copy) == {**document, "name": "Promo (copy)"}
     assert document["steps"][0] == {"key": "control", "type": "holdout", "percent": 20}
+
+
+def test_a_batch_at_a_holdout_is_drawn_in_one_pass_without_queries(promo):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from journeys.services.graph import JourneySteps
+    from journeys.services.runner import StepContext
+
+    steps = JourneySteps.load(promo.journey_id)
+    contacts = Contact.objects.bulk_create(Contact(email=f"b{i}@example.com") for i in range(50))
+    runs = [
+        StepContext(enrollment=Enrollment(journey=promo.journey, entered_at=timezone.now()),
+                    contact=c, steps=steps, now=timezone.now())
+        for c in contacts
+    ]  # fmt: skip
+
+    with CaptureQueriesContext(connection) as captured:
+        outcomes = steps.by_id[promo.pk].execute_many(runs)
+
+    assert len(captured) == 0
+    held = [type(o).__name__ == "Holdout" for o in outcomes]
+    assert held == [promo.held_out(c.pk) for c in contacts]

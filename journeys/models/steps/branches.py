@@ -315,28 +315,3 @@ class HoldoutStep(Step):
         if self.held_out(run.contact.pk):
             return Holdout(detail=f"held out ({self.percent}% control group)")
         return Continue(run.following(self), branch="treatment")
-
-    def execute_many(self, runs):
-        """An event condition asks the database once for the whole batch: the
-        latest such event of each contact, compared with each entry time."""
-        if self.kind != self.Kind.EVENT_SINCE_ENTRY:
-            return super().execute_many(runs)
-        latest = dict(
-            Event.objects.filter(
-                contact_id__in={run.contact.pk for run in runs},
-                name=self.event_name,
-                occurred_at__gte=min(run.enrollment.entered_at for run in runs),
-            )
-            .values("contact_id")
-            .annotate(latest=models.Max("occurred_at"))
-            .values_list("contact_id", "latest")
-        )
-        self._seen_in_batch = {
-            run.enrollment.pk
-            for run in runs
-            if run.contact.pk in latest and latest[run.contact.pk] >= run.enrollment.entered_at
-        }
-        try:
-            return super().execute_many(runs)
-        finally:
-            self._seen_in_batch = None
