@@ -14,17 +14,18 @@ from django.db import transaction
 from django.db.models import Q
 
 
-def rows_claim(*, queryset, order_by: str, now, lease, limit: int):
+def rows_claim(*, queryset, order_by: str, now, lease, limit: int, token=None):
     """(token, ids) for up to `limit` rows of `queryset` nobody holds a live lease
     on, now leased until `now + lease`; None when there are none.
 
     Must run in a transaction (the caller's commit makes the claim), so the
-    caller can enqueue its job with transaction.on_commit.
+    caller can enqueue its job with transaction.on_commit. A `token` given
+    joins these rows to a claim already made with it.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("rows_claim runs inside the transaction that commits the claim.")
     model = queryset.model
-    token = uuid.uuid4()
+    token = token or uuid.uuid4()
     free = Q(locked_until__isnull=True) | Q(locked_until__lt=now)
     ids = list(
         queryset.select_for_update(skip_locked=True, of=("self",))

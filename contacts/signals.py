@@ -8,7 +8,10 @@ back together with that mark, so no event is handled twice or lost.
 
 from django.dispatch import Signal
 
-# kwargs: events (list of contacts.models.Event, in the order they were stored)
+# kwargs: events (list of contacts.models.Event, in the order they were stored).
+# They come with id, contact_id and name loaded, the rest deferred: a batch
+# is thousands of events, and a receiver reads anything else in bulk from the
+# database (they are stored there), not event by event.
 events_recorded = Signal()
 
 # Sent by contacts.services.contact_forget and contact_delete, inside their

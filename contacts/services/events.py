@@ -272,6 +272,7 @@ def events_dispatch(*, limit: int = 1000) -> Dispatched:
         events = list(
             Event.objects.select_for_update(skip_locked=True)
             .filter(dispatched=False)
+            .only("id", "contact_id", "name")
             .order_by("pk")[:limit]
         )
         if not events:
@@ -289,8 +290,20 @@ def events_dispatch(*, limit: int = 1000) -> Dispatched:
                 except Exception:
                     failed += 1
                     logger.exception("event listeners failed on event %s", event.pk)
-        Event.objects.filter(pk__in=[e.pk for e in events]).update(dispatched=True)
+        _mark_dispatched([e.pk for e in events])
     return Dispatched(events=len(events), failed=failed)
+
+
+def _mark_dispatched(event_ids):
+    if connection.vendor != "postgresql":  # SQLite, the embedded default
+        Event.objects.filter(pk__in=event_ids).update(dispatched=True)
+        return
+    # One array parameter: cheaper to build and parse than an IN list of
+    # thousands of placeholders.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Event._meta.db_table} SET dispatched = true WHERE id = ANY(%s)", [event_ids]
+        )
 
 
 def events_dispatch_all(*, limit: int = 1000) -> int:

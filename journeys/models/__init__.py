@@ -1,4 +1,4 @@
-from journeys.models.enrollment import Enrollment, StepRun
+from journeys.models.enrollment import Enrollment, StepRun, Wakeup
 from journeys.models.journey import Journey
 from journeys.models.steps import (
     ConditionStep,
@@ -37,5 +37,6 @@ __all__ = [
     "TriggerMembership",
     "UpdateContactStep",
     "WaitForEventStep",
+    "Wakeup",
     "WebhookStep",
 ]

@@ -47,14 +47,13 @@ class Enrollment(models.Model):
     next_run_at = models.DateTimeField(null=True, blank=True)
     # Waiting for an event (journeys.models.WaitForEventStep): its name, the
     # key of its data that must hold `wait_value` (a correlation key, or the
-    # message id of an engagement; "" for none), since when it counts, the
-    # timeout, and the event that woke the enrollment.
+    # message id of an engagement; "" for none), since when it counts, and the
+    # timeout. An event that comes is noted as a Wakeup, not here.
     wait_event_name = models.CharField(max_length=255, blank=True)
     wait_key = models.CharField(max_length=255, blank=True, default="", db_default="")
     wait_value = models.CharField(max_length=500, blank=True, default="", db_default="")
     wait_since = models.DateTimeField(null=True, blank=True)
     wait_timeout_at = models.DateTimeField(null=True, blank=True)
-    wait_event_id = models.BigIntegerField(null=True, blank=True)
     locked_until = models.DateTimeField(null=True, blank=True)
     lease_token = models.UUIDField(null=True, blank=True)
     trigger_data = models.JSONField(default=dict, blank=True)
@@ -102,6 +101,30 @@ class Enrollment(models.Model):
     @property
     def is_open(self):
         return self.state in self.OPEN_STATES
+
+
+class Wakeup(models.Model):
+    """An event that came for an enrollment waiting for it, until its wait step reads it.
+
+    The event dispatcher inserts one narrow row per enrollment it wakes
+    (journeys.services.entry._wake_waiting) rather than rewriting the wide,
+    much-indexed enrollment row; the scheduler claims woken enrollments
+    through this table, and the wait step deletes the row when it runs, in
+    the transaction that moves the enrollment on. One row per enrollment:
+    a second event before the step runs adds nothing (the step looks for
+    any matching event since the wait began should the first not match).
+    """
+
+    enrollment = models.OneToOneField(
+        Enrollment, primary_key=True, on_delete=models.CASCADE, related_name="wakeup"
+    )
+    event_id = models.BigIntegerField()
+    # Indexed: the scheduler claims the oldest wake-ups first and stops at a
+    # batch, however many are waiting to be claimed.
+    woken_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"enrollment {self.enrollment_id} woken by event {self.event_id}"
 
 
 class StepRun(models.Model):

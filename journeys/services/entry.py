@@ -11,7 +11,7 @@ from contacts.conditions import compile_conditions
 from contacts.models import Contact, ContactList, Event, ListMembership
 from contacts.redis import default_queue
 from contacts.services import contact_find
-from journeys.models import Enrollment, Journey, JourneyTrigger, Step, StepRun
+from journeys.models import Enrollment, Journey, JourneyTrigger, Step, StepRun, Wakeup
 
 
 def _first_step(journey_id):
@@ -88,18 +88,24 @@ def journeys_handle_events(*, events) -> dict:
     event_ids = [e.pk for e in events]
     contact_ids = {e.contact_id for e in events}
     names = {e.name for e in events}
-    batch = Event.objects.filter(pk__in=event_ids)
+    goal_journeys = list(
+        Journey.objects.filter(goal_event_name__in=names).values_list("pk", "goal_window_days")
+    )
+    exit_journeys = list(
+        Journey.objects.filter(exit_event_name__in=names).values_list("pk", "exit_event_name")
+    )
     with transaction.atomic(savepoint=False):
-        open_here = Enrollment.objects.filter(
-            contact_id__in=contact_ids, state__in=Enrollment.OPEN_STATES
-        )
+        # Built only when a journey asks: an IN list of thousands costs to build.
+        if goal_journeys or exit_journeys:
+            batch = Event.objects.filter(pk__in=event_ids)
+            open_here = Enrollment.objects.filter(
+                contact_id__in=contact_ids, state__in=Enrollment.OPEN_STATES
+            )
         goals = 0
         # A conversion is the goal event within the journey's conversion
         # window from entry, whether the contact is still in the journey, has
         # finished it, or was held out (the control group the lift compares).
-        for journey_id, window in Journey.objects.filter(goal_event_name__in=names).values_list(
-            "pk", "goal_window_days"
-        ):
+        for journey_id, window in goal_journeys:
             goals += (
                 Enrollment.objects.filter(
                     journey_id=journey_id,
@@ -113,9 +119,7 @@ def journeys_handle_events(*, events) -> dict:
         # Clearing the lease also stops a worker that is advancing one of
         # these right now: its next transition finds the lease gone.
         exited = 0
-        for journey_id, exit_event in Journey.objects.filter(exit_event_name__in=names).values_list(
-            "pk", "exit_event_name"
-        ):
+        for journey_id, exit_event in exit_journeys:
             exited += (
                 open_here.filter(journey_id=journey_id)
                 .filter(Exists(batch.filter(contact_id=OuterRef("contact_id"), name=exit_event)))
@@ -138,9 +142,9 @@ def journeys_handle_events(*, events) -> dict:
     return {"entered": entered, "exited": exited, "goals": goals, "woken": woken}
 
 
-# (enrollment id, event id) for each enrollment waiting for one of the events
-# (PostgreSQL). LATERAL with OFFSET 0: one index probe per event, whatever the
-# planner would think of joining a million waiting rows.
+# A Wakeup (enrollment, event) for each enrollment waiting for one of the
+# events (PostgreSQL). LATERAL with OFFSET 0: one index probe per event,
+# whatever the planner would think of joining a million waiting rows.
 WAITING_FOR_EVENTS_SQL = f"""
     SELECT w.id, ev.id FROM {Event._meta.db_table} ev
     CROSS JOIN LATERAL (
@@ -156,51 +160,39 @@ WAITING_FOR_EVENTS_SQL = f"""
 
 
 def _wake_waiting(event_ids, now) -> int:
-    """Make due every enrollment waiting for one of these events (same
-    contact, same name, received since the wait began, holding the awaited
-    value under the awaited key), noting the event that woke it.
+    """Wake every enrollment waiting for one of these events (same contact,
+    same name, received since the wait began, holding the awaited value under
+    the awaited key): one statement that notes a Wakeup for each; how many.
 
-    Two statements for the whole batch, each driven by the events: the
-    waiting enrollments of each event's contact are found through an index
-    of waiting enrollments (contact, event name), never by scanning them;
-    the step checks the rest (its data filter) when it runs.
+    The waiting enrollments of each event's contact are found through an
+    index of waiting enrollments (contact, event name), never by scanning
+    them, and the enrollments themselves are not written: the scheduler
+    claims woken ones through their Wakeup, and the step checks the rest (its
+    data filter) when it runs. An enrollment already woken keeps its first
+    event.
     """
-    if connection.vendor != "postgresql":
-        return _wake_waiting_in_one_statement(event_ids, now)
-    enrollment = Enrollment._meta.db_table
+    wakeup = Wakeup._meta.db_table
+    if connection.vendor == "postgresql":
+        sql = f"INSERT INTO {wakeup} (enrollment_id, event_id, woken_at) "
+        sql += f"SELECT w.*, %s FROM ({WAITING_FOR_EVENTS_SQL}) w "
+        params = [now, Enrollment.State.WAITING, list(event_ids)]
+    else:  # SQLite, the embedded default: the same join, left to its planner
+        ids = ", ".join(["%s"] * len(event_ids))
+        value = "CAST(json_extract(ev.data, '$.\"' || e.wait_key || '\"') AS TEXT)"
+        sql = f"""
+            INSERT INTO {wakeup} (enrollment_id, event_id, woken_at)
+            SELECT e.id, ev.id, %s
+            FROM {Event._meta.db_table} AS ev
+            JOIN {Enrollment._meta.db_table} AS e ON e.contact_id = ev.contact_id
+            WHERE ev.id IN ({ids})
+              AND e.state = %s
+              AND e.wait_event_name <> '' AND e.wait_event_name = ev.name
+              AND ev.received_at >= e.wait_since
+              AND (e.wait_key = '' OR {value} = e.wait_value)
+        """
+        params = [now, *event_ids, Enrollment.State.WAITING]
     with connection.cursor() as cursor:
-        cursor.execute(WAITING_FOR_EVENTS_SQL, [Enrollment.State.WAITING, list(event_ids)])
-        woken = dict(cursor.fetchall())  # enrollment id -> an event that woke it
-        if not woken:
-            return 0
-        cursor.execute(
-            f"""
-            UPDATE {enrollment} AS e SET next_run_at = %s, wait_event_id = v.event_id
-            FROM unnest(%s::bigint[], %s::bigint[]) AS v(enrollment_id, event_id)
-            WHERE e.id = v.enrollment_id AND e.state = %s
-            """,
-            [now, list(woken), list(woken.values()), Enrollment.State.WAITING],
-        )
-        return cursor.rowcount
-
-
-def _wake_waiting_in_one_statement(event_ids, now) -> int:
-    """_wake_waiting for SQLite, the embedded default: one UPDATE … FROM."""
-    enrollment, event = Enrollment._meta.db_table, Event._meta.db_table
-    ids = ", ".join(["%s"] * len(event_ids))
-    value = "CAST(json_extract(ev.data, '$.\"' || e.wait_key || '\"') AS TEXT)"
-    sql = f"""
-        UPDATE {enrollment} AS e SET next_run_at = %s, wait_event_id = ev.id
-        FROM {event} AS ev
-        WHERE ev.id IN ({ids})
-          AND e.contact_id = ev.contact_id
-          AND e.state = %s
-          AND e.wait_event_name <> '' AND e.wait_event_name = ev.name
-          AND ev.received_at >= e.wait_since
-          AND (e.wait_key = '' OR {value} = e.wait_value)
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [now, *event_ids, Enrollment.State.WAITING])
+        cursor.execute(f"{sql} ORDER BY 2 ON CONFLICT (enrollment_id) DO NOTHING", params)
         return cursor.rowcount
 
 

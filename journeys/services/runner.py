@@ -552,7 +552,6 @@ NOT_WAITING = {
     "wait_value": "",
     "wait_since": None,
     "wait_timeout_at": None,
-    "wait_event_id": None,
 }
 
 
@@ -590,7 +589,6 @@ def _next_state(outcome, enrollment, at, step):
                     "wait_value": outcome.value,
                     "wait_since": outcome.since,
                     "wait_timeout_at": outcome.timeout_at,
-                    "wait_event_id": None,
                 }
             )
             return Outcome.WAITING, changes, False

@@ -1,7 +1,9 @@
 """Wait for event: a named event (with data, or correlated with the trigger), or
 an engagement with an earlier message; a timeout branch; woken set-based."""
 
+import uuid
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 import time_machine
@@ -12,12 +14,12 @@ from django.utils import timezone
 from contacts.models import Contact, Event
 from contacts.services import event_track
 from contacts.services.events import events_dispatch
-from journeys.models import Enrollment, Journey, StepRun, WaitForEventStep
+from journeys.models import Enrollment, Journey, StepRun, WaitForEventStep, Wakeup
 from journeys.services.entry import journeys_handle_events
 from journeys.services.exchange import journey_export, journey_import
 from journeys.services.graph import step_connect
 from journeys.services.runner import enrollments_advance
-from journeys.services.scheduling import enrollments_claim_due
+from journeys.services.scheduling import enrollments_claim_due, scheduler_tick
 from messaging.models import Engagement, Message
 from messaging.services.engagement import engagement_record
 from tests.factories import ExitStepFactory, JourneyFactory, SendMessageStepFactory
@@ -74,13 +76,14 @@ def test_the_awaited_event_wakes_the_contact_down_the_event_branch(cart):
     assert (enrollment.state, enrollment.wait_event_name) == ("waiting", "purchase")
 
     track(ada, "purchase", cartId="c-1")
+    assert Wakeup.objects.get().enrollment_id == enrollment.pk
     advance_all()
 
     enrollment.refresh_from_db()
     assert enrollment.state == Enrollment.State.COMPLETED
     assert branch_of(enrollment) == "event"
     assert StepRun.objects.filter(enrollment=enrollment, step__key="thanks").exists()
-    assert enrollment.wait_event_name == "" and enrollment.wait_event_id is None
+    assert enrollment.wait_event_name == "" and not Wakeup.objects.exists()
 
 
 def test_an_event_of_another_cart_does_not_count_and_the_timeout_branch_follows(cart):
@@ -172,6 +175,25 @@ def test_events_wake_waiting_contacts_in_one_statement_for_n_or_2n(cart):
     assert queries_to_wake(10) == queries_to_wake(20)
 
 
+def test_claiming_woken_contacts_costs_the_same_for_n_or_2n(cart):
+    def queries_to_claim(n):
+        contacts = Contact.objects.bulk_create(
+            Contact(email=f"c{n}-{i}@example.com") for i in range(n)
+        )
+        enter(cart, contacts, data={"cartId": "same"})
+        advance_all()
+        for contact in contacts:
+            event_track(email=contact.email, name="purchase", data={"cartId": "same"})
+        events_dispatch()
+        with CaptureQueriesContext(connection) as captured:
+            claim = enrollments_claim_due(enqueue=False)
+        assert len(claim.enrollment_ids) == n
+        enrollments_advance(enrollment_ids=claim.enrollment_ids, token=claim.token)
+        return len(captured)
+
+    assert queries_to_claim(3) == queries_to_claim(6)
+
+
 @pytest.fixture
 def follow_up(smtp_server):
     """Send an offer, then wait two days for it to be opened."""
@@ -245,3 +267,91 @@ def test_an_event_during_a_pause_is_kept_and_taken_when_the_journey_resumes(cart
     enrollment.refresh_from_db()
     assert enrollment.state == Enrollment.State.COMPLETED
     assert branch_of(enrollment) == "event"
+
+
+def test_a_later_event_that_passes_the_filter_counts_when_the_first_to_wake_did_not(db):
+    journey = JourneyFactory(name="Upgrade")
+    wait = WaitForEventStep.objects.create(
+        journey=journey, key="upgraded", position=1, event_name="plan_changed",
+        data_filter={"plan": "pro"}, timeout_amount=2, timeout_unit="days",
+    )  # fmt: skip
+    ExitStepFactory(journey=journey, key="end", position=2)
+    ada = Contact.objects.create(email="ada@example.com")
+    (enrollment,) = enter(wait, [ada])
+    advance_all()
+
+    # Both dispatched in one batch: the first wakes the contact, and is noted.
+    event_track(email=ada.email, name="plan_changed", data={"plan": "basic"})
+    event_track(email=ada.email, name="plan_changed", data={"plan": "pro"})
+    events_dispatch()
+    advance_all()
+
+    enrollment.refresh_from_db()
+    assert enrollment.state == Enrollment.State.COMPLETED
+    assert branch_of(enrollment) == "event"
+
+
+def test_woken_contacts_are_claimed_before_those_merely_due(cart):
+    ada, bob = (Contact.objects.create(email=f"{n}@example.com") for n in ("ada", "bob"))
+    woken, _ = enter(cart, [ada, bob], data={"cartId": "c-1"})
+    advance_all()
+    Enrollment.objects.exclude(pk=woken.pk).update(next_run_at=timezone.now())  # bob is due
+    track(ada, "purchase", cartId="c-1")
+
+    claim = enrollments_claim_due(enqueue=False, limit=1)
+
+    assert claim.enrollment_ids == [woken.pk]
+
+
+def test_a_woken_contact_whose_worker_died_is_claimed_again_and_goes_down_the_event_branch(cart):
+    ada = Contact.objects.create(email="ada@example.com")
+    (enrollment,) = enter(cart, [ada], data={"cartId": "c-1"})
+    advance_all()
+    track(ada, "purchase", cartId="c-1")
+    lost = enrollments_claim_due(enqueue=False)  # its worker is killed before it runs
+    assert lost.enrollment_ids == [enrollment.pk]
+    assert enrollments_claim_due(enqueue=False) is None  # leased meanwhile
+
+    later = timezone.now() + timedelta(minutes=10)
+    with time_machine.travel(later, tick=False):
+        advance_all(now=later)
+
+    enrollment.refresh_from_db()
+    assert enrollment.state == Enrollment.State.COMPLETED
+    assert branch_of(enrollment) == "event"
+
+
+def test_a_wake_up_is_kept_when_the_lease_is_lost_while_the_step_runs(cart):
+    ada = Contact.objects.create(email="ada@example.com")
+    (enrollment,) = enter(cart, [ada], data={"cartId": "c-1"})
+    advance_all()
+    track(ada, "purchase", cartId="c-1")
+    claim = enrollments_claim_due(enqueue=False)
+    came = WaitForEventStep._came
+
+    def taken_over_meanwhile(step, run, event):
+        Enrollment.objects.filter(pk=enrollment.pk).update(lease_token=uuid.uuid4())
+        return came(step, run, event)
+
+    with mock.patch.object(
+        WaitForEventStep, "_came", autospec=True, side_effect=taken_over_meanwhile
+    ):
+        counts = enrollments_advance(enrollment_ids=claim.enrollment_ids, token=claim.token)
+
+    assert counts == {"lease_lost": 1}
+    assert Wakeup.objects.filter(enrollment=enrollment).exists()  # for whoever holds it now
+    assert Enrollment.objects.get().state == Enrollment.State.WAITING
+
+
+def test_a_wake_up_left_by_a_contact_who_exited_another_way_is_swept(cart):
+    ada = Contact.objects.create(email="ada@example.com")
+    (enrollment,) = enter(cart, [ada], data={"cartId": "c-1"})
+    advance_all()
+    track(ada, "purchase", cartId="c-1")
+    Enrollment.objects.filter(pk=enrollment.pk).update(
+        state=Enrollment.State.EXITED, current_step=None, next_run_at=None
+    )  # staff exited the contact before the scheduler's pass
+
+    scheduler_tick()
+
+    assert not Wakeup.objects.exists()

@@ -209,10 +209,20 @@ class WaitForEventStep(Step):
         if not self.timeout_amount:
             raise ValidationError({"timeout_amount": "Give how long to wait."})
 
+    def execute_many(self, runs):
+        # The events that woke these contacts, read and cleared for all at once.
+        woken = _wakeups_take([run.enrollment.pk for run in runs])
+        events = Event.objects.in_bulk(set(woken.values())) if woken else {}
+        return [self._execute(run, events.get(woken.get(run.enrollment.pk))) for run in runs]
+
     def execute(self, run):
+        woken = _wakeups_take([run.enrollment.pk])
+        return self._execute(run, Event.objects.filter(pk__in=woken.values()).first())
+
+    def _execute(self, run, woken_by):
         e = run.enrollment
         if e.wait_event_name and e.wait_since:
-            return self._resume(run)
+            return self._resume(run, woken_by)
         since = e.next_run_at or run.now
         timeout_at = since + self.timeout
         name, key, value, why_not = self._expected(run)
@@ -228,12 +238,23 @@ class WaitForEventStep(Step):
             detail=f"waiting for {name} until {timeout_at.isoformat()}",
         )  # fmt: skip
 
-    def _resume(self, run):
+    def _resume(self, run, woken_by):
         e = run.enrollment
-        if e.wait_event_id:
-            event = Event.objects.filter(pk=e.wait_event_id, contact_id=run.contact.pk).first()
-            if event is not None and self._passes_filter(event):
-                return self._came(run, event)
+        if woken_by is not None:
+            if (
+                woken_by.contact_id == run.contact.pk
+                and woken_by.received_at >= e.wait_since
+                and self._passes_filter(woken_by)
+            ):
+                return self._came(run, woken_by)
+            # Only the first event to wake a contact is noted: a later one
+            # may pass the filter where that one did not.
+            received = self._received(
+                run.contact.pk, e.wait_event_name, e.wait_key, e.wait_value, e.wait_since
+            )
+            for event in received:
+                if self._passes_filter(event):
+                    return self._came(run, event)
         if run.now >= e.wait_timeout_at:
             return Continue(
                 run.following(self, self.TIMEOUT),
@@ -241,10 +262,10 @@ class WaitForEventStep(Step):
                 detail=f"no {e.wait_event_name} in time",
             )
         # Woken by an event that did not pass the filter: wait on.
+        why = f"event {woken_by.pk} did not match" if woken_by else "not due"
         return WaitForEvent(
             event_name=e.wait_event_name, key=e.wait_key, value=e.wait_value,
-            since=e.wait_since, timeout_at=e.wait_timeout_at,
-            detail=f"event {e.wait_event_id} did not match: waiting on",
+            since=e.wait_since, timeout_at=e.wait_timeout_at, detail=f"{why}: waiting on",
         )  # fmt: skip
 
     def _came(self, run, event):
@@ -290,6 +311,19 @@ class WaitForEventStep(Step):
     def _passes_filter(self, event):
         data = event.data or {}
         return all(data.get(k) == v for k, v in (self.data_filter or {}).items())
+
+
+def _wakeups_take(enrollment_ids) -> dict:
+    """{enrollment id: the event that woke it} for these enrollments, whose
+    wake-ups are deleted: they commit or roll back with the step's moves."""
+    # Imported here: the enrollment module imports the step types.
+    from journeys.models.enrollment import Wakeup
+
+    taken = Wakeup.objects.filter(enrollment_id__in=enrollment_ids)
+    woken = dict(taken.values_list("enrollment_id", "event_id"))
+    if woken:
+        taken.delete()
+    return woken
 
 
 def _as_text(value):
