@@ -1,4 +1,6 @@
 import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from tests.factories import (
     ConditionStepFactory,
@@ -9,6 +11,18 @@ from tests.factories import (
     SendMessageStepFactory,
     TemplateFactory,
 )
+
+
+@pytest.fixture
+def migrator(request):
+    """The database migrated back to the test module's BEFORE, for a migration
+    test to fill and migrate forward; migrated to the latest state afterwards."""
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate(request.module.BEFORE)
+    yield executor
+    executor = MigrationExecutor(connection)
+    executor.migrate(latest)
 
 
 @pytest.fixture

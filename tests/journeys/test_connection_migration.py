@@ -2,21 +2,9 @@
 connection rows, keeping where every contact would go."""
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 BEFORE = [("journeys", "0007_start_journey_step")]
 AFTER = [("journeys", "0008_connections")]
-
-
-@pytest.fixture
-def migrator():
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()
-    executor.migrate(BEFORE)
-    yield executor
-    executor = MigrationExecutor(connection)
-    executor.migrate(latest)
 
 
 @pytest.mark.django_db(transaction=True)

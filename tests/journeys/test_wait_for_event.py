@@ -106,15 +106,21 @@ def test_an_event_of_another_cart_does_not_count_and_the_timeout_branch_follows(
     assert StepRun.objects.filter(enrollment=enrollment, step__key="remind").exists()
 
 
-def test_an_event_with_data_that_fails_the_filter_wakes_then_waits_on(db):
+@pytest.fixture
+def upgrade():
+    """Wait two days for a change to the pro plan."""
     journey = JourneyFactory(name="Upgrade")
     wait = WaitForEventStep.objects.create(
         journey=journey, key="upgraded", position=1, event_name="plan_changed",
         data_filter={"plan": "pro"}, timeout_amount=2, timeout_unit="days",
     )  # fmt: skip
     ExitStepFactory(journey=journey, key="end", position=2)
+    return wait
+
+
+def test_an_event_with_data_that_fails_the_filter_wakes_then_waits_on(upgrade):
     ada = Contact.objects.create(email="ada@example.com")
-    (enrollment,) = enter(wait, [ada])
+    (enrollment,) = enter(upgrade, [ada])
     advance_all()
     timeout_at = Enrollment.objects.get().wait_timeout_at
 
@@ -269,15 +275,9 @@ def test_an_event_during_a_pause_is_kept_and_taken_when_the_journey_resumes(cart
     assert branch_of(enrollment) == "event"
 
 
-def test_a_later_event_that_passes_the_filter_counts_when_the_first_to_wake_did_not(db):
-    journey = JourneyFactory(name="Upgrade")
-    wait = WaitForEventStep.objects.create(
-        journey=journey, key="upgraded", position=1, event_name="plan_changed",
-        data_filter={"plan": "pro"}, timeout_amount=2, timeout_unit="days",
-    )  # fmt: skip
-    ExitStepFactory(journey=journey, key="end", position=2)
+def test_a_later_event_that_passes_the_filter_counts_when_the_first_to_wake_did_not(upgrade):
     ada = Contact.objects.create(email="ada@example.com")
-    (enrollment,) = enter(wait, [ada])
+    (enrollment,) = enter(upgrade, [ada])
     advance_all()
 
     # Both dispatched in one batch: the first wakes the contact, and is noted.

@@ -2,22 +2,10 @@
 row to a Wakeup, so contacts woken before the upgrade still go on."""
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 BEFORE = [("journeys", "0016_fewer_indexes_on_hot_tables")]
 AFTER = [("journeys", "0017_wakeups")]
-
-
-@pytest.fixture
-def migrator():
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()
-    executor.migrate(BEFORE)
-    yield executor
-    executor = MigrationExecutor(connection)
-    executor.migrate(latest)
 
 
 @pytest.mark.django_db(transaction=True)
