@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
+from contacts.admin_timeline import ContactPageMixin
 from contacts.models import (
     ApiKey,
     Contact,
@@ -122,13 +123,17 @@ class ListMembershipInline(admin.TabularInline):
 
 
 @admin.register(Contact)
-class ContactAdmin(BigTableAdmin):
+class ContactAdmin(ContactPageMixin, BigTableAdmin):
     """A contact with their lists. Apps above contacts add what they keep about
     a contact from their own admin modules (imports only flow downwards):
     inlines to `inlines`, and (admin URL name, label) pairs to `history_links`,
-    each a changelist of that contact's rows."""
+    each a changelist of that contact's rows. The contact page
+    (contacts.admin_timeline) shows everything about one contact: apps add
+    panels to it and sources to its timeline (contacts.timeline)."""
 
-    list_display = ("email", "user_id", "first_name", "phone", "blocklisted", "created_at")
+    list_display = (
+        "email", "user_id", "first_name", "phone", "blocklisted", "created_at", "contact_page",
+    )  # fmt: skip
     list_filter = ("blocklisted", "created_at")
     search_fields = ("email", "user_id", "phone")
     search_help_text = "Exact email, user id or phone number (E.164, e.g. +14155550123)."

@@ -8,6 +8,7 @@ class ContactsConfig(AppConfig):
     def ready(self):
         from django.db.backends.signals import connection_created
 
+        from contacts import timeline  # noqa: F401  (puts events on the contact page)
         from contacts.api import schema  # noqa: F401  (registers the API key scheme)
         from contacts.conditions.attributes import sqlite_register
 
