@@ -11,9 +11,10 @@ from journeys.models import (
     Journey,
     JourneyTrigger,
     SendMessageStep,
+    StepRun,
 )
 from journeys.services.graph import step_connect
-from messaging.models import Message, Suppression, Template
+from messaging.models import Engagement, Message, Suppression, Template
 from subscriptions.models import (
     Channel,
     ConsentRecord,
@@ -118,6 +119,17 @@ class MessageFactory(factory.django.DjangoModelFactory):
     to_address = factory.SelfAttribute("contact.email")
 
 
+class EngagementFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Engagement
+
+    message = factory.SubFactory(MessageFactory)
+    contact = factory.SelfAttribute("message.contact")
+    kind = Engagement.Kind.OPENED
+    source = Engagement.Source.TRACKING
+    occurred_at = factory.LazyFunction(timezone.now)
+
+
 class JourneyFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Journey
@@ -210,6 +222,20 @@ class EnrollmentFactory(factory.django.DjangoModelFactory):
     contact = factory.SubFactory(ContactFactory)
     entered_at = factory.LazyFunction(timezone.now)
     next_run_at = factory.LazyFunction(timezone.now)
+
+
+class StepRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StepRun
+
+    enrollment = factory.SubFactory(EnrollmentFactory)
+    step = factory.SubFactory(
+        DelayStepFactory, journey=factory.SelfAttribute("..enrollment.journey")
+    )
+    sequence = factory.Sequence(lambda n: n)
+    outcome = StepRun.Outcome.CONTINUED
+    started_at = factory.LazyFunction(timezone.now)
+    finished_at = factory.SelfAttribute("started_at")
 
 
 class SubscriptionFactory(factory.django.DjangoModelFactory):
