@@ -1,10 +1,17 @@
+import csv
+
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseNotAllowed, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import pluralize
+from django.urls import path
 
 from contacts.admin import BigTableAdmin, ContactAdmin, ReadOnlyAdminMixin, become
+from contacts.models import Contact
 from subscriptions.models import Channel, ConsentRecord, ConsentSource, MessageType, Subscription
+from subscriptions.selectors import consent_ledger_rows
 from subscriptions.services import (
     channel_check,
     channel_save,
@@ -230,6 +237,40 @@ class ConsentRecordAdmin(ReadOnlyAdminMixin, BigTableAdmin):
     @admin.display(description="Channel or message type")
     def scope(self, obj):
         return obj.channel or obj.message_type
+
+    def get_urls(self):
+        export = path(
+            "contact/<int:contact_id>/csv/",
+            self.admin_site.admin_view(self.export_view),
+            name="subscriptions_consentrecord_export",
+        )
+        return [export, *super().get_urls()]
+
+    def export_view(self, request, contact_id):
+        """One contact's consent ledger as a CSV download, streamed: staff who
+        may view both the contact and the ledger."""
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(["GET", "HEAD"])
+        if not (
+            self.has_view_permission(request) and request.user.has_perm("contacts.view_contact")
+        ):
+            raise PermissionDenied
+        contact = get_object_or_404(Contact, pk=contact_id)
+        writer = csv.writer(Echo())
+        response = StreamingHttpResponse(
+            (writer.writerow(row) for row in consent_ledger_rows(contact=contact)),
+            content_type="text/csv; charset=utf-8",
+        )
+        response["Content-Disposition"] = f'attachment; filename="consent-{contact.pk}.csv"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class Echo:
+    """A file for csv.writer that hands each written row back to be streamed."""
+
+    def write(self, value):
+        return value
 
 
 class SubscriptionInline(ReadOnlyAdminMixin, admin.TabularInline):

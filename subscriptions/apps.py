@@ -6,4 +6,7 @@ class SubscriptionsConfig(AppConfig):
     verbose_name = "Subscriptions"
 
     def ready(self):
-        from subscriptions import receivers  # noqa: F401  (connects signal receivers)
+        from subscriptions import (
+            receivers,  # noqa: F401  (connects signal receivers)
+            timeline,  # noqa: F401  (adds subscriptions and consent to the contact page)
+        )

@@ -7,8 +7,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from contacts.models import ListMembership
-from subscriptions.consent import consent_skip_reason
-from subscriptions.models import Channel, MessageType, Subscription
+from subscriptions.consent import ConsentSkipReason, consent_skip_reason
+from subscriptions.models import Channel, ConsentRecord, ConsentSource, MessageType, Subscription
 
 Status = Subscription.Status
 
@@ -154,3 +154,122 @@ def subscription_ids(*, contact) -> SubscriptionIds:
         unsubscribed_message_type_ids=sorted(unsubscribed),
         subscribed_message_type_ids=sorted(subscribed),
     )
+
+
+@dataclass(frozen=True)
+class MessageTypeState:
+    """A message type as it stands for one contact, for staff."""
+
+    message_type: MessageType
+    # The stored row for the type (None: the contact never chose).
+    subscription: Subscription | None
+    # Why nothing of this type reaches the contact now (consent_skip_reason's
+    # label), or "" when it does.
+    blocked_by: str
+
+    @property
+    def state(self) -> str:
+        if self.subscription is not None:
+            return self.subscription.get_status_display()
+        if self.message_type.policy == MessageType.Policy.OPT_OUT:
+            return "Never chose (opt-out: receives it)"
+        return "Never subscribed"
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    channel: Channel
+    subscription: Subscription | None
+    message_types: list[MessageTypeState] = field(default_factory=list)
+
+
+def contact_subscriptions(*, contact) -> list[ChannelState]:
+    """Every channel and message type with the contact's stored choice, its
+    source and time, and whether consent lets the type reach them: two
+    queries, however many channels and types there are. Channels without a
+    message type are listed only when the contact has a row for them."""
+    by_channel, by_type = {}, {}
+    for row in Subscription.objects.filter(contact=contact):
+        if row.channel_id:
+            by_channel[row.channel_id] = row
+        else:
+            by_type[row.message_type_id] = row
+    channels: dict[int, ChannelState] = {}
+    types = MessageType.objects.select_related("channel").order_by(
+        "channel__medium", "channel__name", "name"
+    )
+    for message_type in types:
+        channel = message_type.channel
+        if channel.pk not in channels:
+            channels[channel.pk] = ChannelState(channel, by_channel.get(channel.pk))
+        stored = by_type.get(message_type.pk)
+        channel_row = by_channel.get(channel.pk)
+        reason = consent_skip_reason(
+            policy=message_type.policy,
+            channel_status=channel_row.status if channel_row else None,
+            type_status=stored.status if stored else None,
+        )
+        channels[channel.pk].message_types.append(
+            MessageTypeState(
+                message_type, stored, ConsentSkipReason(reason).label if reason else ""
+            )
+        )
+    missing = [pk for pk in by_channel if pk not in channels]
+    for channel in Channel.objects.filter(pk__in=missing) if missing else ():
+        channels[channel.pk] = ChannelState(channel, by_channel[channel.pk])
+    return list(channels.values())
+
+
+CONSENT_LEDGER_COLUMNS = (
+    "time", "action", "channel", "message type", "source", "staff member", "ip address",
+    "user agent", "note",
+)  # fmt: skip
+# A spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value) -> str:
+    text = "" if value is None else str(value)
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
+def consent_ledger_rows(*, contact):
+    """The contact's consent ledger, oldest first, as CSV rows (with a header
+    row): read in chunks through the (contact, created_at) index, so a long
+    ledger is never held in memory at once. Text a spreadsheet would run as
+    a formula starts with an apostrophe."""
+    actions = dict(ConsentRecord.Action.choices)
+    sources = dict(ConsentSource.choices)
+    yield CONSENT_LEDGER_COLUMNS
+    rows = (
+        ConsentRecord.objects.filter(contact=contact)
+        .order_by("created_at", "pk")
+        .values_list(
+            "created_at",
+            "action",
+            "channel__name",
+            "message_type__channel__name",
+            "message_type__name",
+            "source",
+            "actor__username",
+            "ip_address",
+            "user_agent",
+            "note",
+        )
+    )
+    for row in rows.iterator(chunk_size=2000):
+        at, action, channel, type_channel, type_name, source, actor, ip, agent, note = row
+        yield tuple(
+            _cell(value)
+            for value in (
+                at.isoformat(),
+                actions.get(action, action),
+                channel or type_channel,
+                type_name,
+                sources.get(source, source),
+                actor,
+                ip,
+                agent,
+                note,
+            )
+        )
