@@ -296,7 +296,7 @@ class EventAdmin(BigTableAdmin):
         "template_id",
         "received_at",
     )
-    raw_id_fields = ("contact",)
+    autocomplete_fields = ("contact",)
     readonly_fields = ("received_at",)
 
     def has_change_permission(self, request, obj=None):

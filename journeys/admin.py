@@ -896,7 +896,7 @@ class EnrollmentAdmin(BigTableAdmin):
     )
     list_filter = ("state", "journey", StepFilter)
     list_select_related = ("contact", "journey", "current_step")
-    raw_id_fields = ("contact",)
+    autocomplete_fields = ("contact",)
     actions = ("exit_selected", "move_selected", "retry_failed")
     readonly_fields = (
         "journey",

@@ -183,7 +183,7 @@ class SubscriptionAdmin(BigTableAdmin):
     list_filter = ("status", "source")
     list_select_related = ("contact", "channel", "message_type__channel")
     search_fields = ("contact__email", "contact__user_id")
-    raw_id_fields = ("contact",)
+    autocomplete_fields = ("contact",)
 
     def get_fields(self, request, obj=None):
         return ("contact", "channel", "message_type", "status", "note", "source", "updated_at")
