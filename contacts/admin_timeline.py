@@ -89,7 +89,7 @@ class ContactPageMixin:
     @admin.display(description="Contact page")
     def contact_page(self, obj):
         url = reverse("admin:contacts_contact_page", args=[obj.pk])
-        return format_html('<a href="{}">{}</a>', url, "Show")
+        return format_html('<a href="{}">{}</a>', url, "Page")
 
     def contact_page_view(self, request, object_id):
         """GET only shows: nothing on this page changes anything."""
