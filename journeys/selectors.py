@@ -4,7 +4,8 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Q
 
-from journeys.models import Enrollment, StepRun
+from journeys.models import Enrollment, Journey, StepRun
+from journeys.models.journey import FOLDER_SEPARATOR, folder_parts
 
 
 @dataclass(frozen=True)
@@ -56,3 +57,77 @@ def journey_step_metrics(*, journey, since, until) -> dict:
         step_id: StepMetrics(waiting=waiting.get(step_id, 0), **sent.get(step_id, {}))
         for step_id in {*waiting, *sent}
     }
+
+
+# --- the journey list ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JourneyFigures:
+    inside: int = 0
+    sent: int = 0
+    conversions: int = 0
+
+
+def journeys_page_figures(*, journey_ids) -> dict:
+    """{journey id: JourneyFigures} for the journeys on one page of the list:
+    contacts inside now, messages sent, conversions (outside the holdout).
+
+    Three grouped queries bounded to `journey_ids`, whatever their number;
+    still a count over those journeys' enrollments and step runs, which grows
+    with their traffic. To be replaced by journeys_list_figures(journey_ids=…),
+    which reads maintained aggregates instead.
+    """
+    journey_ids = list(journey_ids)
+    if not journey_ids:
+        return {}
+    enrollments = Enrollment.objects.filter(journey_id__in=journey_ids).order_by()
+    inside = dict(
+        enrollments.filter(state__in=Enrollment.OPEN_STATES)
+        .values_list("journey_id")
+        .annotate(n=Count("pk"))
+    )
+    conversions = dict(
+        enrollments.filter(goal_reached_at__isnull=False, holdout=False)
+        .values_list("journey_id")
+        .annotate(n=Count("pk"))
+    )
+    sent = dict(
+        StepRun.objects.filter(step__journey_id__in=journey_ids, message__sent_at__isnull=False)
+        .order_by()
+        .values_list("step__journey_id")
+        .annotate(n=Count("message_id", distinct=True))
+    )
+    return {
+        pk: JourneyFigures(
+            inside=inside.get(pk, 0), sent=sent.get(pk, 0), conversions=conversions.get(pk, 0)
+        )
+        for pk in journey_ids
+    }
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A folder of the journey list: its full path ("Onboarding/Trials"), its
+    own name ("Trials"), how deep it sits, and the journeys in it and below."""
+
+    path: str
+    name: str
+    depth: int
+    count: int
+
+
+def journey_folder_tree() -> list[Folder]:
+    """Every folder, parents before their children, each with how many
+    journeys it holds, its subfolders' included. One grouped query over
+    journeys (a small table: one row per journey, not per contact)."""
+    counts = {}
+    for folder, n in Journey.objects.order_by().values_list("folder").annotate(n=Count("pk")):
+        parts = folder_parts(folder)
+        for depth in range(1, len(parts) + 1):
+            path = FOLDER_SEPARATOR.join(parts[:depth])
+            counts[path] = counts.get(path, 0) + n
+    return [
+        Folder(path=path, name=folder_parts(path)[-1], depth=len(folder_parts(path)) - 1, count=n)
+        for path, n in sorted(counts.items(), key=lambda item: folder_parts(item[0]))
+    ]

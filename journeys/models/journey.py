@@ -1,6 +1,14 @@
 from django.conf import settings
 from django.db import models
 
+# Folders nest: "Onboarding/Trials" is the folder Trials inside Onboarding.
+FOLDER_SEPARATOR = "/"
+
+
+def folder_parts(folder: str) -> list[str]:
+    """ "Onboarding / Trials/" -> ["Onboarding", "Trials"]: blank parts dropped."""
+    return [part.strip() for part in (folder or "").split(FOLDER_SEPARATOR) if part.strip()]
+
 
 class Journey(models.Model):
     """A multi-step path contacts take after an entry trigger fires."""
@@ -18,7 +26,13 @@ class Journey(models.Model):
         PERIOD = "period", "At most once per period (and never two passages at once)"
 
     name = models.CharField(max_length=200, unique=True)
-    folder = models.CharField(max_length=200, blank=True, db_index=True)
+    folder = models.CharField(
+        max_length=200,
+        blank=True,
+        db_index=True,
+        help_text="Where the journey is filed in the list. Folders nest with “/”, "
+        "e.g. Onboarding/Trials.",
+    )
     description = models.TextField(blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
     reentry = models.CharField(
@@ -87,6 +101,8 @@ class Journey(models.Model):
         from contacts.conditions import ConditionError, compile_conditions
 
         errors = {}
+        # One spelling per folder, so the list's folders group what belongs together.
+        self.folder = FOLDER_SEPARATOR.join(folder_parts(self.folder))
         if self.audience is None:  # emptied in a form
             self.audience = {}
         try:

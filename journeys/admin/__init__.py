@@ -1,0 +1,7 @@
+"""The journeys app's admin, one module per family of pages."""
+
+from journeys.admin.enrollments import EnrollmentAdmin, StepRunAdmin
+from journeys.admin.journeys import JourneyAdmin
+from journeys.admin.steps import StepInline
+
+__all__ = ["EnrollmentAdmin", "JourneyAdmin", "StepInline", "StepRunAdmin"]
