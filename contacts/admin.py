@@ -126,10 +126,11 @@ class ListMembershipInline(admin.TabularInline):
 class ContactAdmin(ContactPageMixin, BigTableAdmin):
     """A contact with their lists. Apps above contacts add what they keep about
     a contact from their own admin modules (imports only flow downwards):
-    inlines to `inlines`, and (admin URL name, label) pairs to `history_links`,
-    each a changelist of that contact's rows. The contact page
-    (contacts.admin_timeline) shows everything about one contact: apps add
-    panels to it and sources to its timeline (contacts.timeline)."""
+    inlines to `inlines`, (admin URL name, label) pairs to `history_links`,
+    each a changelist of that contact's rows, and actions to `actions` (with
+    the has_<name>_permission method their `permissions` name). The contact
+    page (contacts.admin_timeline) shows everything about one contact: apps
+    add panels to it and sources to its timeline (contacts.timeline)."""
 
     list_display = (
         "email", "user_id", "first_name", "phone", "blocklisted", "created_at", "contact_page",
