@@ -9,6 +9,7 @@ from django.utils.http import urlencode
 
 from contacts.admin import BigTableAdmin, ContactAdmin, ReadOnlyAdminMixin
 from messaging.backends import get_backend
+from messaging.context import template_variable_reference
 from messaging.models import (
     Engagement,
     InAppMessage,
@@ -23,7 +24,6 @@ from messaging.previews import (
     template_preview,
     template_send_test,
 )
-from messaging.rendering import VARIABLE_REFERENCE
 from messaging.services import interrupted_messages_q, messages_resend
 from messaging.template_library import MAX_WIDTH
 from subscriptions.models import MessageType
@@ -79,7 +79,7 @@ class TemplateAdmin(admin.ModelAdmin):
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         extra_context = {
-            "variable_reference": VARIABLE_REFERENCE,
+            "variable_reference": template_variable_reference(),
             "render_limits": settings.WAYMARK_RENDERING,
             "max_width": MAX_WIDTH,
             **(extra_context or {}),

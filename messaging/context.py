@@ -109,3 +109,52 @@ def message_context(*, contact, event=None, data=None, links: MessageLinks | Non
     # One read-only copy, made once: every field the message renders shares it,
     # and nothing a template does reaches the contact, the event or the next message.
     return template_data(context)
+
+
+# What each name message_context offers means, for the reference beside the
+# template editor. The names themselves are read from message_context (see
+# template_variable_reference), so a name added there and not here shows up
+# without a meaning, and the test of the reference fails.
+VARIABLE_MEANINGS = {
+    "contact.email": "The contact's email address.",
+    "contact.user_id": "The contact's user id in your product.",
+    "contact.phone": "The contact's phone number (E.164).",
+    "contact.first_name": "The firstName (or first_name) attribute.",
+    "contact.last_name": "The lastName (or last_name) attribute.",
+    "contact.locale": "The contact's locale, e.g. fr_FR.",
+    "contact.timezone": "The contact's time zone, e.g. Europe/Paris.",
+    "contact.<attribute>": "Any attribute of the contact, e.g. contact.plan.",
+    "<attribute>": "The same attributes at top level, Iterable style: firstName, plan.",
+    "event.<field>": "A field of the event that started the journey (or of the API send's "
+    "dataFields), e.g. event.plan.",
+    "links.unsubscribe": "One-click unsubscribe link for this message type (the preference "
+    "center, for a transactional message).",
+    "links.preferences": "The contact's preference center.",
+    "links.view_in_browser": "This message as a web page.",
+    "unsubscribeUrl": "The same as links.unsubscribe (Iterable's name).",
+    "hostedUnsubscribeUrl": "The same as links.preferences (Iterable's name).",
+    "viewInBrowserUrl": "The same as links.view_in_browser (Iterable's name).",
+}
+
+
+def template_variable_reference() -> list[tuple[str, str]]:
+    """(name, meaning) for every variable a template can use, in the order
+    message_context builds them: read from the context it builds for a
+    contact with no attributes and an empty event, so the reference lists
+    what templates really see. Names that stand for any attribute or event
+    field are written <attribute> and <field>."""
+    from contacts.models import Contact
+
+    context = message_context(contact=Contact(email="", attributes={}), event={})
+    names = []
+    for name, value in context.items():
+        if name == "contact":
+            names += [f"contact.{field}" for field in value] + ["contact.<attribute>"]
+            names.append("<attribute>")  # the attributes, at top level
+        elif name == "event":
+            names.append("event.<field>")
+        elif isinstance(value, dict):
+            names += [f"{name}.{key}" for key in value]
+        else:
+            names.append(name)
+    return [(name, VARIABLE_MEANINGS.get(name, "")) for name in names]

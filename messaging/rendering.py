@@ -56,7 +56,6 @@ from messaging.sanitizing import plain_text, sanitize_html, sanitize_html_report
 from messaging.template_library import Budget, RenderLimitExceeded, current_budget
 
 __all__ = [
-    "VARIABLE_REFERENCE",
     "RenderError",
     "TemplateSyntaxProblem",
     "check_syntax",
@@ -91,28 +90,6 @@ class TemplateSyntaxProblem(ValueError):
 
 class RenderError(ValueError):
     pass
-
-
-# What the template context offers, for the reference beside the editor.
-# messaging.context builds exactly these names for every message.
-VARIABLE_REFERENCE = [
-    ("contact.email", "The contact's email address."),
-    ("contact.user_id", "The contact's user id in your product."),
-    ("contact.phone", "The contact's phone number (E.164)."),
-    ("contact.first_name", "The firstName (or first_name) attribute."),
-    ("contact.last_name", "The lastName (or last_name) attribute."),
-    ("contact.locale", "The contact's locale, e.g. fr_FR."),
-    ("contact.timezone", "The contact's time zone, e.g. Europe/Paris."),
-    ("contact.<attribute>", "Any attribute of the contact, e.g. contact.plan."),
-    ("<attribute>", "The same attributes at top level, Iterable style: firstName, plan."),
-    ("event.<field>", "A field of the event that started the journey, e.g. event.plan."),
-    ("links.unsubscribe", "One-click unsubscribe link for this message type."),
-    ("links.preferences", "The contact's preference center."),
-    ("links.view_in_browser", "This message as a web page."),
-    ("unsubscribeUrl", "The same as links.unsubscribe (Iterable's name)."),
-    ("hostedUnsubscribeUrl", "The same as links.preferences (Iterable's name)."),
-    ("viewInBrowserUrl", "The same as links.view_in_browser (Iterable's name)."),
-]
 
 
 def check_syntax(source: str) -> None:
