@@ -1,12 +1,10 @@
 """The journey list and each journey's page: lifecycle, import, export, test runs."""
 
 import json
-from datetime import datetime, time, timedelta
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, Q
 from django.http import HttpResponse
 from django.shortcuts import redirect
@@ -19,7 +17,7 @@ from django.utils.http import urlencode
 from django.utils.text import slugify
 from polymorphic.admin import PolymorphicInlineSupportMixin
 
-from contacts.services import contact_find
+from journeys.admin.forms import DiagramPeriodForm, JourneyImportForm, TestRunForm
 from journeys.admin.steps import (
     JourneyTriggerInline,
     StepFormSet,
@@ -44,79 +42,6 @@ from journeys.services.editing import (
 from journeys.services.exchange import JourneyImportError, journey_export, journey_import
 from journeys.services.graph import JourneySteps
 from journeys.services.testing import journey_test_run
-
-
-class JourneyImportForm(forms.Form):
-    file = forms.FileField(help_text="A journey document, as “Export as JSON” saves it.")
-    name = forms.CharField(
-        required=False, max_length=200, help_text="Empty: the name the document gives."
-    )
-
-    # Journey documents are small; a larger file is not one.
-    MAX_BYTES = 2 * 1024 * 1024
-
-    def clean_file(self):
-        upload = self.cleaned_data["file"]
-        if upload.size > self.MAX_BYTES:
-            raise ValidationError("That file is too large to be a journey document.")
-        try:
-            self.cleaned_data["document"] = json.loads(upload.read().decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise ValidationError(f"That file is not JSON: {exc}") from None
-        return upload
-
-
-class TestRunForm(forms.Form):
-    contact = forms.CharField(
-        max_length=255, help_text="The contact to try the journey for: their email or userId."
-    )
-    send_to = forms.EmailField(
-        required=False,
-        label="Send tests to",
-        help_text="Each send step sends its template here, as a test. Empty: nothing is sent.",
-    )
-    events_happen = forms.BooleanField(
-        required=False,
-        label="Awaited events happen",
-        help_text="Waits for an event take their “event” branch (else their “timeout” branch).",
-    )
-    trigger_data = forms.JSONField(
-        required=False,
-        initial=dict,
-        help_text='The triggering event\'s data, as JSON, e.g. {"cartId": "c-1"}.',
-    )
-
-    def clean_contact(self):
-        typed = self.cleaned_data["contact"].strip()
-        contact = contact_find(email=typed) if "@" in typed else None
-        contact = contact or contact_find(user_id=typed)
-        if contact is None:
-            raise ValidationError(f"No contact has the email or userId “{typed}”.")
-        return contact
-
-    def clean_trigger_data(self):
-        data = self.cleaned_data.get("trigger_data") or {}
-        if not isinstance(data, dict):
-            raise ValidationError('Give a JSON object, e.g. {"cartId": "c-1"}.')
-        return data
-
-
-class DiagramPeriodForm(forms.Form):
-    """The dates the diagram's message figures cover (the last 30 days unless chosen)."""
-
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-
-    def bounds(self):
-        today = timezone.localdate()
-        data = self.cleaned_data if self.is_bound and self.is_valid() else {}
-        until = data.get("until") or today
-        since = data.get("since") or until - timedelta(days=29)
-        zone = timezone.get_current_timezone()
-        return (
-            datetime.combine(since, time.min, tzinfo=zone),
-            datetime.combine(until + timedelta(days=1), time.min, tzinfo=zone),
-        )
 
 
 class FolderFilter(admin.SimpleListFilter):
@@ -472,7 +397,16 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
 
     @admin.action(description="Go live with selected journeys", permissions=["activate"])
     def go_live(self, request, queryset):
-        self._set_state(request, queryset, Journey.State.LIVE)
+        counts = journeys_open_enrollment_counts(
+            journey_ids=queryset.exclude(state=Journey.State.LIVE).values_list("pk", flat=True)
+        )
+        if request.POST.get("confirmed") == "yes" or not any(counts.values()):
+            self._set_state(request, queryset, Journey.State.LIVE)
+            return None
+        # Contacts held in a paused journey carry on once it is live: say how many first.
+        return self._confirmation(
+            request, queryset, counts, "go_live", "Go live", "go_live_confirmation.html"
+        )
 
     @admin.action(description="Pause selected journeys", permissions=["activate"])
     def pause(self, request, queryset):

@@ -289,3 +289,19 @@ def test_the_journey_list_needs_the_journey_view_permission(client):
     JourneyFactory(name="Welcome")
 
     assert client.get(CHANGELIST).status_code == 403
+
+
+def test_going_live_again_with_contacts_held_inside_asks_first(staff_client):
+    journey = busy_journey("Welcome", inside=2)
+    Journey.objects.filter(pk=journey.pk).update(state=Journey.State.PAUSED)
+
+    asked = staff_client.post(CHANGELIST, {"action": "go_live", "_selected_action": [journey.pk]})
+    journey.refresh_from_db()
+    assert journey.state == Journey.State.PAUSED
+    assert "2 contacts are held in this paused journey" in asked.content.decode()
+
+    staff_client.post(
+        CHANGELIST, {"action": "go_live", "_selected_action": [journey.pk], "confirmed": "yes"}
+    )
+    journey.refresh_from_db()
+    assert journey.state == Journey.State.LIVE
