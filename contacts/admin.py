@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from contacts.admin_timeline import ContactPageMixin
 from contacts.conditions import ConditionError
+from contacts.forms.conditions import ConditionEditor, ConditionField
 from contacts.models import (
     ApiKey,
     Contact,
@@ -274,12 +275,21 @@ class ContactListAdmin(admin.ModelAdmin):
 
 @admin.register(Segment)
 class SegmentAdmin(admin.ModelAdmin):
-    """A segment, with a live count and sample of the contacts a condition
-    matches (`preview_view`)."""
+    """Segments are edited as rules (contacts.forms.conditions), with a live
+    count and sample of the contacts they match (`preview_view`)."""
 
     list_display = ("name", "description", "updated_at")
     search_fields = ("name", "description")
     readonly_fields = ("created_at", "updated_at")
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        editor = ConditionEditor(
+            preview_url=reverse("admin:contacts_segment_preview"),
+            segment_id=obj.pk if obj else None,
+        )
+        kwargs["widgets"] = {**kwargs.get("widgets", {}), "conditions": editor}
+        kwargs["field_classes"] = {**kwargs.get("field_classes", {}), "conditions": ConditionField}
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_urls(self):
         preview = self.admin_site.admin_view(self.preview_view)

@@ -1,6 +1,8 @@
-"""The live count and sample of the contacts a segment's condition matches."""
+"""The segment editor: the condition form, and the live count and sample beside it."""
 
+import html
 import json
+import re
 import threading
 import time
 
@@ -11,16 +13,244 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from contacts.models import Contact
+from contacts.forms.conditions import ConditionEditor, condition_choices
+from contacts.models import Contact, Segment
 from contacts.selectors import audience_preview
+from tests.admin_pages import result_rows
 from tests.factories import (
     ContactFactory,
+    ContactListFactory,
     EventFactory,
+    JourneyFactory,
+    MessageTypeFactory,
     SegmentFactory,
+    TemplateFactory,
     UserFactory,
 )
 
 PREVIEW = "admin:contacts_segment_preview"
+
+
+def shown_conditions(response):
+    """The condition tree in the page's JSON box, as the browser would post it back."""
+    body = response.content.decode()
+    found = re.search(r'<textarea name="conditions"[^>]*>\n?(.*?)</textarea>', body, re.S)
+    return html.unescape(found.group(1))
+
+
+def editor_options(response):
+    body = response.content.decode()
+    found = re.search(
+        r'<script id="id_conditions-options" type="application/json">(.*?)</script>', body, re.S
+    )
+    return json.loads(found.group(1))
+
+
+def every_rule_kind():
+    contact_list = ContactListFactory(name="Newsletter")
+    other = SegmentFactory(name="Churned")
+    template = TemplateFactory(name="Welcome")
+    message_type = MessageTypeFactory(name="Tips")
+    journey = JourneyFactory(name="Onboarding")
+    return {
+        "attribute": {"attribute": "plan", "op": "in", "value": ["pro", "team"]},
+        "attribute date": {"attribute": "renewal_date", "op": "within_next_days", "value": 14},
+        "attribute on a nested path": {"attribute": "address.city", "op": "eq", "value": "30"},
+        "event": {
+            "event": "purchase",
+            "op": "done",
+            "at_least": 3,
+            "within_days": 90,
+            "where": [
+                {"field": "total", "op": "gte", "value": 50},
+                {"field": "items", "op": "contains", "value": "sku-1"},
+            ],
+        },
+        "no event": {"event": "cart_abandoned", "op": "not_done", "within_days": 7},
+        "list": {"list": contact_list.pk, "op": "member"},
+        "segment": {"segment": other.pk, "op": "not_member"},
+        "message": {
+            "message": "opened",
+            "op": "done",
+            "template": template.pk,
+            "message_type": message_type.pk,
+            "journey": journey.pk,
+            "within_days": 30,
+        },
+        "groups": {
+            "any": [
+                {"not": {"all": [{"list": contact_list.pk, "op": "member"}]}},
+                {"not": {"attribute": "plan", "op": "exists"}},
+                {"all": [{"message": "received", "op": "not_done"}]},
+            ]
+        },
+        "everyone": {},
+    }
+
+
+RULE_KINDS = [
+    "attribute",
+    "attribute date",
+    "attribute on a nested path",
+    "event",
+    "no event",
+    "list",
+    "segment",
+    "message",
+    "groups",
+    "everyone",
+]
+
+
+@pytest.mark.parametrize("kind", RULE_KINDS)
+def test_the_segment_form_saves_and_shows_again_every_rule_kind(admin_client, kind):
+    # Given a condition of each kind the editor writes
+    tree = every_rule_kind()[kind]
+
+    # When a segment is added with it, then opened again
+    response = admin_client.post(
+        reverse("admin:contacts_segment_add"),
+        {"name": "Audience", "description": "", "conditions": json.dumps(tree)},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    segment = Segment.objects.get(name="Audience")
+    page = admin_client.get(reverse("admin:contacts_segment_change", args=[segment.pk]))
+
+    # Then the stored tree is the one posted, and the page shows it back as it is
+    assert segment.conditions == tree
+    assert json.loads(shown_conditions(page)) == tree
+
+
+def test_the_editor_names_lists_segments_templates_and_journeys_but_not_the_segment_itself(
+    admin_client,
+):
+    ContactListFactory(name="<b>VIP</b>")
+    TemplateFactory(name="Welcome")
+    JourneyFactory(name="Onboarding")
+    pro = SegmentFactory(name="Pro")
+    churned = SegmentFactory(name="Churned")
+
+    response = admin_client.get(reverse("admin:contacts_segment_change", args=[pro.pk]))
+
+    options = editor_options(response)
+    choices = options["choices"]
+    assert [name for _, name in choices["list"]] == ["<b>VIP</b>"]
+    assert choices["segment"] == [[churned.pk, "Churned"]]
+    assert [name for _, name in choices["template"]] == ["Welcome"]
+    assert [name for _, name in choices["journey"]] == ["Onboarding"]
+    assert options["operators"]["within_last_days"] == "is a date within the last N days"
+    # Names reach the page only inside the JSON script, escaped.
+    assert "<b>VIP</b>" not in response.content.decode()
+    assert 'data-preview-url="/admin/contacts/segment/preview/"' in response.content.decode()
+
+
+def test_the_segment_page_reads_the_names_once_whatever_their_number(admin_client):
+    segment = SegmentFactory(name="Pro")
+    url = reverse("admin:contacts_segment_change", args=[segment.pk])
+
+    def queries_with(count):
+        ContactListFactory.create_batch(count)
+        TemplateFactory.create_batch(count)
+        JourneyFactory.create_batch(count)
+        with CaptureQueriesContext(connection) as queries:
+            response = admin_client.get(url)
+        return len(queries), editor_options(response)["choices"]
+
+    three, first = queries_with(3)
+    six, second = queries_with(3)
+
+    assert (len(first["list"]), len(second["list"]), len(second["journey"])) == (3, 6, 6)
+    assert three == six
+
+
+def test_editors_sharing_names_render_without_queries(db, django_assert_num_queries):
+    contact_list = ContactListFactory(name="Newsletter")
+    choices = condition_choices()
+    editors = [ConditionEditor(choices=choices) for _ in range(3)]
+
+    with django_assert_num_queries(0):
+        pages = [
+            editor.render(f"steps-{i}-condition", {"list": contact_list.pk, "op": "member"})
+            for i, editor in enumerate(editors)
+        ]
+
+    assert all("Newsletter" in page for page in pages)
+    assert 'id="steps-2-condition-options"' in pages[2]
+
+
+def test_a_refused_rule_is_named_by_its_place_and_what_was_typed_is_kept(admin_client):
+    segment = SegmentFactory(name="Pro")
+    typed = {
+        "all": [
+            {"attribute": "plan", "op": "eq", "value": "pro"},
+            {"not": {"event": "purchase", "op": "done", "within_days": 0}},
+        ]
+    }
+
+    response = admin_client.post(
+        reverse("admin:contacts_segment_change", args=[segment.pk]),
+        {"name": "Pro", "description": "", "conditions": json.dumps(typed)},
+    )
+
+    assert response.status_code == 200
+    assert (
+        "all[1].not: &#x27;within_days&#x27; takes a whole number from 1 to 36500, not 0"
+        in response.content.decode()
+    )
+    assert json.loads(shown_conditions(response)) == typed
+    segment.refresh_from_db()
+    assert segment.conditions == {"attribute": "plan", "op": "eq", "value": "pro"}
+
+
+def test_a_segment_left_without_rules_is_everyone(admin_client):
+    response = admin_client.post(
+        reverse("admin:contacts_segment_add"),
+        {"name": "Everyone", "description": "", "conditions": ""},
+    )
+
+    assert response.status_code == 302
+    assert Segment.objects.get(name="Everyone").conditions == {}
+
+
+def test_json_that_does_not_parse_is_refused_and_kept_as_typed(admin_client):
+    typed = '{"attribute": "plan", "op": "eq", "value": "pro"'
+
+    response = admin_client.post(
+        reverse("admin:contacts_segment_add"),
+        {"name": "Pro", "description": "", "conditions": typed},
+    )
+
+    assert response.status_code == 200
+    assert "Enter a valid JSON." in response.content.decode()
+    assert shown_conditions(response) == typed
+    assert not Segment.objects.exists()
+
+
+def test_a_segment_naming_itself_is_refused_with_the_cycle(admin_client):
+    pro = SegmentFactory(name="Pro")
+    buyers = SegmentFactory(name="Pro buyers", conditions={"segment": pro.pk, "op": "member"})
+
+    response = admin_client.post(
+        reverse("admin:contacts_segment_change", args=[pro.pk]),
+        {
+            "name": "Pro",
+            "description": "",
+            "conditions": json.dumps({"segment": buyers.pk, "op": "member"}),
+        },
+    )
+
+    assert response.status_code == 200
+    assert "a segment cannot contain itself: Pro → Pro buyers → Pro" in response.content.decode()
+
+
+def test_the_segment_list_shows_each_description_and_last_update(admin_client):
+    SegmentFactory(name="Pro", description="Paying customers on the pro plan")
+
+    rows = result_rows(admin_client.get(reverse("admin:contacts_segment_changelist")))
+
+    assert len(rows) == 1
+    assert "Paying customers on the pro plan" in rows[0]
+    assert re.search(r'<td class="field-updated_at[^"]*">[^<]*\d{4}', rows[0])
 
 
 # --- The live count and sample ---------------------------------------------------------
