@@ -301,7 +301,8 @@ class SegmentAdmin(admin.ModelAdmin):
     def preview_view(self, request):
         """How many contacts a condition matches and ten of them, as JSON:
         `conditions` (the tree as JSON) and `segment` (the id of the segment
-        it is for, if saved) by POST, or in the query string."""
+        it is for, if saved) by POST, or in the query string. The ten are
+        left out (null) for staff who may not view contacts."""
         if request.method not in ("GET", "POST"):
             return HttpResponseNotAllowed(["GET", "POST"])
         if not self.has_view_permission(request):
@@ -312,13 +313,16 @@ class SegmentAdmin(admin.ModelAdmin):
             tree = json.loads(raw) if raw else {}
         except ValueError as exc:
             return JsonResponse({"error": f"The JSON is not valid: {exc}."}, status=400)
-        segment = None
-        if data.get("segment", "").isdigit():
-            segment = Segment(pk=int(data["segment"]))
+        try:
+            segment = Segment(pk=int(data.get("segment", "")))
+        except ValueError:
+            segment = None  # a segment not saved yet
         try:
             preview = audience_preview(tree=tree, segment=segment)
         except ConditionError as exc:
             return JsonResponse({"error": str(exc)}, status=400)
+        # The sample shows who the contacts are: only to those who may see contacts.
+        sample = preview.sample if request.user.has_perm("contacts.view_contact") else None
         return JsonResponse(
             {
                 "count": preview.count,
@@ -326,14 +330,14 @@ class SegmentAdmin(admin.ModelAdmin):
                 "summary": preview.summary,
                 "warnings": preview.warnings,
                 "sample": None
-                if preview.sample is None
+                if sample is None
                 else [
                     {
                         "email": contact.email,
                         "user_id": contact.user_id,
                         "url": reverse("admin:contacts_contact_change", args=[contact.pk]),
                     }
-                    for contact in preview.sample
+                    for contact in sample
                 ],
             }
         )
