@@ -1,13 +1,22 @@
 """Building a segment in the browser from rules, with the live count beside them."""
 
 import json
+import re
 
 import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
 from contacts.models import Segment
-from tests.factories import ContactFactory, ContactListFactory, EventFactory, ListMembershipFactory
+from tests.factories import (
+    ContactFactory,
+    ContactListFactory,
+    EventFactory,
+    JourneyFactory,
+    ListMembershipFactory,
+    SegmentFactory,
+    TemplateFactory,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -169,3 +178,86 @@ def test_editing_the_json_redraws_the_rules(admin_page, live_server, newsletter)
     member.get_by_label("List membership").select_option("member")
     expect(count(admin_page)).to_have_text("2 contacts.")
     assert json.loads(box.input_value()) == {"list": newsletter.pk, "op": "member"}
+
+
+def test_rules_of_every_kind_are_saved_again_as_they_were(admin_page, live_server, newsletter):
+    # Given a segment using every kind of rule and group the editor draws
+    churned = SegmentFactory(
+        name="Churned", conditions={"attribute": "plan", "op": "eq", "value": "x"}
+    )
+    template = TemplateFactory(name="Welcome")
+    journey = JourneyFactory(name="Onboarding")
+    tree = {
+        "all": [
+            {"attribute": "plan", "op": "in", "value": ["pro", "team"]},
+            {"attribute": "zip", "op": "eq", "value": "1000"},
+            {"attribute": "age", "op": "gte", "value": 30},
+            {"attribute": "vip", "op": "eq", "value": True},
+            {"attribute": "renewal_date", "op": "within_next_days", "value": 14},
+            {"attribute": "signed_up", "op": "before", "value": "2026-01-01"},
+            {"attribute": "address.city", "op": "exists"},
+            {
+                "event": "purchase",
+                "op": "done",
+                "at_least": 3,
+                "within_days": 90,
+                "where": [{"field": "total", "op": "gte", "value": 50}],
+            },
+            {"list": newsletter.pk, "op": "member"},
+            {"segment": churned.pk, "op": "not_member"},
+            {
+                "message": "opened",
+                "op": "not_done",
+                "template": template.pk,
+                "message_type": template.message_type_id,
+                "journey": journey.pk,
+                "within_days": 30,
+            },
+            {
+                "any": [
+                    {"not": {"all": [{"event": "cart_abandoned", "op": "not_done"}]}},
+                    {"not": {"attribute": "plan", "op": "exists"}},
+                ]
+            },
+        ]
+    }
+    segment = SegmentFactory(name="Everything", conditions=tree)
+    admin_page.goto(
+        f"{live_server.url}{reverse('admin:contacts_segment_change', args=[segment.pk])}"
+    )
+
+    # When the rules are touched (which writes them back as JSON) and saved
+    match = (
+        root_group(admin_page)
+        .locator(":scope > .condition-editor-group-head")
+        .get_by_label("Match")
+    )
+    match.select_option("any")
+    expect(admin_page.locator("textarea[name=conditions]")).to_have_value(re.compile('"any"'))
+    match.select_option("all")
+    admin_page.get_by_role("button", name="Save", exact=True).click()
+
+    # Then the condition is the one the segment had
+    expect(admin_page.locator(".messagelist .success")).to_contain_text("was changed successfully")
+    segment.refresh_from_db()
+    assert segment.conditions == tree
+
+
+def test_a_condition_the_rules_cannot_draw_is_left_to_the_json(admin_page, live_server, db):
+    tree = {"attribute": "plan", "op": "in", "value": [1, "one"]}
+    segment = SegmentFactory(name="Mixed", conditions=tree)
+
+    admin_page.goto(
+        f"{live_server.url}{reverse('admin:contacts_segment_change', args=[segment.pk])}"
+    )
+
+    expect(admin_page.locator(".condition-editor-note")).to_have_text(
+        "These rules use a list of values of different kinds, which only the JSON below can show."
+    )
+    expect(rules(admin_page)).to_be_hidden()
+    expect(admin_page.locator("textarea[name=conditions]")).to_be_visible()
+    expect(count(admin_page)).to_have_text("0 contacts.")
+    admin_page.get_by_role("button", name="Save", exact=True).click()
+    expect(admin_page.locator(".messagelist .success")).to_contain_text("was changed successfully")
+    segment.refresh_from_db()
+    assert segment.conditions == tree

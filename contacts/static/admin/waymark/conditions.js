@@ -245,15 +245,20 @@
         return line;
     }
 
-    function redrawTest(state, line) {
+    // After a change of type (new operators) or of operator (another kind of
+    // value); the select just changed stays, so keyboard focus stays on it.
+    function redrawTest(state, line, typeChanged) {
         var type = line.querySelector('[data-field="type"]').value;
         var opNode = line.querySelector('[data-field="op"]');
-        var newOp = operatorSelect(state, type, opNode.value);
-        line.replaceChild(newOp, opNode);
+        if (typeChanged) {
+            var newOp = operatorSelect(state, type, opNode.value);
+            line.replaceChild(newOp, opNode);
+            opNode = newOp;
+        }
         var valueNode = line.querySelector(".condition-editor-value");
         // The value as typed, read as the new type and operator read it.
         var old = readTest(line, line.dataset.pathField);
-        line.replaceChild(valueControl(state, type, newOp.value, keepValue(old.value, type, newOp.value)), valueNode);
+        line.replaceChild(valueControl(state, type, opNode.value, keepValue(old.value, type, opNode.value)), valueNode);
     }
 
     function keepValue(value, type, op) {
@@ -649,7 +654,7 @@
         this.rules.addEventListener("change", function (event) {
             var name = event.target.dataset.field;
             if (name === "type" || (name === "op" && event.target.closest("[data-test]"))) {
-                redrawTest(self.state, event.target.closest("[data-test]"));
+                redrawTest(self.state, event.target.closest("[data-test]"), name === "type");
             }
             self.changed();
         });
