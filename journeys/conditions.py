@@ -3,6 +3,7 @@ a journey sent ({"message": "clicked", "op": "done", "journey": 4})."""
 
 from django.db.models import Subquery
 
+from contacts.forms.conditions import MAX_CHOICES, register_condition_choices
 from journeys.models import Enrollment, Journey
 from messaging.conditions import MessageFilter, register_message_filter
 from messaging.models import Message
@@ -21,4 +22,10 @@ register_message_filter(
             pks - set(Journey.objects.filter(pk__in=pks).values_list("pk", flat=True))
         ),
     ),
+)
+
+# The condition editor offers journeys by name.
+register_condition_choices(
+    "journey",
+    lambda: Journey.objects.order_by("name").values_list("pk", "name")[:MAX_CHOICES],
 )

@@ -16,6 +16,7 @@ from datetime import timedelta
 from django.db.models import Exists, OuterRef, Q
 
 from contacts.conditions import ConditionError, Leaf, check_days, register_leaf
+from contacts.forms.conditions import MAX_CHOICES, register_condition_choices
 from messaging.models import Engagement, Message, Template
 from subscriptions.models import MessageType
 
@@ -103,3 +104,13 @@ def _compile(tree, *, now):
 
 
 register_leaf("message", Leaf(check=_check, references=_references, compile=_compile))
+
+# The condition editor offers templates and message types by name.
+register_condition_choices(
+    "template",
+    lambda: Template.objects.order_by("name").values_list("pk", "name")[:MAX_CHOICES],
+)
+register_condition_choices(
+    "message_type",
+    lambda: MessageType.objects.order_by("name").values_list("pk", "name")[:MAX_CHOICES],
+)
