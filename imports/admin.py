@@ -12,6 +12,7 @@ from imports.forms import MappingForm, UploadForm
 from imports.models import Import
 from imports.services import (
     ImportError_,
+    import_delete,
     import_error_rows,
     import_map,
     import_start,
@@ -47,6 +48,16 @@ class ImportAdmin(admin.ModelAdmin):
     @admin.display(description="Progress")
     def progress(self, obj):
         return f"{obj.percent} %"
+
+    def delete_model(self, request, obj):
+        try:
+            import_delete(an_import=obj)
+        except ImportError_ as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+
+    def delete_queryset(self, request, queryset):
+        for an_import in queryset:
+            self.delete_model(request, an_import)
 
     def get_urls(self):
         view = self.admin_site.admin_view

@@ -3,6 +3,7 @@
 from imports.services.imports import (
     ImportError_,
     import_check,
+    import_delete,
     import_error_rows,
     import_map,
     import_run,
@@ -15,6 +16,7 @@ __all__ = [
     "ImportError_",
     "chunk_write",
     "import_check",
+    "import_delete",
     "import_error_rows",
     "import_map",
     "import_run",

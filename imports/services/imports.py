@@ -281,3 +281,12 @@ def import_error_rows(*, an_import: Import):
     yield ["line", "reason"]
     for error in an_import.errors:
         yield [error["line"], error["reason"]]
+
+
+def import_delete(*, an_import: Import) -> None:
+    """Delete an import and its uploaded file (the contacts it wrote stay).
+    One still under way is refused: its job reads the file."""
+    if an_import.is_running:
+        raise ImportError_(f"{an_import} is under way: wait until it ends to delete it.")
+    an_import.file.delete(save=False)
+    an_import.delete()

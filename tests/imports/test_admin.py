@@ -9,7 +9,7 @@ from django.urls import reverse
 from contacts.models import Contact, ListMembership
 from imports.models import Import
 from tests.factories import UserFactory
-from tests.imports.conftest import EMAIL, checked
+from tests.imports.conftest import EMAIL, checked, imported
 
 pytestmark = pytest.mark.django_db
 
@@ -251,3 +251,22 @@ def test_starting_an_import_takes_a_post(admin_client, newsletter, run_worker):
     assert response.status_code == 405
     an_import.refresh_from_db()
     assert an_import.status == Import.Status.CHECKED
+
+
+def test_deleting_an_import_deletes_its_file_and_keeps_the_contacts(
+    admin_client, newsletter, run_worker, media_in_tmp
+):
+    an_import = imported(
+        run_worker,
+        checked(run_worker, newsletter, "email\nada@example.com\n", {"email": EMAIL}),
+    )
+    assert len(list(media_in_tmp.rglob("*.csv"))) == 1
+
+    response = admin_client.post(
+        reverse("admin:imports_import_delete", args=[an_import.pk]), {"post": "yes"}
+    )
+
+    assert response.status_code == 302
+    assert not Import.objects.exists()
+    assert not list(media_in_tmp.rglob("*.csv"))
+    assert Contact.objects.filter(email="ada@example.com").exists()
