@@ -19,7 +19,7 @@ def main(argv):
     from django.db import connection
     from django.test.utils import setup_test_environment
 
-    from bench import api, engine, ingest, sending, triggers, wakeups
+    from bench import api, engine, imports, ingest, sending, triggers, wakeups
 
     benchmarks = {
         "engine": engine.run,
@@ -28,6 +28,7 @@ def main(argv):
         "ingest": ingest.run,
         "triggers": triggers.run,
         "wakeups": wakeups.run,
+        "imports": imports.run,
     }
     first_option = next((i for i, arg in enumerate(argv) if arg.startswith("--")), len(argv))
     argv, options = argv[:first_option], argv[first_option:]

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "subscriptions",
     "messaging",
     "journeys",
+    "imports",
 ]
 
 MIDDLEWARE = [
@@ -148,6 +149,27 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env("STATIC_ROOT", default=str(VAR_DIR / "static"))
+# Uploaded files (CSV imports). Never served as they are: staff download them
+# through views that check permissions.
+MEDIA_ROOT = env("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+MEDIA_URL = "media/"
+
+# --- CSV imports (imports app) ------------------------------------------------
+WAYMARK_IMPORT = {
+    # Larger uploads are refused before they are read.
+    "MAX_BYTES": env.int("WAYMARK_IMPORT_MAX_BYTES", default=1024 * 1024 * 1024),
+    # Rows written per transaction by the import job.
+    "CHUNK_ROWS": env.int("WAYMARK_IMPORT_CHUNK_ROWS", default=5000),
+    # Bad rows kept (line and reason) for the report and its CSV download.
+    "ERRORS_KEPT": env.int("WAYMARK_IMPORT_ERRORS_KEPT", default=1000),
+}
+# Uploads above 2.5 MB go to a temporary file as they arrive, never to memory;
+# an import above its limit is stopped as it starts arriving.
+FILE_UPLOAD_HANDLERS = [
+    "imports.uploads.ImportSizeLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # --- Redis and background work -------------------------------------------
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")

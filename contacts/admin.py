@@ -268,6 +268,11 @@ class ContactListAdmin(admin.ModelAdmin):
             )
         )
 
+    def get_urls(self):
+        from contacts.admin_exports import export_urls
+
+        return [*export_urls(self.admin_site), *super().get_urls()]
+
     @admin.display(description="Members", ordering="member_count")
     def members(self, obj):
         url = reverse("admin:contacts_contact_changelist")

@@ -30,6 +30,21 @@ def test_lower_apps_never_import_higher_ones():
     assert offences == []
 
 
+def test_no_app_imports_the_imports_app():
+    """CSV imports sit above contacts and subscriptions (they write both):
+    nothing below may depend on them."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    offences = [
+        str(path.relative_to(root))
+        for app in ("contacts", "subscriptions", "messaging", "journeys")
+        for path in (root / app).rglob("*.py")
+        if "from imports" in path.read_text() or "import imports" in path.read_text()
+    ]
+    assert offences == []
+
+
 def test_waymark_refuses_the_development_secret_key_without_debug():
     import os
     import subprocess
