@@ -24,6 +24,7 @@ from messaging.previews import (
     template_preview,
     template_send_test,
 )
+from messaging.selectors import ATTENTION_WINDOW, attention_messages_q
 from messaging.services import interrupted_messages_q, messages_resend
 from messaging.template_library import MAX_WIDTH
 from subscriptions.models import MessageType
@@ -203,6 +204,21 @@ class EngagementInline(ReadOnlyAdminMixin, admin.TabularInline):
     can_delete = False
 
 
+class AttentionFilter(admin.SimpleListFilter):
+    """Messages that need a person, recent ones only (the dashboard links here)."""
+
+    title = "needs attention"
+    parameter_name = "attention"
+
+    def lookups(self, request, model_admin):
+        return [("yes", f"Failed or interrupted, last {ATTENTION_WINDOW.days} days")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(attention_messages_q())
+        return queryset
+
+
 class InterruptedFilter(admin.SimpleListFilter):
     """Messages whose worker died while handing them over: they may or may not
     have arrived, and are sent again only if staff re-send them."""
@@ -235,8 +251,17 @@ class MessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
         "to_address",
         "sent_at",
         "attempts",
+        "error_summary",
     )
-    list_filter = ("status", InterruptedFilter, "skip_reason", "medium", "origin", "is_test")
+    list_filter = (
+        "status",
+        AttentionFilter,
+        InterruptedFilter,
+        "skip_reason",
+        "medium",
+        "origin",
+        "is_test",
+    )
     list_select_related = ("contact", "template")
     inlines = (EngagementInline,)
     # Newest first by id: created_at is indexed only after contact or status,
@@ -320,6 +345,11 @@ class MessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
 
     def has_resend_permission(self, request):
         return request.user.has_perm("messaging.resend_message")
+
+    @admin.display(description="Error")
+    def error_summary(self, obj):
+        # The first line says what went wrong; the message's page has all of it.
+        return obj.error.splitlines()[0][:120] if obj.error else ""
 
 
 @admin.register(Suppression)

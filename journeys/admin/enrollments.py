@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
 from contacts.admin import BigTableAdmin, ReadOnlyAdminMixin
+from journeys.admin_filters import EnrollmentAttentionFilter
 from journeys.models import (
     Enrollment,
     Step,
@@ -74,7 +75,7 @@ class EnrollmentAdmin(BigTableAdmin):
         "finished_at",
         "error",
     )
-    list_filter = ("state", "journey", StepFilter)
+    list_filter = ("state", EnrollmentAttentionFilter, "journey", StepFilter)
     list_select_related = ("contact", "journey", "current_step")
     autocomplete_fields = ("contact",)
     actions = ("exit_selected", "move_selected", "retry_failed")
