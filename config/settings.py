@@ -37,7 +37,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env("SITE_URL", default="http://localhost:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with Waymark's dashboard on its index (config.admin_site).
+    "config.apps.WaymarkAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -176,6 +177,8 @@ REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
 }
+# rq's queues, jobs and workers in the admin, for staff with the permission
+# "Django-RQ | Access admin page" (config.admin_site.QueuesAdmin).
 RQ_SHOW_ADMIN_LINK = True
 
 # --- Email ------------------------------------------------------------------

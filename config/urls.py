@@ -3,13 +3,6 @@ from django.urls import include, path, re_path
 
 from contacts.api.views import ApiDocsView, ApiSchemaView, NotFoundView
 
-admin.site.site_header = "Waymark"
-admin.site.site_title = "Waymark"
-admin.site.index_title = "Journeys, contacts and messages"
-# Waymark has no public site for the admin's "View site" link to open (its
-# public pages each need a signed link): no link, rather than one to a 404.
-admin.site.site_url = None
-
 urlpatterns = [
     path("admin/", admin.site.urls),
     # The API's description, and interactive docs: public, like the API's own docs.

@@ -2,6 +2,7 @@
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import OperationalError, connection, transaction
 
@@ -207,3 +208,15 @@ def _attribute_paths(tree):
 
 def _event_names(tree):
     return list(dict.fromkeys(leaf["event"] for leaf in _leaves(tree) if "event" in leaf))
+
+
+def oldest_undispatched_event() -> datetime | None:
+    """When the oldest event not yet dispatched to journeys was received, or
+    None when every event has been. Reads the first entry of the partial index
+    event_undispatched (the lowest id is the oldest received)."""
+    return (
+        Event.objects.filter(dispatched=False)
+        .order_by("pk")
+        .values_list("received_at", flat=True)
+        .first()
+    )

@@ -1,9 +1,13 @@
-"""Read paths for the journey's page: what each step holds and has sent."""
+"""Read paths for the journey's page (what each step holds and has sent), and
+the engine's health for the admin's dashboard."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from django.db.models import Count, Q
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
+from django.utils import timezone
 
+from contacts.redis import redis_client
 from journeys.models import Enrollment, Journey, StepRun
 from journeys.models.journey import FOLDER_SEPARATOR, folder_parts
 
@@ -131,3 +135,60 @@ def journey_folder_tree() -> list[Folder]:
         Folder(path=path, name=folder_parts(path)[-1], depth=len(folder_parts(path)) - 1, count=n)
         for path, n in sorted(counts.items(), key=lambda item: folder_parts(item[0]))
     ]
+
+
+class CappedCount(Subquery):
+    """COUNT(*) of a subquery's rows, the subquery sliced to a cap: counting
+    stops at the cap however many rows match."""
+
+    template = "(SELECT COUNT(*) FROM (%(subquery)s) AS capped)"
+    output_field = IntegerField()
+
+
+def failed_enrollments_by_journey(*, cap: int, limit: int) -> list[Journey]:
+    """Journeys (not archived) with failed enrollments, most first, each with
+    `failed`: how many, counted up to `cap`. At most `limit` journeys.
+
+    One query: per journey, a capped count through the (journey, state)
+    index, so neither the enrollments table nor a journey's whole history is read.
+    """
+    failed = Enrollment.objects.filter(
+        journey_id=OuterRef("pk"), state=Enrollment.State.FAILED
+    ).values("pk")[:cap]
+    return list(
+        Journey.objects.exclude(state=Journey.State.ARCHIVED)
+        .annotate(failed=CappedCount(failed))
+        .filter(failed__gt=0)
+        .order_by("-failed", "name")
+        .only("pk", "name")[:limit]
+    )
+
+
+def oldest_overdue_enrollment(*, now: datetime | None = None) -> datetime | None:
+    """When the longest-overdue enrollment of a live journey was due, or None
+    when none is due. Walks the partial index enrollment_due from its oldest
+    end and stops at the first enrollment of a live journey."""
+    now = now or timezone.now()
+    return (
+        Enrollment.objects.filter(
+            state__in=Enrollment.OPEN_STATES,
+            next_run_at__lte=now,
+            journey__state=Journey.State.LIVE,
+        )
+        .order_by("next_run_at")
+        .values_list("next_run_at", flat=True)
+        .first()
+    )
+
+
+# Redis key holding the time of the scheduler's last pass (Unix seconds).
+SCHEDULER_PASS_KEY = "waymark:scheduler:last_pass"
+
+
+def scheduler_last_pass() -> datetime | None:
+    """When a scheduler last finished a pass (any of them, if several run),
+    or None if none has since Redis was emptied."""
+    value = redis_client().get(SCHEDULER_PASS_KEY)
+    if value is None:
+        return None
+    return datetime.fromtimestamp(float(value), tz=UTC)

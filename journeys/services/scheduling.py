@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from contacts.leases import rows_claim
-from contacts.redis import default_queue
+from contacts.redis import default_queue, redis_client
 from journeys.models import Enrollment, Journey, Wakeup
 
 
@@ -151,4 +151,15 @@ def scheduler_tick(*, now=None, max_batches=20) -> int:
         if claim is None:
             break
         handed += len(claim.enrollment_ids)
+    scheduler_pass_record(now=now)
     return handed
+
+
+def scheduler_pass_record(*, now=None) -> None:
+    """Note in Redis that a scheduler pass finished, for the admin's dashboard
+    (journeys.selectors.scheduler_last_pass). Several schedulers share the key:
+    the dashboard asks whether any is alive."""
+    from journeys.selectors import SCHEDULER_PASS_KEY
+
+    now = now or timezone.now()
+    redis_client().set(SCHEDULER_PASS_KEY, now.timestamp())
