@@ -77,6 +77,8 @@ class EnrollmentAdmin(BigTableAdmin):
     )
     list_filter = ("state", EnrollmentAttentionFilter, "journey", StepFilter)
     list_select_related = ("contact", "journey", "current_step")
+    # Newest first by id: entered_at has no index, and sorting by it reads every row.
+    ordering = ("-pk",)
     autocomplete_fields = ("contact",)
     actions = ("exit_selected", "move_selected", "retry_failed")
     readonly_fields = (
@@ -186,6 +188,8 @@ class EnrollmentAdmin(BigTableAdmin):
 class StepRunAdmin(ReadOnlyAdminMixin, BigTableAdmin):
     list_display = ("enrollment", "step", "outcome", "branch", "message", "started_at")
     list_filter = ("outcome",)
+    # Newest first by id: started_at has no index, and sorting by it reads every row.
+    ordering = ("-pk",)
     contact_lookup = "enrollment__contact"
     list_select_related = (
         "enrollment__contact",

@@ -117,6 +117,39 @@ def test_contact_changelist_of_a_big_table_is_counted_from_statistics(admin_clie
     assert not [q for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
 
 
+def test_a_filtered_changelist_is_counted_up_to_a_cap_then_estimated(admin_client, monkeypatch):
+    # Given more blocklisted contacts than the paginator counts one by one
+    ContactFactory.create_batch(5, blocklisted=True)
+    ContactFactory(blocklisted=False)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Contact._meta.db_table}")
+    monkeypatch.setattr(EstimatedCountPaginator, "exact_up_to", 3)
+    url = reverse("admin:contacts_contact_changelist")
+
+    # When the list is filtered
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(url, {"blocklisted__exact": "1"})
+
+    # Then every match is listed, counted only up to the cap, the planner's
+    # estimate standing in beyond it
+    assert len(result_rows(response)) == 5
+    assert response.context["cl"].result_count >= 3
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert counts and all("LIMIT 3" in sql for sql in counts)
+
+
+def test_a_filtered_changelist_under_the_cap_is_counted_exactly(admin_client, monkeypatch):
+    ContactFactory.create_batch(2, blocklisted=True)
+    ContactFactory(blocklisted=False)
+    monkeypatch.setattr(EstimatedCountPaginator, "exact_up_to", 3)
+
+    response = admin_client.get(
+        reverse("admin:contacts_contact_changelist"), {"blocklisted__exact": "1"}
+    )
+
+    assert response.context["cl"].result_count == 2
+
+
 def test_contact_search_finds_a_contact_by_exact_email_or_phone(admin_client):
     ContactFactory(email="ada@example.com", phone="+14155550123")
     ContactFactory(email="grace@example.com")
