@@ -19,7 +19,7 @@ def main(argv):
     from django.db import connection
     from django.test.utils import setup_test_environment
 
-    from bench import api, engine, imports, ingest, sending, triggers, wakeups
+    from bench import admin_pages, api, engine, imports, ingest, sending, triggers, wakeups
 
     benchmarks = {
         "engine": engine.run,
@@ -29,6 +29,7 @@ def main(argv):
         "triggers": triggers.run,
         "wakeups": wakeups.run,
         "imports": imports.run,
+        "admin_pages": admin_pages.run,
     }
     first_option = next((i for i, arg in enumerate(argv) if arg.startswith("--")), len(argv))
     argv, options = argv[:first_option], argv[first_option:]
