@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import django_rq
+import redis
 from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
@@ -95,6 +96,8 @@ class Dashboard:
     workers: list | None = None
     workers_total: int = 0
     scheduler: Lag | None = None
+    # Set when Redis did not answer: the parts read from it are left out.
+    redis_error: str = ""
 
     @property
     def empty(self) -> bool:
@@ -122,15 +125,22 @@ def dashboard(*, user, now: datetime | None = None) -> Dashboard:
         ]
         board.enrollments_url = _changelist("journeys_enrollment", attention="yes")
         board.overdue = Lag(oldest_overdue_enrollment(now=now), now, BEHIND_AFTER)
-        board.scheduler = Lag(scheduler_last_pass(), now, SCHEDULER_SILENT_AFTER)
     if user.has_perm("contacts.view_event"):
         board.undispatched = Lag(oldest_undispatched_event(), now, BEHIND_AFTER)
-    if user.has_perm("django_rq.admin"):
+    may_manage_queues = user.has_perm("django_rq.admin")
+    if may_manage_queues:
         board.queues_url = reverse("admin:django_rq_dashboard_changelist")
-        board.queues = _queues()
-        board.workers_total, board.workers = _workers()
-        if board.scheduler is None:
+    # The page matters most when something is down: without Redis, it still
+    # shows what the database knows, and says Redis did not answer.
+    try:
+        if user.has_perm("journeys.view_enrollment") or may_manage_queues:
             board.scheduler = Lag(scheduler_last_pass(), now, SCHEDULER_SILENT_AFTER)
+        if may_manage_queues:
+            board.queues = _queues()
+            board.workers_total, board.workers = _workers()
+    except redis.RedisError as exc:
+        board.scheduler, board.queues, board.workers = None, [], None
+        board.redis_error = f"{type(exc).__name__}: {exc}"
     return board
 
 

@@ -357,3 +357,25 @@ def test_a_day_without_messages_shows_nothing_sent():
     today = section(superuser_client().get(INDEX), "dashboard-today")
 
     assert "Sent 0 none yet" in today
+
+
+def test_without_redis_the_dashboard_still_shows_what_the_database_knows(settings):
+    # Given Redis not answering (nothing listens on its port)
+    from tests.conftest import ClosedPort
+
+    closed = ClosedPort()
+    settings.REDIS_URL = f"redis://127.0.0.1:{closed.port}/8"
+    redis_client.cache_clear()
+    fail_enrollments(JourneyFactory(name="Onboarding"), 1)
+    try:
+        # When a superuser opens the admin
+        response = superuser_client().get(INDEX)
+    finally:
+        redis_client.cache_clear()
+        closed.release()
+
+    # Then the database's figures are there, and the page says Redis did not answer
+    attention = section(response, "dashboard-attention")
+    assert "Onboarding : 1" in attention
+    assert "Redis did not answer (ConnectionError" in attention
+    assert "Scheduler" not in attention
