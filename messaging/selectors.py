@@ -65,10 +65,12 @@ def attention_messages_q(*, now: datetime | None = None) -> Q:
     (status, created_at) index."""
     now = now or timezone.now()
     Status = Message.Status
-    return (
-        Q(is_test=False, created_at__gte=now - ATTENTION_WINDOW)
-        & Q(status__in=[Status.FAILED, Status.SENDING])
-        & (Q(status=Status.FAILED) | interrupted_messages_q(now=now))
+    # No redundant `status IN (...)`: PostgreSQL multiplies it in and then
+    # expects a few hundred rows where there are thousands, and reads them all
+    # to sort them instead of walking the newest first (300 ms against 60 ms
+    # at 10,000,000 messages).
+    return Q(is_test=False, created_at__gte=now - ATTENTION_WINDOW) & (
+        Q(status=Status.FAILED) | interrupted_messages_q(now=now)
     )
 
 
