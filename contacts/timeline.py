@@ -107,8 +107,13 @@ class Source:
 
     def entries(self, window: Window) -> Iterable[Entry]:
         """At most window.limit entries of window.contact, newest first, all
-        older than window.before (Window.older builds the filter)."""
+        older than window.before (`newest` pages a queryset so)."""
         raise NotImplementedError
+
+    def newest(self, window: Window, rows, at: str):
+        """The page of `rows` (the contact's, timed by the field `at`) that
+        the window asks for: after its cursor, newest first, at most its limit."""
+        return rows.filter(window.older(self.name, at)).order_by(f"-{at}", "-pk")[: window.limit]
 
 
 _sources: dict[str, Source] = {}
@@ -173,13 +178,10 @@ class EventSource(Source):
 
         # Read through the (contact, name, occurred_at) index: the contact's
         # events, then the newest of them.
-        events = (
-            Event.objects.filter(contact=window.contact)
-            .filter(window.older(self.name, "occurred_at"))
-            .order_by("-occurred_at", "-pk")
-            .only("pk", "name", "data", "occurred_at", "client_event_id")[: window.limit]
+        events = Event.objects.filter(contact=window.contact).only(
+            "pk", "name", "data", "occurred_at", "client_event_id"
         )
-        for event in events:
+        for event in self.newest(window, events, "occurred_at"):
             yield Entry(
                 event.occurred_at,
                 self.name,

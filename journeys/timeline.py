@@ -31,12 +31,10 @@ class PassageSource(timeline.Source):
         )
         passages = (
             Enrollment.objects.filter(contact=window.contact)
-            .filter(window.older(self.name, "entered_at"))
             .select_related("journey", "current_step")
             .prefetch_related(Prefetch("step_runs", queryset=step_runs, to_attr="path"))
-            .order_by("-entered_at", "-pk")[: window.limit]
         )
-        for passage in passages:
+        for passage in self.newest(window, passages, "entered_at"):
             yield timeline.Entry(
                 passage.entered_at,
                 self.name,

@@ -51,13 +51,10 @@ class MessageSource(timeline.Source):
 
     def entries(self, window):
         # The (contact, created_at) index reads the contact's newest messages.
-        messages = (
-            Message.objects.filter(contact=window.contact, is_test=False)
-            .filter(window.older(self.name, "created_at"))
-            .select_related("template__message_type__channel")
-            .order_by("-created_at", "-pk")[: window.limit]
+        messages = Message.objects.filter(contact=window.contact, is_test=False).select_related(
+            "template__message_type__channel"
         )
-        for message in messages:
+        for message in self.newest(window, messages, "created_at"):
             # Rendering reads the contact: it is the one whose timeline this is.
             message.contact = window.contact
             content = message_content(message) if message.status == Message.Status.SENT else None
@@ -77,13 +74,10 @@ class EngagementSource(timeline.Source):
     permission = "messaging.view_message"
 
     def entries(self, window):
-        engagements = (
-            Engagement.objects.filter(contact=window.contact)
-            .filter(window.older(self.name, "occurred_at"))
-            .select_related("message__template")
-            .order_by("-occurred_at", "-pk")[: window.limit]
+        engagements = Engagement.objects.filter(contact=window.contact).select_related(
+            "message__template"
         )
-        for engagement in engagements:
+        for engagement in self.newest(window, engagements, "occurred_at"):
             yield timeline.Entry(
                 engagement.occurred_at,
                 self.name,

@@ -18,13 +18,10 @@ class ConsentSource(timeline.Source):
     permission = "subscriptions.view_consentrecord"
 
     def entries(self, window):
-        records = (
-            ConsentRecord.objects.filter(contact=window.contact)
-            .filter(window.older(self.name, "created_at"))
-            .select_related("channel", "message_type__channel", "actor")
-            .order_by("-created_at", "-pk")[: window.limit]
+        records = ConsentRecord.objects.filter(contact=window.contact).select_related(
+            "channel", "message_type__channel", "actor"
         )
-        for record in records:
+        for record in self.newest(window, records, "created_at"):
             yield timeline.Entry(
                 record.created_at,
                 self.name,
