@@ -322,7 +322,22 @@ def test_listing_sent_messages_costs_the_same_for_five_or_ten(api_client):
 def test_the_sent_messages_query_walks_the_contact_and_sent_at_index(ada):
     from messaging.selectors import sent_messages
 
-    sent(ada, at=T0)
+    first = sent(ada, at=T0)
+    # A long history (the case the index is for) among others', and the
+    # statistics to tell: on a table of one row the planner's indexes tie.
+    fields = {
+        f.attname: getattr(first, f.attname)
+        for f in Message._meta.concrete_fields
+        if not f.primary_key
+    }
+    contacts = [ada] * 1000 + ContactFactory.create_batch(20) * 10
+    Message.objects.bulk_create(
+        Message(**{**fields, "contact_id": contact.pk, "idempotency_key": f"history-{n}",
+                   "sent_at": T0 - timedelta(minutes=n)})
+        for n, contact in enumerate(contacts)
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE messaging_message")
     with CaptureQueriesContext(connection) as queries:
         sent_messages(contact=ada, limit=10)
     (query,) = queries.captured_queries
@@ -333,4 +348,3 @@ def test_the_sent_messages_query_walks_the_contact_and_sent_at_index(ada):
         cursor.execute("SET enable_seqscan = on")
 
     assert "message_contact_sent" in plan
-    assert Message.objects.count() == 1
