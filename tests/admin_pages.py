@@ -29,3 +29,13 @@ def form_data(response):
                 if value is not None and value is not False:
                     data[sub.add_prefix(name)] = value
     return data
+
+
+def contact_timeline(client, contact):
+    """The timeline part of a contact's page, as staff logged in to `client` see it."""
+    from django.urls import reverse
+
+    response = client.get(reverse("admin:contacts_contact_page", args=[contact.pk]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    return body[body.index('id="contact-timeline"') :]

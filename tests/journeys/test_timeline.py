@@ -9,6 +9,7 @@ from django.utils import timezone
 from journeys.models import Enrollment, StepRun
 from journeys.timeline import STEP_RUNS_SHOWN
 from messaging.models import Message
+from tests.admin_pages import contact_timeline
 from tests.factories import (
     ConditionStepFactory,
     ContactFactory,
@@ -21,13 +22,6 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def timeline_html(client, contact):
-    response = client.get(reverse("admin:contacts_contact_page", args=[contact.pk]))
-    assert response.status_code == 200
-    body = response.content.decode()
-    return body[body.index('id="contact-timeline"') :]
 
 
 def test_a_passage_shows_the_path_taken_step_by_step(admin_client):
@@ -56,7 +50,7 @@ def test_a_passage_shows_the_path_taken_step_by_step(admin_client):
             branch=branch, message=sent, started_at=start + timedelta(minutes=sequence),
         )  # fmt: skip
 
-    body = timeline_html(admin_client, contact)
+    body = contact_timeline(admin_client, contact)
 
     url = reverse("admin:journeys_enrollment_change", args=[enrollment.pk])
     assert f'<a href="{url}">Onboarding</a> — <span class="passage-state">Waiting' in body
@@ -78,7 +72,7 @@ def test_a_finished_passage_says_how_it_ended(admin_client):
         exit_reason="unsubscribed",
     )
 
-    body = timeline_html(admin_client, contact)
+    body = contact_timeline(admin_client, contact)
 
     assert "Exited" in body
     assert "(unsubscribed)" in body
@@ -96,7 +90,7 @@ def test_a_long_passage_shows_its_first_steps_only(admin_client):
     ]  # fmt: skip
     StepRun.objects.bulk_create(runs)
 
-    body = timeline_html(admin_client, contact)
+    body = contact_timeline(admin_client, contact)
 
     assert body.count("→ Continued") == STEP_RUNS_SHOWN
     assert "Only the first steps are shown" in body

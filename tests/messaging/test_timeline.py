@@ -5,10 +5,10 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.urls import reverse
 from django.utils import timezone
 
 from messaging.models import Message, Template
+from tests.admin_pages import contact_timeline
 from tests.factories import (
     ContactFactory,
     EngagementFactory,
@@ -19,13 +19,6 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def timeline_html(client, contact):
-    response = client.get(reverse("admin:contacts_contact_page", args=[contact.pk]))
-    assert response.status_code == 200
-    body = response.content.decode()
-    return body[body.index('id="contact-timeline"') :]
 
 
 def srcdocs(body):
@@ -47,7 +40,7 @@ def test_a_sent_email_shows_its_content_in_a_sandboxed_frame(admin_client):
         context={"event": {"plan": "pro"}},
     )
 
-    body = timeline_html(admin_client, contact)
+    body = contact_timeline(admin_client, contact)
 
     assert '<strong class="message-subject">Welcome, Ada!</strong>' in body
     frame = re.search(r"<iframe[^>]*>", body).group(0)
@@ -69,7 +62,7 @@ def test_markup_in_a_contact_s_data_stays_text(admin_client):
         subject='Hi "><script>alert(1)</script>',
     )
 
-    body = timeline_html(admin_client, contact)
+    body = contact_timeline(admin_client, contact)
 
     assert "<script>alert(1)</script>" not in body
     (content,) = srcdocs(body)
@@ -84,7 +77,7 @@ def test_a_template_changed_since_the_send_is_pointed_out(admin_client):
     )
     Template.objects.filter(pk=message.template_id).update(updated_at=timezone.now())
 
-    body = timeline_html(admin_client, contact)
+    body = contact_timeline(admin_client, contact)
 
     assert "The template was changed after this message was sent" in body
 
@@ -100,7 +93,7 @@ def test_a_sent_sms_shows_its_text_escaped(admin_client):
         context={"event": {"code": "1234"}},
     )
 
-    body = timeline_html(admin_client, contact)
+    body = contact_timeline(admin_client, contact)
 
     assert '<pre class="timeline-text">Code &lt;b&gt;1234&lt;/b&gt;</pre>' in body
 
@@ -114,7 +107,7 @@ def test_skipped_and_failed_messages_say_why_and_show_no_content(admin_client):
     )
     MessageFactory(contact=contact, status=Message.Status.FAILED, error="550 mailbox unavailable")
 
-    body = timeline_html(admin_client, contact)
+    body = contact_timeline(admin_client, contact)
 
     assert "Skipped: Address suppressed (bounce or complaint)" in body
     assert "Error: 550 mailbox unavailable" in body
@@ -125,7 +118,7 @@ def test_test_sends_stay_off_the_timeline(admin_client):
     contact = ContactFactory()
     MessageFactory(contact=contact, is_test=True, subject="[Test] Hello")
 
-    body = timeline_html(admin_client, contact)
+    body = contact_timeline(admin_client, contact)
 
     assert "[Test] Hello" not in body
     assert "Nothing has happened to this contact yet." in body
@@ -138,7 +131,7 @@ def test_opens_clicks_and_bounces_are_entries_of_their_own(admin_client):
     EngagementFactory(message=message, kind="clicked", url="https://waymark.test/a?b=1&c=2")
     EngagementFactory(message=message, kind="bounced", hard_bounce=True)
 
-    body = timeline_html(admin_client, contact)
+    body = contact_timeline(admin_client, contact)
 
     assert body.count('class="timeline-entry timeline-engagement"') == 3
     assert "Link: https://waymark.test/a?b=1&amp;c=2" in body
