@@ -4,15 +4,17 @@ The runner loads the concrete steps, calls them, records a StepRun per step
 taken and moves the enrollments on. It works set-based: a claimed batch is
 grouped by the step each enrollment is at, each step runs once for its whole
 group (`Step.execute_many`), and the group's moves are one UPDATE per kind of
-move, guarded by the lease, with the step runs inserted in bulk. A group's
-step writes and moves share one savepoint, taken after locking the rows the
-lease still holds: they stand or fall together. Groups share commits (a
-commit costs a disk flush). Before a step that talks to the outside world
-(`performs_io`, e.g. a send) everything so far is committed, and the step
-runs outside any transaction so its own services can commit what they must
-before the I/O (a message is recorded as `sending` before the mail server
-is called). A crash rolls back only moves of steps without outside effects,
-which simply run again.
+move, guarded by the lease, with the step runs inserted in bulk. The rows
+the lease still holds are locked when the batch first meets them, so until
+the commit no other worker or scheduler can take them (a claim skips locked
+rows): an enrollment's moves through several database steps are merged and
+written once, with the commit that holds the steps' own writes, instead of
+once per step. Groups share commits (a commit costs a disk flush). Before a
+step that talks to the outside world (`performs_io`, e.g. a send)
+everything so far is committed, and the step runs outside any transaction
+so its own services can commit what they must before the I/O (a message is
+recorded as `sending` before the mail server is called). A crash rolls back
+only moves of steps without outside effects, which simply run again.
 """
 
 import logging
@@ -54,6 +56,12 @@ HOLDOUT_EXIT_REASON = "holdout: in the control group"
 
 class LeaseLost(Exception):
     """Another worker now holds this enrollment: stop touching it."""
+
+
+class BatchLeaseLost(LeaseLost):
+    """Enrollments whose moves this batch made but has not yet written lost
+    their lease: the batch's transaction cannot commit part of them, so it is
+    rolled back whole and its enrollments are claimed again."""
 
 
 @dataclass
@@ -99,13 +107,17 @@ class StepContext:
 class CommitGroup:
     """An open transaction that transitions join until flush() commits it.
 
-    Step runs are written in bulk just before the commit, inside the same
-    transaction as the enrollment changes they record.
+    The moves of database steps are kept here (`defer`) and written just
+    before the commit, one guarded UPDATE per set of changed fields, with the
+    step runs in bulk, inside the transaction that holds the steps' own
+    writes: an enrollment that goes through three steps is written once.
     """
 
     def __init__(self):
         self._block = None
         self._step_runs = []
+        self._moves = {}  # enrollment id -> its changes since the last write, merged in order
+        self._token = None
 
     def join(self):
         if self._block is None:
@@ -115,14 +127,38 @@ class CommitGroup:
     def add_step_run(self, step_run):
         self._step_runs.append(step_run)
 
+    def defer(self, enrollment, changes, step_run, token):
+        """Keep a move and its run, to be written with the commit. The caller
+        holds the enrollment's row locked in this transaction."""
+        self._token = token
+        self._moves.setdefault(enrollment.pk, {}).update(changes)
+        self._step_runs.append(step_run)
+
+    def has_moves(self, enrollment_id) -> bool:
+        return enrollment_id in self._moves
+
+    def write_moves(self):
+        """Write the deferred moves: one UPDATE per set of changed fields."""
+        moves, self._moves = self._moves, {}
+        shapes: dict = {}
+        for pk, changes in moves.items():
+            shapes.setdefault(tuple(sorted(changes)), []).append((pk, changes))
+        for names, rows in shapes.items():
+            written = _update_leased_many(names, rows, self._token)
+            if len(written) != len(rows):
+                # Their rows were locked by this transaction when the moves
+                # were made; only this transaction can have changed them since.
+                raise BatchLeaseLost({pk for pk, _ in rows} - written)
+
     def flush(self):
         block, self._block = self._block, None
         if block is None:
             return
         try:
+            self.write_moves()
             _step_runs_insert(self._step_runs)
         except BaseException:
-            self._step_runs = []
+            self._step_runs, self._moves = [], {}
             block.__exit__(*sys.exc_info())
             raise
         self._step_runs = []
@@ -130,7 +166,7 @@ class CommitGroup:
 
     def abort(self, exc_info):
         block, self._block = self._block, None
-        self._step_runs = []
+        self._step_runs, self._moves = [], {}
         if block is not None:
             block.__exit__(*exc_info)
 
@@ -210,9 +246,10 @@ def _advance(enrollments, *, token, steps_for, group, renew=None) -> dict:
 
     Set-based: the enrollments are grouped by the step they are at, and each
     group of a step that only touches the database runs as one unit
-    (`_run_database_group`: the step's `execute_many` for all of them, one
-    UPDATE per kind of move, the step runs inserted in bulk), so a batch costs
-    a few statements per step it passes through, not a few per enrollment.
+    (`_run_database_group`: the step's `execute_many` for all of them, its
+    moves kept to be written once per enrollment with the commit), so a batch
+    costs a few statements per step it passes through, not a few per
+    enrollment.
     A step that talks to the outside world waits until no enrollment of the
     batch has a database step left; then the commit is flushed and each such
     step runs once for all the enrollments at it (`execute_many`: one SMTP
@@ -279,76 +316,78 @@ def _context(enrollment, token, steps, now):
 
 
 class _LeaseMismatch(Exception):
-    """The group's moves reached fewer enrollments than it ran for: roll back."""
+    """The lease of some of the group's enrollments changed while the step ran: roll back."""
 
-    def __init__(self, written):
-        super().__init__(written)
-        self.written = written
+    def __init__(self, held):
+        super().__init__(held)
+        self.held = held
 
 
 def _run_database_group(step, steps, members, token, group, taken):
     """Run one database-only step for every enrollment at it; returns
     [(enrollment, final state or None to keep going)].
 
-    One savepoint holds the group: the enrollments still leased to `token`
-    are locked (a claim by another scheduler skips them meanwhile), the step
-    runs for those only, and their moves are written; the step's writes and
-    the moves stand or fall together. Should a move not land (the lease went
-    while the step ran), the whole group rolls back and runs again without
-    that enrollment, so nothing it wrote for it survives.
+    The enrollments still leased to `token` are locked (the lock holds until
+    the batch commits, so a claim by another scheduler passes them by), the
+    step runs for those under a savepoint, and their moves are kept in the
+    commit group, to be written with the commit that holds the step's writes.
+    Should the lease of one of them have changed meanwhile (only this
+    transaction can change a row it has locked), the savepoint rolls back and
+    the step runs again without it, so nothing the step wrote for it
+    survives; if moves were already kept for it, the whole batch rolls back.
     """
     group.join()
     pending = {e.pk: e for e in members}
     finished = []
+
+    def lost(pks):
+        if any(group.has_moves(pk) for pk in pks):
+            raise BatchLeaseLost(set(pks))
+        for pk in pks:
+            finished.append((pending.pop(pk), "lease_lost"))
+
     while pending:
         try:
             with transaction.atomic():
-                held = _lock_leased(list(pending), token)
-                for pk in set(pending) - held:
-                    finished.append((pending.pop(pk), "lease_lost"))
+                lost(set(pending) - _lock_leased(list(pending), token))
                 if not pending:
                     break
-                moves, applied, lost = _execute_group(
-                    step, steps, list(pending.values()), token, group, taken
-                )
-                written, landed = _write_moves(moves, token)
-                if written != {enrollment.pk for enrollment, _, _ in moves}:
-                    raise _LeaseMismatch(written)
+                moves = _execute_group(step, steps, list(pending.values()), token, taken)
+                held = _lock_leased(list(pending), token)
+                if held != set(pending):
+                    raise _LeaseMismatch(held)
         except _LeaseMismatch as mismatch:
-            for pk in {e.pk for e, _, _ in moves} - mismatch.written:
-                finished.append((pending.pop(pk), "lease_lost"))
+            lost(set(pending) - mismatch.held)
             continue
-        for enrollment, changes, run in [*applied, *landed]:
+        for enrollment, changes, run in moves:
+            group.defer(enrollment, changes, run, token)
             for name, value in changes.items():
                 setattr(enrollment, name, value)
-            group.add_step_run(run)
         for enrollment in pending.values():
-            if enrollment.pk in lost:
-                finished.append((enrollment, "lease_lost"))
-            else:
-                finished.append(
-                    (enrollment, None if enrollment.state == State.ACTIVE else enrollment.state)
-                )
+            finished.append(
+                (enrollment, None if enrollment.state == State.ACTIVE else enrollment.state)
+            )
         break
     return finished
 
 
-def _execute_group(step, steps, enrollments, token, group, taken):
-    """Run the step for the enrollments: (moves to write, moves written, lost ids).
+def _execute_group(step, steps, enrollments, token, taken):
+    """Run the step for the enrollments: [(enrollment, changes, StepRun)] to keep.
 
-    `execute_many` runs for all of them under a savepoint, and its moves are
-    left to the caller to write in bulk. Should it raise, each enrollment
-    runs alone under a savepoint of its own with its move written at once,
-    and those that raise get their error recorded as before (retry, then
-    failed) without failing the others.
+    `execute_many` runs for all of them under a savepoint. Should it raise,
+    each enrollment runs alone under a savepoint of its own, and those that
+    raise get their error recorded as before (retry, then failed) without
+    failing the others.
     """
     now = timezone.now()
     bases = [{"step": step, "sequence": e.sequence, "started_at": now} for e in enrollments]
     if step is None:  # walked off the end of the journey
-        ends = [
-            (e, base, Continue(next_step=None)) for e, base in zip(enrollments, bases, strict=True)
-        ]
-        return ends, [], ()
+        return _planned(
+            [
+                (e, base, Continue(next_step=None))
+                for e, base in zip(enrollments, bases, strict=True)
+            ]
+        )
     contexts = [_context(e, token, steps, now) for e in enrollments]
     try:
         with transaction.atomic():
@@ -358,27 +397,19 @@ def _execute_group(step, steps, enrollments, token, group, taken):
     else:
         for enrollment in enrollments:
             taken[enrollment.pk] += 1
-        return list(zip(enrollments, bases, outcomes, strict=True)), [], ()
-    applied, lost = [], set()
+        return _planned(list(zip(enrollments, bases, outcomes, strict=True)))
+    planned = []
     for enrollment, base, context in zip(enrollments, bases, contexts, strict=True):
         try:
             with transaction.atomic():
                 outcome = step.execute(context)
-                taken[enrollment.pk] += 1
-                # Its move at once: should it not land, the step's writes for
-                # this enrollment roll back with the savepoint.
-                written, landed = _write_moves([(enrollment, base, outcome)], token)
-                if not written:
-                    raise LeaseLost(enrollment.pk)
-                applied += landed
-        except LeaseLost:
-            lost.add(enrollment.pk)
         except Exception as exc:
-            try:
-                _record_step_error(enrollment, token, step, base, exc, group)
-            except LeaseLost:
-                lost.add(enrollment.pk)
-    return [], applied, lost
+            changes, run_fields = _error_move(enrollment, step, base, exc)
+            planned.append((enrollment, changes, StepRun(enrollment=enrollment, **run_fields)))
+        else:
+            taken[enrollment.pk] += 1
+            planned += _planned([(enrollment, base, outcome)])
+    return planned
 
 
 def _lock_leased(enrollment_ids, token) -> set:
@@ -398,13 +429,10 @@ def _lock_leased(enrollment_ids, token) -> set:
         return {row[0] for row in cursor.fetchall()}
 
 
-def _write_moves(moves, token):
-    """Apply each (enrollment, base, outcome)'s move if `token` still holds it:
-    one UPDATE … FROM unnest(…) per kind of move, whatever the number of
-    enrollments. Returns the ids moved, and for each move made (enrollment,
-    its changes, its StepRun) for the caller to apply once the moves commit."""
+def _planned(moves):
+    """For each (enrollment, base, outcome): (enrollment, its changes, its StepRun)."""
     at = timezone.now()
-    shapes: dict = {}
+    planned = []
     for enrollment, base, outcome in moves:
         run_outcome, changes, _ = _next_state(outcome, enrollment, at, base["step"])
         run = StepRun(
@@ -416,6 +444,18 @@ def _write_moves(moves, token):
             message=getattr(outcome, "message", None),
             detail=outcome.detail[:500],
         )
+        planned.append((enrollment, changes, run))
+    return planned
+
+
+def _write_moves(moves, token):
+    """Apply each (enrollment, base, outcome)'s move now if `token` still
+    holds it: one UPDATE … FROM unnest(…) per kind of move, whatever the
+    number of enrollments. Returns the ids moved, and for each move made
+    (enrollment, its changes, its StepRun) for the caller to apply once the
+    moves commit."""
+    shapes: dict = {}
+    for enrollment, changes, run in _planned(moves):
         shapes.setdefault(tuple(changes), []).append((enrollment, changes, run))
     written, landed = set(), []
     for names, rows in shapes.items():
@@ -540,6 +580,7 @@ def _run_io_step(step, steps, enrollments, token, group, taken):
 def _yield_worker(enrollments, token, group):
     # A journey that loops without waiting: yield the worker, continue on the next pass.
     group.join()
+    group.write_moves()
     Enrollment.objects.filter(pk__in=[e.pk for e in enrollments], lease_token=token).update(
         **_released(next_run_at=timezone.now())
     )
@@ -611,29 +652,42 @@ def _next_state(outcome, enrollment, at, step):
     raise TypeError(f"{type(step).__name__}.execute() returned {outcome!r}")
 
 
-def _record_step_error(enrollment, token, step, base, exc, group):
+def _error_move(enrollment, step, base, exc):
+    """What a step that raised means: (enrollment changes, StepRun fields).
+    Tried again later with a growing pause, then failed."""
     now = timezone.now()
     attempts = enrollment.attempts + 1
     error = "".join(traceback.format_exception_only(exc)).strip()
-    logger.exception("enrollment %s: step %s raised", enrollment.pk, step.pk)
-    run_fields = {**base, "finished_at": now, "error": traceback.format_exc()[-4000:]}
+    logger.error(
+        "enrollment %s: step %s raised",
+        enrollment.pk,
+        step.pk,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    run_fields = {
+        **base,
+        "finished_at": now,
+        "error": "".join(traceback.format_exception(exc))[-4000:],
+    }
     if attempts >= STEP_MAX_ATTEMPTS:
-        fields = _released(
+        changes = _released(
             state=State.FAILED,
             attempts=attempts,
             finished_at=now,
             next_run_at=None,
             last_error=error,
         )
-        _transition(enrollment, token, run_fields={**run_fields, "outcome": Outcome.FAILED},
-                    enrollment_fields=fields, group=group)  # fmt: skip
-        return
+        return changes, {**run_fields, "outcome": Outcome.FAILED}
     retry_at = now + STEP_RETRY_BASE * (4 ** (attempts - 1))
-    fields = _released(
+    changes = _released(
         state=State.WAITING, attempts=attempts, next_run_at=retry_at, last_error=error
     )
-    _transition(enrollment, token, run_fields={**run_fields, "outcome": Outcome.RETRY},
-                enrollment_fields=fields, group=group)  # fmt: skip
+    return changes, {**run_fields, "outcome": Outcome.RETRY}
+
+
+def _record_step_error(enrollment, token, step, base, exc, group):
+    changes, run_fields = _error_move(enrollment, step, base, exc)
+    _transition(enrollment, token, run_fields=run_fields, enrollment_fields=changes, group=group)
 
 
 def enrollments_advance(*, enrollment_ids, token) -> dict:
@@ -667,8 +721,17 @@ def enrollments_advance(*, enrollment_ids, token) -> dict:
         if timezone.now() >= renew_at:
             renew_at = _renew_leases(ids, token, lease, group)
 
-    with CommitGroup() as group:
-        return _advance(enrollments, token=token, steps_for=steps_for, group=group, renew=renew)
+    try:
+        with CommitGroup() as group:
+            return _advance(enrollments, token=token, steps_for=steps_for, group=group, renew=renew)
+    except BatchLeaseLost as exc:
+        # Rolled back: what the batch had not committed runs again, for those
+        # still leased to it at once, for the others when their holder runs them.
+        logger.warning("batch %s rolled back: enrollments %s lost their lease", token, exc)
+        released = Enrollment.objects.filter(pk__in=ids, lease_token=token).update(
+            locked_until=None, lease_token=None
+        )
+        return {"lease_lost": len(ids) - released, "released": released}
 
 
 def _renew_leases(enrollment_ids, token, lease, group):

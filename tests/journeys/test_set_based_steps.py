@@ -229,6 +229,86 @@ def test_a_group_whose_lease_is_lost_for_one_contact_keeps_only_the_others_write
     assert Enrollment.objects.get(contact=ada).current_step_id == step.pk
 
 
+def test_moves_through_several_steps_are_written_once_per_enrollment():
+    # Given contacts at a score step followed by a condition and a delay
+    journey = JourneyFactory(name="Scoring")
+    _increment(journey)
+    ConditionStep.objects.create(
+        journey=journey, key="is-pro", position=2, kind="attribute", attribute="plan",
+        operator="eq", value='"pro"',
+    )  # fmt: skip
+    DelayStep.objects.create(journey=journey, key="wait", position=3, amount=1, unit="days")
+    for contact in ContactFactory.create_batch(4):
+        EnrollmentFactory(
+            journey=journey, contact=contact, current_step=journey.steps.get(position=1)
+        )
+    claim = enrollments_claim_due(enqueue=False)
+
+    # When the batch goes through the three steps
+    with CaptureQueriesContext(connection) as queries:
+        counts = enrollments_advance(enrollment_ids=claim.enrollment_ids, token=claim.token)
+
+    # Then each contact moved three steps, and the enrollments were written by one UPDATE
+    assert counts == {"waiting": 4}
+    assert StepRun.objects.filter(enrollment__journey=journey).count() == 12
+    updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "journeys_enrollment"')]
+    assert len(updates) == 1
+    runs = StepRun.objects.filter(enrollment__journey=journey).values_list("step__key", "outcome")
+    assert sorted(set(runs)) == [
+        ("is-pro", "continued"),
+        ("score", "continued"),
+        ("wait", "waiting"),
+    ]
+    passages = Enrollment.objects.filter(journey=journey)
+    assert set(passages.values_list("state", "sequence", "lease_token")) == {("waiting", 3, None)}
+
+
+def test_a_lease_lost_after_the_batch_moved_a_contact_on_rolls_the_whole_batch_back():
+    # Given two contacts at a score step followed by a condition
+    journey = JourneyFactory(name="Scoring")
+    score = _increment(journey)
+    ConditionStep.objects.create(
+        journey=journey, key="is-pro", position=2, kind="attribute", attribute="plan",
+        operator="eq", value='"pro"',
+    )  # fmt: skip
+    ada = ContactFactory(email="ada@example.com", attributes={"score": 1})
+    bob = ContactFactory(email="bob@example.com", attributes={"score": 1})
+    for contact in (ada, bob):
+        EnrollmentFactory(journey=journey, contact=contact, current_step=score)
+    claim = enrollments_claim_due(enqueue=False)
+
+    def taken_over_at_the_condition(step, run):
+        # Ada's lease changes hands after her score step was taken: her move
+        # through it is made but not yet written
+        if run.contact.pk == ada.pk:
+            Enrollment.objects.filter(contact=ada).update(lease_token=uuid.uuid4())
+        return False
+
+    # When the worker advances the batch
+    with mock.patch.object(
+        ConditionStep, "matches", autospec=True, side_effect=taken_over_at_the_condition
+    ):
+        counts = enrollments_advance(enrollment_ids=claim.enrollment_ids, token=claim.token)
+
+    # Then nothing of the batch stands: no score, no step run, no move
+    assert counts == {"lease_lost": 0, "released": 2}
+    assert sorted(Contact.objects.values_list("attributes__score", flat=True)) == [1, 1]
+    assert not StepRun.objects.filter(enrollment__journey=journey).exists()
+    # and the contacts are due again at once, released, at their first step
+    passages = Enrollment.objects.filter(journey=journey)
+    assert set(passages.values_list("current_step", "lease_token", "state")) == {
+        (score.pk, None, "active")
+    }
+
+    # When they are claimed and advanced again
+    claim = enrollments_claim_due(enqueue=False)
+    counts = enrollments_advance(enrollment_ids=claim.enrollment_ids, token=claim.token)
+
+    # Then each was scored once and went on
+    assert counts == {"completed": 2}
+    assert sorted(Contact.objects.values_list("attributes__score", flat=True)) == [6, 6]
+
+
 def test_list_actions_for_a_batch_record_who_was_already_there():
     # Given four contacts at an add-to-list step, two of them already members
     journey = JourneyFactory(name="Lists")
