@@ -283,9 +283,9 @@ class ContactListAdmin(admin.ModelAdmin):
         )
 
     def get_urls(self):
-        from contacts.admin_exports import export_urls
+        from contacts.admin_exports import list_export_urls
 
-        return [*export_urls(self.admin_site), *super().get_urls()]
+        return [*list_export_urls(self.admin_site), *super().get_urls()]
 
     @admin.display(description="Members", ordering="member_count")
     def members(self, obj):
@@ -312,9 +312,12 @@ class SegmentAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, change, **kwargs)
 
     def get_urls(self):
+        from contacts.admin_exports import segment_export_urls
+
         preview = self.admin_site.admin_view(self.preview_view)
         return [
             path("preview/", preview, name="contacts_segment_preview"),
+            *segment_export_urls(self.admin_site),
             *super().get_urls(),
         ]
 

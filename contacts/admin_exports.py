@@ -53,17 +53,23 @@ def export_segment(request, pk):
     return _csv_response(rows, f"segment-{segment.name}")
 
 
-def export_urls(admin_site):
-    """URLs of both exports, served under the lists' admin (the admin's own
-    staff check, then each view's permission check)."""
+def list_export_urls(admin_site):
+    """The list export's URL, under the lists' admin (the admin's own staff
+    check, then the view's permission check)."""
     return [
         path(
-            "export/<int:pk>/",
+            "<int:pk>/export/",
             admin_site.admin_view(export_list),
             name="contacts_contactlist_export",
         ),
+    ]
+
+
+def segment_export_urls(admin_site):
+    """The segment export's URL, under the segments' admin."""
+    return [
         path(
-            "export/segment/<int:pk>/",
+            "<int:pk>/export/",
             admin_site.admin_view(export_segment),
             name="contacts_segment_export",
         ),

@@ -148,9 +148,9 @@ class Segment(models.Model):
     description = models.TextField(blank=True)
     conditions = models.JSONField(
         default=dict,
-        help_text='A condition tree, e.g. {"attribute": "plan", "op": "eq", "value": "pro"}: '
-        "attributes, lists, other segments, events and message engagement, combined with "
-        '"all", "any" and "not". The language is described in docs/conditions.md.',
+        help_text="Who belongs: rules on attributes, lists, other segments, events and "
+        "message engagement, combined with all / any / not. The editor shows how many "
+        "contacts match and a few of them; the rules are described in docs/conditions.md.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -71,6 +71,17 @@ def test_a_segment_exports_who_matches_it(admin_client):
     assert rows[0][-1] == "plan"
 
 
+def test_the_segment_page_links_to_its_export_under_the_segments_admin(admin_client):
+    # Given a segment
+    pros = SegmentFactory(name="Pro plan", conditions={})
+
+    # When staff open its page
+    page = admin_client.get(reverse("admin:contacts_segment_change", args=[pros.pk]))
+
+    # Then its export is offered at an address of the segment's own
+    assert f'href="/admin/contacts/segment/{pros.pk}/export/"' in page.content.decode()
+
+
 def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_exported_as_text(admin_client):
     readers = ContactListFactory()
     ListMembershipFactory(
