@@ -6,6 +6,7 @@ import re
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import AutocompleteMixin
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -194,7 +195,36 @@ class StepChildInline(StackedPolymorphicInline.Child):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
-class StepFormSet(BasePolymorphicInlineFormSet):
+class SharedChoicesFormSet:
+    """Formset mixin: each dropdown's choices are read once for the formset.
+
+    A ModelChoiceField reads its queryset each time its form is rendered, so
+    a journey of 40 send steps read the templates 40 times (and each empty
+    form once more). The choices of a field of a form type are read for the
+    first form and handed to the others; checking a posted value still goes
+    through the field's queryset.
+    """
+
+    def add_fields(self, form, index):
+        super().add_fields(form, index)
+        shared = self.__dict__.setdefault("_shared_choices", {})
+        for name, field in form.fields.items():
+            # Not the hidden primary key (a choice of every step), nor an
+            # autocomplete (it reads only the chosen rows).
+            if (
+                not isinstance(field, forms.ModelChoiceField)
+                or field.widget.is_hidden
+                or isinstance(getattr(field.widget, "widget", field.widget), AutocompleteMixin)
+            ):
+                continue
+            key = (type(form), name)
+            if key not in shared:
+                # iter(): list() would first count the rows, one more query.
+                shared[key] = list(iter(field.choices))
+            field.choices = shared[key]
+
+
+class StepFormSet(SharedChoicesFormSet, BasePolymorphicInlineFormSet):
     def _kept_forms(self):
         return [
             form
@@ -453,10 +483,15 @@ class StepInline(StackedPolymorphicInline):
         return super().get_queryset(request).order_by("position", "id")
 
 
+class JourneyTriggerFormSet(SharedChoicesFormSet, forms.BaseInlineFormSet):
+    pass
+
+
 class JourneyTriggerInline(admin.StackedInline):
     """A journey's entry triggers: a contact who sets off any one of them enters."""
 
     model = JourneyTrigger
+    formset = JourneyTriggerFormSet
     fk_name = "journey"
     extra = 0
     verbose_name = "entry trigger"
