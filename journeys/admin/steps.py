@@ -56,25 +56,20 @@ CONNECTION_HELP = {
 }
 
 
+# The id of the page's one list of this journey's step keys (StepInlineAdminFormSet).
+STEP_KEYS_LIST = "journey-step-keys"
+
+
 class StepKeyInput(forms.TextInput):
     """A step key, with this journey's existing keys offered as suggestions
-    (a step added on the same page can be named by the key typed for it)."""
+    (a step added on the same page can be named by the key typed for it).
 
-    def __init__(self, keys=(), attrs=None):
-        super().__init__(attrs={"size": 20, **(attrs or {})})
-        self.keys = list(keys)
+    Every key field of the page offers the same list, written once: a list
+    per field was 40 keys in each of some 160 fields on a journey of 40 steps, most
+    of the page's weight and of the time taken to render it."""
 
-    def render(self, name, value, attrs=None, renderer=None):
-        attrs = {**(attrs or {})}
-        list_id = f"{attrs.get('id') or name}-keys"
-        attrs["list"] = list_id
-        options = format_html_join("", '<option value="{}"></option>', ((k,) for k in self.keys))
-        return format_html(
-            '{}<datalist id="{}">{}</datalist>',
-            super().render(name, value, attrs, renderer),
-            list_id,
-            options,
-        )
+    def __init__(self, attrs=None):
+        super().__init__(attrs={"size": 20, "list": STEP_KEYS_LIST, **(attrs or {})})
 
 
 class StepForm(forms.ModelForm):
@@ -99,7 +94,6 @@ class StepForm(forms.ModelForm):
 
     def __init__(self, *args, journey_keys=(), journey_connections=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields[MOVE_FIELD].widget.keys = [k for k in journey_keys if k != self.instance.key]
         if "position" in self.fields:
             self.fields["position"].required = False
             self.fields["position"].help_text = "Order on the diagram. Empty: after the others."
@@ -112,8 +106,6 @@ class StepForm(forms.ModelForm):
             )
         current = (journey_connections or {}).get(self.instance.pk, {})
         for label in type(self.instance).admin_connection_labels():
-            field = self.fields[CONNECTION_FIELD.format(label)]
-            field.widget.keys = [key for key in journey_keys if key != self.instance.key]
             if not self.is_bound:
                 self.initial[CONNECTION_FIELD.format(label)] = current.get(label, "")
 
@@ -354,7 +346,16 @@ class StepFormSet(SharedChoicesFormSet, BasePolymorphicInlineFormSet):
 
 class StepInlineAdminFormSet(PolymorphicInlineAdminFormSet):
     """Polymorphic, like Django, capitalises the add link ("Add another Step");
-    keep the verbose name as written, like the type menu under it."""
+    keep the verbose name as written, like the type menu under it. Also the
+    page's one list of step keys that every key field offers."""
+
+    def step_keys_datalist(self):
+        keys = self.formset.form_kwargs.get("journey_keys", ())
+        return format_html(
+            '<datalist id="{}">{}</datalist>',
+            STEP_KEYS_LIST,
+            format_html_join("", '<option value="{}"></option>', ((key,) for key in keys)),
+        )
 
     def inline_formset_data(self):
         data = json.loads(super().inline_formset_data())

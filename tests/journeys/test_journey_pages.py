@@ -147,3 +147,21 @@ def test_a_journey_that_does_not_exist_goes_back_to_the_list(staff_client):
 
     assert response.status_code == 302
     assert response.url == reverse("admin:index")
+
+
+def test_the_editor_offers_the_journeys_keys_in_one_list_for_every_key_field(
+    staff_client, templates
+):
+    journey = journey_with_splits(name="Long", blocks=2, templates=templates)
+
+    response = staff_client.get(editor_url(journey))
+
+    body = response.content.decode()
+    assert body.count("<datalist") == 1
+    datalist = body[body.index('<datalist id="journey-step-keys">') :]
+    datalist = datalist[: datalist.index("</datalist>")]
+    offered = re.findall(r'<option value="([^"]+)">', datalist)
+    assert offered == list(journey.steps.order_by("position", "id").values_list("key", flat=True))
+    for name in ("steps-2-go_yes", "steps-0-go_next", "steps-0-move_contacts_to"):
+        (field,) = re.findall(rf'<input[^>]*name="{name}"[^>]*>', body)
+        assert 'list="journey-step-keys"' in field
