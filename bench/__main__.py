@@ -41,7 +41,9 @@ def main(argv):
     # WAYMARK_BENCH_KEEP=1 keeps the database for the next run (which reuses
     # it): the admin pages' seed of 10,000,000 messages takes many minutes.
     keep = bool(os.environ.get("WAYMARK_BENCH_KEEP"))
-    connection.creation.create_test_db(verbosity=0, autoclobber=not keep, keepdb=keep)
+    connection.creation.create_test_db(
+        verbosity=0, autoclobber=not keep, keepdb=keep, serialize=False
+    )
     try:
         for name in chosen:
             started = time.perf_counter()
