@@ -39,8 +39,9 @@ class JourneyDiagramPageMixin:
         period = DiagramPeriodForm(request.GET or None)
         since, until = period.bounds()
         editor = reverse("admin:journeys_journey_change", args=[journey.pk])
+        steps = JourneySteps.load(journey.pk)
         diagram = journey_svg(
-            steps=JourneySteps.load(journey.pk),
+            steps=steps,
             metrics=journey_step_metrics(journey=journey, since=since, until=until),
             # The step's form on the editor: its inline row is steps-<index>.
             link=lambda node: f"{editor}#steps-{node.index}",
@@ -56,7 +57,7 @@ class JourneyDiagramPageMixin:
                 "original": journey,
                 "journey": journey,
                 "triggers": [trigger.summary for trigger in journey.triggers.all()],
-                "diagram": diagram,
+                "diagram": diagram if steps.ordered else None,
                 "diagram_period": period,
                 "editor_url": editor,
                 "has_change_permission": self.has_change_permission(request, journey),

@@ -165,3 +165,14 @@ def test_the_editor_offers_the_journeys_keys_in_one_list_for_every_key_field(
     for name in ("steps-2-go_yes", "steps-0-go_next", "steps-0-move_contacts_to"):
         (field,) = re.findall(rf'<input[^>]*name="{name}"[^>]*>', body)
         assert 'list="journey-step-keys"' in field
+
+
+def test_a_journey_without_steps_opens_on_a_page_that_leads_to_the_editor(staff_client):
+    journey = JourneyFactory(name="Empty")
+
+    response = staff_client.get(diagram_url(journey))
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "No steps yet" in body
+    assert f'<a href="{editor_url(journey)}#steps-group">' in body
