@@ -38,7 +38,12 @@ def main(argv):
     bench_name = f"{settings.DATABASES['default']['NAME']}_bench"
     settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = bench_name
     setup_test_environment()
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    # WAYMARK_BENCH_KEEP=1 keeps the database for the next run (which reuses
+    # it): the admin pages' seed of 10,000,000 messages takes many minutes.
+    keep = bool(os.environ.get("WAYMARK_BENCH_KEEP"))
+    connection.creation.create_test_db(
+        verbosity=0, autoclobber=not keep, keepdb=keep, serialize=False
+    )
     try:
         for name in chosen:
             started = time.perf_counter()
@@ -49,7 +54,8 @@ def main(argv):
                 benchmarks[name]()
             print(f"   ({time.perf_counter() - started:.1f}s in all)")
     finally:
-        connection.creation.destroy_test_db(bench_name, verbosity=0)
+        if not keep:
+            connection.creation.destroy_test_db(bench_name, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -17,21 +17,21 @@ from django.utils.http import urlencode
 from django.utils.text import slugify
 from polymorphic.admin import PolymorphicInlineSupportMixin
 
-from journeys.admin.forms import DiagramPeriodForm, JourneyImportForm, TestRunForm
+from journeys.admin.diagram_page import JourneyDiagramPageMixin
+from journeys.admin.forms import JourneyImportForm, TestRunForm
 from journeys.admin.steps import (
     JourneyTriggerInline,
     StepFormSet,
     StepInline,
     StepInlineAdminFormSet,
 )
-from journeys.diagram import journey_svg
 from journeys.models import (
     Connection,
     Journey,
     JourneyTrigger,
 )
 from journeys.models.journey import FOLDER_SEPARATOR, folder_parts
-from journeys.selectors import journey_folder_tree, journey_step_metrics, journeys_page_figures
+from journeys.selectors import journey_folder_tree, journeys_page_figures
 from journeys.services.copying import JourneyCopyError, journey_copy
 from journeys.services.editing import (
     JourneyStateError,
@@ -40,7 +40,6 @@ from journeys.services.editing import (
     journeys_sharing_trigger,
 )
 from journeys.services.exchange import JourneyImportError, journey_export, journey_import
-from journeys.services.graph import JourneySteps
 from journeys.services.testing import journey_test_run
 
 
@@ -81,9 +80,13 @@ class JourneyChangeList(ChangeList):
         for journey in self.result_list:
             journey.figures = figures[journey.pk]
 
+    def url_for_result(self, result):
+        # A journey opens on its diagram; the editor is a link from there.
+        return reverse("admin:journeys_journey_diagram", args=[result.pk])
+
 
 @admin.register(Journey)
-class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
+class JourneyAdmin(JourneyDiagramPageMixin, PolymorphicInlineSupportMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "folder_link",
@@ -280,23 +283,6 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
             ),
             *super().get_urls(),
         ]
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        """The journey's page opens on its diagram, with each step's figures."""
-        journey = self.get_object(request, object_id)
-        if journey is not None:
-            period = DiagramPeriodForm(request.GET or None)
-            since, until = period.bounds()
-            extra_context = {
-                **(extra_context or {}),
-                "diagram": journey_svg(
-                    steps=JourneySteps.load(journey.pk),
-                    metrics=journey_step_metrics(journey=journey, since=since, until=until),
-                    link=lambda node: f"#steps-{node.index}",
-                ),
-                "diagram_period": period,
-            }
-        return super().change_view(request, object_id, form_url, extra_context)
 
     def test_run_view(self, request, object_id):
         """Try the journey for one contact: the path taken, nothing kept."""

@@ -93,6 +93,10 @@ class Enrollment(models.Model):
                 condition=Q(state="waiting") & ~Q(wait_event_name=""),
                 name="enrollment_waiting_for_event",
             ),
+            # The admin's failed enrollments, newest first (the state filter and
+            # "needs attention"): a few rows in a thousand, so the index is small
+            # and only a move into or out of "failed" writes to it.
+            models.Index(fields=["id"], condition=Q(state="failed"), name="enrollment_failed"),
         ]
 
     def __str__(self):

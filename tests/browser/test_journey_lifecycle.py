@@ -1,6 +1,8 @@
 """A journey's life in a real browser: built in one pass, taken live, fed an
 event, its diagram's figures moving; drafters kept from going live; copies."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
@@ -81,7 +83,10 @@ def test_build_go_live_fire_the_event_and_see_the_diagram_count_it(
     expect(page.locator(".messagelist .success")).to_contain_text("1 journey(s) now live")
     journey.refresh_from_db()
     assert journey.state == Journey.State.LIVE
-    page.goto(f"{live_server.url}{reverse('admin:journeys_journey_change', args=[journey.pk])}")
+    # and its name on the list opens its diagram
+    page.locator("#result_list").get_by_role("link", name="Trial started").click()
+    diagram = reverse("admin:journeys_journey_diagram", args=[journey.pk])
+    expect(page).to_have_url(re.compile(rf"^{live_server.url}{diagram}(\?.*)?$"))
     expect(page.locator(f"#diagram-step-{hello.pk}")).to_contain_text("sent 0")
 
     # and the event comes in, and the scheduler and a worker take a pass
@@ -94,6 +99,12 @@ def test_build_go_live_fire_the_event_and_see_the_diagram_count_it(
     assert [m["Subject"] for m in smtp_server.messages] == ["Your trial has started"]
     page.reload()
     expect(page.locator(f"#diagram-step-{hello.pk}")).to_contain_text("sent 1")
+    # and clicking the step opens its form in the editor
+    page.locator(f"#diagram-step-{hello.pk}").click()
+    editor = reverse("admin:journeys_journey_change", args=[journey.pk])
+    expect(page).to_have_url(f"{live_server.url}{editor}#steps-0")
+    expect(page.locator("#steps-0").get_by_label("Key")).to_have_value("hello")
+    expect(page.locator("#steps-0")).to_be_in_viewport()
     page.goto(f"{live_server.url}{CHANGELIST}")
     row = page.locator("#result_list tbody tr", has_text="Trial started")
     expect(row.locator("td.field-messages_sent")).to_have_text("1")

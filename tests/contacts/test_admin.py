@@ -6,8 +6,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from contacts.admin import EstimatedCountPaginator
-from contacts.models import ApiKey, Contact, ContactList, Event, Segment
+from contacts.admin import ContactListAdmin, EstimatedCountPaginator
+from contacts.models import ApiKey, Contact, ContactList, Event, ListMembership, Segment
 from contacts.services import api_key_authenticate, api_key_create
 from tests.admin_pages import result_rows
 from tests.factories import (
@@ -59,6 +59,39 @@ def test_contact_list_changelist_counts_members_without_n_plus_one(
     assert len(rows) == 6
     counts = sorted(int(re.search(r"lists__id__exact=\d+\">(\d+)</a>", row)[1]) for row in rows)
     assert counts == [1, 2, 2, 2, 2, 3]
+
+
+def test_lists_past_the_count_cap_show_the_estimate_in_one_query_for_all(admin_client, monkeypatch):
+    # Given lists counted up to 5 members: two of 12 and 9, one of 2
+    monkeypatch.setattr(ContactListAdmin, "members_counted_up_to", 5)
+    big, bigger, small = (ContactListFactory(name=n) for n in ("Big", "Bigger", "Small"))
+    for contact_list, members in ((big, 9), (bigger, 12), (small, 2)):
+        ListMembershipFactory.create_batch(members, contact_list=contact_list)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {ListMembership._meta.db_table}")
+    url = reverse("admin:contacts_contactlist_changelist")
+    admin_client.get(url)
+
+    # When the lists are shown, then with a fourth big list
+    with CaptureQueriesContext(connection) as three:
+        first = admin_client.get(url)
+    ListMembershipFactory.create_batch(7, contact_list=ContactListFactory(name="Another"))
+    with CaptureQueriesContext(connection) as four:
+        second = admin_client.get(url)
+
+    # Then the big lists show their estimate, the small one its count, and
+    # the estimates cost one query whatever their number
+    members = {
+        re.search(r"field-name[^>]*>(?:<a[^>]*>)?(\w+)", row)[1]: re.search(
+            r"lists__id__exact=\d+\">([^<]+)</a>", row
+        )[1]
+        for row in result_rows(first)
+    }
+    assert members == {"Big": "about 9", "Bigger": "about 12", "Small": "2"}
+    assert "more than 5" in second.content.decode()  # not analysed yet: no estimate
+    assert len(three) == len(four)
+    counts = [q["sql"] for q in three if "count(*) FROM (SELECT" in q["sql"]]
+    assert counts and all("LIMIT 6" in sql for sql in counts)  # counted one past the cap
 
 
 def test_segment_changelist_queries_do_not_grow_with_segments(

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
@@ -70,11 +72,26 @@ def test_connections_suggest_this_journeys_step_keys_only(staff_client, welcome_
     condition_form = next(f for f in formset.forms if isinstance(f.instance, ConditionStep))
     assert condition_form["go_no"].value() == "nudge"
     assert condition_form["go_yes"].value() == "done"
-    suggested = condition_form.fields["go_no"].widget.keys
-    assert set(suggested) == {"welcome", "wait", "nudge", "done"}
     body = response.content.decode()
-    assert '<option value="nudge"></option>' in body
+    # one list of the journey's keys, which every key field offers
+    datalist = body[body.index('<datalist id="journey-step-keys">') :]
+    datalist = datalist[: datalist.index("</datalist>")]
+    suggested = re.findall(r'<option value="([^"]+)">', datalist)
+    assert set(suggested) == {"welcome", "wait", "created-project", "nudge", "done"}
     assert "elsewhere" not in body
+
+
+def test_a_step_that_leads_to_itself_is_a_form_error(staff_client, welcome_series):
+    url = reverse("admin:journeys_journey_change", args=[welcome_series.pk])
+    data = form_data(staff_client.get(url))
+    go_no = next(k for k in data if k.endswith("-go_no"))
+    data[go_no] = "created-project"  # the condition's own key
+
+    response = staff_client.post(url, data)
+
+    assert response.status_code == 200
+    assert "A step cannot lead to itself." in response.content.decode()
+    assert step_connections(step=welcome_series.step_map["condition"])["no"].key == "nudge"
 
 
 def test_a_connection_to_a_key_the_journey_does_not_have_is_a_form_error(

@@ -49,7 +49,7 @@ def test_the_page_shows_each_step_its_connections_and_its_figures(staff_client, 
                                outcome="continued", message=message, started_at=now,
                                finished_at=now)  # fmt: skip
 
-    response = staff_client.get(reverse("admin:journeys_journey_change", args=[welcome_series.pk]))
+    response = staff_client.get(reverse("admin:journeys_journey_diagram", args=[welcome_series.pk]))
 
     body = response.content.decode()
     diagram = body[body.index('<svg xmlns="http://www.w3.org/2000/svg" class="journey-diagram"') :]
@@ -60,7 +60,8 @@ def test_the_page_shows_each_step_its_connections_and_its_figures(staff_client, 
     assert "3 here now" in diagram
     assert "sent 4 · delivered 4 (100%)" in diagram
     assert "opened 2 (50%) · clicked 0 (0%)" in diagram
-    assert 'href="#steps-0"' in diagram  # the welcome step's editor on the page
+    editor = reverse("admin:journeys_journey_change", args=[welcome_series.pk])
+    assert f'href="{editor}#steps-0"' in diagram  # the welcome step's form in the editor
     assert Message.objects.count() == 4
 
 
@@ -68,7 +69,7 @@ def test_text_from_the_marketer_is_escaped_in_the_drawing(staff_client):
     journey = JourneyFactory(name="Escapes")
     SendMessageStepFactory(journey=journey, key="hello", position=1, name="<script>x</script>")
 
-    response = staff_client.get(reverse("admin:journeys_journey_change", args=[journey.pk]))
+    response = staff_client.get(reverse("admin:journeys_journey_diagram", args=[journey.pk]))
 
     body = response.content.decode()
     assert "<script>x</script>" not in body
@@ -102,7 +103,7 @@ def test_the_page_costs_the_same_queries_for_a_journey_of_5_or_40_steps(staff_cl
         for i in range(n):
             DelayStepFactory(journey=journey, key=f"d{i}", position=i)
         with CaptureQueriesContext(connection) as captured:
-            staff_client.get(reverse("admin:journeys_journey_change", args=[journey.pk]))
+            staff_client.get(reverse("admin:journeys_journey_diagram", args=[journey.pk]))
         return len(captured)
 
     assert queries_for(5) == queries_for(40)
