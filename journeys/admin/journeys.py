@@ -17,6 +17,7 @@ from django.utils.http import urlencode
 from django.utils.text import slugify
 from polymorphic.admin import PolymorphicInlineSupportMixin
 
+from journeys.admin.analytics import JourneyAnalyticsMixin
 from journeys.admin.forms import DiagramPeriodForm, JourneyImportForm, TestRunForm
 from journeys.admin.steps import (
     JourneyTriggerInline,
@@ -31,7 +32,7 @@ from journeys.models import (
     JourneyTrigger,
 )
 from journeys.models.journey import FOLDER_SEPARATOR, folder_parts
-from journeys.selectors import journey_folder_tree, journey_step_metrics, journeys_page_figures
+from journeys.selectors import journey_folder_tree, journey_step_metrics, journeys_list_figures
 from journeys.services.copying import JourneyCopyError, journey_copy
 from journeys.services.editing import (
     JourneyStateError,
@@ -75,24 +76,25 @@ class JourneyChangeList(ChangeList):
     def get_results(self, request):
         super().get_results(request)
         # The figure columns, for the journeys on this page only, in a fixed
-        # number of queries. To be replaced by journeys_list_figures(journey_ids=…).
+        # number of queries, from the maintained tallies.
         self.result_list = list(self.result_list)
-        figures = journeys_page_figures(journey_ids=[journey.pk for journey in self.result_list])
+        figures = journeys_list_figures(journey_ids=[journey.pk for journey in self.result_list])
         for journey in self.result_list:
             journey.figures = figures[journey.pk]
 
 
 @admin.register(Journey)
-class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
+class JourneyAdmin(JourneyAnalyticsMixin, PolymorphicInlineSupportMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "folder_link",
         "state",
         "trigger_summary",
-        # The figure columns (journeys_page_figures):
+        # The figure columns (journeys_list_figures):
         "inside_now",
         "messages_sent",
         "conversions",
+        "analytics_link",
         "last_modified",
     )
     list_filter = ("state", FolderFilter, "triggers__kind")
@@ -278,6 +280,7 @@ class JourneyAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
                 self.admin_site.admin_view(self.test_run_view),
                 name="journeys_journey_test_run",
             ),
+            *self.analytics_urls(),
             *super().get_urls(),
         ]
 
