@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from messaging.models import Message, MessageTally
-from messaging.services import message_send, message_send_test, messages_resend, retry_tick
+from messaging.services import message_send, message_send_test, retry_tick
 from messaging.services.tallies import message_tallies_compact
 from messaging.tallies import TRIGGERS
 from tests.factories import ContactFactory, MessageFactory, TemplateFactory, UserFactory
