@@ -124,18 +124,30 @@ def daily_chart(days, *, width=720, height=240):
 
     grid = format_html_join(
         "",
-        '<line x1="{}" y1="{:.1f}" x2="{}" y2="{:.1f}" stroke="#ddd"/>'
-        '<text x="{}" y="{:.1f}" text-anchor="end" font-size="11">{}</text>',
+        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#ddd"/>'
+        '<text x="{}" y="{}" text-anchor="end" font-size="11">{}</text>',
         (
-            (left, y(n), left + plot_w, y(n), left - 6, y(n) + 4, round(n))
+            (
+                left,
+                f"{y(n):.1f}",
+                left + plot_w,
+                f"{y(n):.1f}",
+                left - 6,
+                f"{y(n) + 4:.1f}",
+                round(n),
+            )
             for n in (peak * f for f in (0, 0.25, 0.5, 0.75, 1))
         ),
     )
     ticks = max(1, len(days) // 6)
     labels = format_html_join(
         "",
-        '<text x="{:.1f}" y="{}" text-anchor="middle" font-size="11">{}</text>',
-        ((x(i), height - 8, d.day.strftime("%b %d")) for i, d in enumerate(days) if i % ticks == 0),
+        '<text x="{}" y="{}" text-anchor="middle" font-size="11">{}</text>',
+        (
+            (f"{x(i):.1f}", height - 8, d.day.strftime("%b %d"))
+            for i, d in enumerate(days)
+            if i % ticks == 0
+        ),
     )
     lines = format_html_join(
         "",
