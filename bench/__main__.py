@@ -3,6 +3,10 @@
 
 Options (anything from the first argument starting with "--") go to the
 benchmarks that take them (engine: see bench/engine.py).
+
+WAYMARK_BENCH_NO_TALLIES=1 drops the tally triggers (docs/analytics.md) from
+the throwaway database first: the same code without them, to measure what
+they cost on a hot path.
 """
 
 import os
@@ -19,7 +23,17 @@ def main(argv):
     from django.db import connection
     from django.test.utils import setup_test_environment
 
-    from bench import admin_pages, api, engine, imports, ingest, sending, triggers, wakeups
+    from bench import (
+        admin_pages,
+        analytics,
+        api,
+        engine,
+        imports,
+        ingest,
+        sending,
+        triggers,
+        wakeups,
+    )
 
     benchmarks = {
         "engine": engine.run,
@@ -30,6 +44,7 @@ def main(argv):
         "wakeups": wakeups.run,
         "imports": imports.run,
         "admin_pages": admin_pages.run,
+        "analytics": analytics.run,
     }
     first_option = next((i for i, arg in enumerate(argv) if arg.startswith("--")), len(argv))
     argv, options = argv[:first_option], argv[first_option:]
@@ -39,6 +54,8 @@ def main(argv):
     settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = bench_name
     setup_test_environment()
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    if os.environ.get("WAYMARK_BENCH_NO_TALLIES"):
+        _drop_tally_triggers()
     try:
         for name in chosen:
             started = time.perf_counter()
@@ -50,6 +67,21 @@ def main(argv):
             print(f"   ({time.perf_counter() - started:.1f}s in all)")
     finally:
         connection.creation.destroy_test_db(bench_name, verbosity=0)
+
+
+def _drop_tally_triggers():
+    from django.db import connection
+
+    from contacts.tallies import drop_triggers
+    from journeys import tallies as journey_tallies
+    from messaging import tallies as message_tallies
+
+    with connection.cursor() as cursor:
+        for sql in drop_triggers(
+            connection.vendor, [*journey_tallies.TRIGGERS, *message_tallies.TRIGGERS]
+        ):
+            cursor.execute(sql)
+    print("   (tally triggers dropped: WAYMARK_BENCH_NO_TALLIES)")
 
 
 if __name__ == "__main__":

@@ -98,11 +98,11 @@ def journeys_list_figures(*, journey_ids) -> dict:
     """{journey id: JourneyFigures} for the journeys on one page of the list:
     contacts inside now, messages sent, conversions (outside the holdout), all time.
 
-    Three grouped queries bounded to `journey_ids`, whatever their number:
-    contacts inside through the enrollments' (journey, state) index (open
-    enrollments only, not a journey's history); messages and conversions from
-    the maintained tallies (MessageTally, JourneyTally), whose rows grow with
-    days and steps, not with traffic.
+    Four queries bounded to `journey_ids`, whatever their number: contacts
+    inside through the enrollments' (journey, state) index (open enrollments
+    only, not a journey's history); conversions and, per step of these
+    journeys, messages sent from the maintained tallies (JourneyTally,
+    MessageTally), whose rows grow with days and steps, not with traffic.
     """
     journey_ids = list(journey_ids)
     if not journey_ids:
@@ -119,14 +119,23 @@ def journeys_list_figures(*, journey_ids) -> dict:
         .values_list("journey_id")
         .annotate(n=Sum("n"))
     )
-    step_journey = Step.objects.non_polymorphic().filter(pk=OuterRef("origin_step_id"))
-    sent = dict(
-        _journey_messages(journey_ids)
-        .filter(metric="sent")
-        .annotate(journey_id=Subquery(step_journey.values("journey_id")))
-        .values_list("journey_id")
+    journey_of = dict(
+        Step.objects.non_polymorphic()
+        .filter(journey_id__in=journey_ids)
+        .order_by()
+        .values_list("pk", "journey_id")
+    )
+    sent = {}
+    rows = (
+        MessageTally.objects.filter(
+            origin=Message.Origin.JOURNEY, origin_step_id__in=list(journey_of), metric="sent"
+        )
+        .order_by()
+        .values_list("origin_step_id")
         .annotate(n=Sum("n"))
     )
+    for step_id, n in rows:
+        sent[journey_of[step_id]] = sent.get(journey_of[step_id], 0) + n
     return {
         pk: JourneyFigures(
             inside=inside.get(pk, 0), sent=sent.get(pk, 0), conversions=conversions.get(pk, 0)
