@@ -14,8 +14,8 @@ is the sum of `n`, whichever rows it finds, so it is exact between folds.
 What a row counts in is described by slots: each slot is a metric the row
 is in (an SQL expression over the row, NULL when in none) and the time whose
 UTC day it counts on. A new row counts +1 in each slot's metric; an updated
-row whose slot changed metric counts -1 in the old one (on the old day) and
-+1 in the new. Deleting rows takes nothing away.
+row whose slot changed metric or day counts -1 in the old one (on the old
+day) and +1 in the new. Deleting rows takes nothing away.
 """
 
 from dataclasses import dataclass
@@ -29,6 +29,8 @@ class Slot:
     metric: str
     # SQL over the row `{r}`: when, a timestamp whose UTC day the count goes to.
     at: str
+    # False for a slot an UPDATE never changes (e.g. the time a row was made).
+    changes: bool = True
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Tally:
     slots: tuple
     # SQL over the row `{r}`: whether it is counted at all.
     counted: str = "TRUE"
+    # SQL over the row `{r}`: whether it may count in a slot that changes
+    # (cheap column tests, so an UPDATE passes the other rows by at once).
+    may_change: str = "TRUE"
 
     @property
     def key_columns(self):
@@ -90,30 +95,35 @@ def postgres_insert(tally: Tally) -> list[str]:
     ]
 
 
-def postgres_update(tally: Tally, *, also: str = "") -> list[str]:
-    """The statement-level AFTER UPDATE trigger (function, trigger): old and
-    new rows joined on id; only slots whose metric changed write. `also`:
-    another statement the function runs (reading old_rows and new_rows)."""
+def postgres_update(tally: Tally) -> list[str]:
+    """The statement-level AFTER UPDATE trigger (function, trigger).
+
+    Every old row counts -1 and every new row +1 in each of its slots, summed
+    per key, day and metric; what did not change cancels out and is not
+    written. No join of the old rows to the new: a function's plan is made
+    once, for the first statement's size, and a join planned for one row
+    would run as a nested loop over a later statement's thousands."""
     name = f"{tally.name}_update"
-    slots = ", ".join(
-        f"({s.metric.format(r='o')}, {s.at.format(r='o')}, "
-        f"{s.metric.format(r='r')}, {s.at.format(r='r')})"
-        for s in tally.slots
-    )
-    grouped = ", ".join(str(i + 1) for i in range(len(tally.keys) + 2))
+    slots = [s for s in tally.slots if s.changes]
+
+    def counts(rows, alias, d):
+        values = ", ".join(f"({s.metric.format(r=alias)}, {s.at.format(r=alias)})" for s in slots)
+        keys = ", ".join(
+            f"{expr.format(r=alias)} AS {column}" for column, expr in tally.keys.items()
+        )
+        return (
+            f"SELECT {keys}, {_utc_day_postgres('s.at')} AS day, s.metric, {d} AS d\n"
+            f"FROM {rows} {alias} CROSS JOIN LATERAL (VALUES {values}) AS s(metric, at)\n"
+            f"WHERE ({tally.counted.format(r=alias)}) AND ({tally.may_change.format(r=alias)})\n"
+            "  AND s.metric IS NOT NULL AND s.at IS NOT NULL"
+        )
+
     body = (
         f"INSERT INTO {tally.table} ({tally.columns()})\n"
-        f"SELECT {tally.key_values('r')}, {_utc_day_postgres('c.at')}, c.metric, sum(c.d), false\n"
-        f"FROM new_rows r JOIN old_rows o ON o.id = r.id\n"
-        f"CROSS JOIN LATERAL (VALUES {slots}) AS s(old_metric, old_at, new_metric, new_at)\n"
-        "CROSS JOIN LATERAL (VALUES (s.old_metric, s.old_at, -1), (s.new_metric, s.new_at, 1))"
-        " AS c(metric, at, d)\n"
-        f"WHERE ({tally.counted.format(r='r')}) AND s.old_metric IS DISTINCT FROM s.new_metric\n"
-        f"  AND c.metric IS NOT NULL AND c.at IS NOT NULL\n"
-        f"GROUP BY {grouped} HAVING sum(c.d) <> 0"
+        f"SELECT {tally.key_columns}, day, metric, sum(d), false FROM (\n"
+        f"{counts('old_rows', 'o', -1)}\nUNION ALL\n{counts('new_rows', 'r', 1)}\n) AS c\n"
+        f"GROUP BY {tally.key_columns}, day, metric HAVING sum(d) <> 0"
     )
-    if also:
-        body = f"{body};\n{also}"
     return [
         _postgres_function(name, body),
         _postgres_trigger(
@@ -138,12 +148,17 @@ def sqlite_insert(tally: Tally) -> list[str]:
 
 
 def sqlite_update(tally: Tally, *, also: str = "") -> list[str]:
-    """The row-level AFTER UPDATE trigger for SQLite: fires only when a slot changed metric."""
+    """The row-level AFTER UPDATE trigger for SQLite: fires only when a slot
+    changed metric or day, and then counts as the PostgreSQL one does."""
+    slots = [s for s in tally.slots if s.changes]
     changed = [
-        f"({s.metric.format(r='OLD')}) IS NOT ({s.metric.format(r='NEW')})" for s in tally.slots
+        f"(({s.metric.format(r='OLD')}) IS NOT ({s.metric.format(r='NEW')}) OR "
+        f"({s.metric.format(r='NEW')}) IS NOT NULL AND "
+        f"date({s.at.format(r='OLD')}) IS NOT date({s.at.format(r='NEW')}))"
+        for s in slots
     ]
     rows = []
-    for s, differs in zip(tally.slots, changed, strict=True):
+    for s, differs in zip(slots, changed, strict=True):
         rows.append(
             f"SELECT {s.metric.format(r='OLD')} AS metric, {s.at.format(r='OLD')} AS at, -1 AS d "
             f"WHERE {differs}"

@@ -55,7 +55,7 @@ ENROLLMENT_TALLY = Tally(
     table="journeys_journeytally",
     keys={"journey_id": "{r}.journey_id", "step_id": "NULL::bigint"},
     slots=(
-        Slot(metric="'entered'", at="{r}.entered_at"),
+        Slot(metric="'entered'", at="{r}.entered_at", changes=False),
         Slot(metric=ENDED, at="COALESCE({r}.finished_at, CURRENT_TIMESTAMP)"),
         Slot(
             metric="CASE WHEN {r}.goal_reached_at IS NULL THEN NULL "
@@ -67,18 +67,32 @@ ENROLLMENT_TALLY = Tally(
             at="COALESCE({r}.finished_at, CURRENT_TIMESTAMP)",
         ),
     ),
+    # An open passage that has not converted is in no slot an UPDATE changes.
+    may_change="{r}.state NOT IN ('active', 'waiting') OR {r}.goal_reached_at IS NOT NULL",
 )
 
 # A passage that reached the goal: every way it had taken counts a conversion.
-BRANCH_CONVERTED_POSTGRES = """INSERT INTO journeys_journeytally
-    (journey_id, step_id, day, metric, n, folded)
-SELECT r.journey_id, run.step_id, (r.goal_reached_at AT TIME ZONE 'UTC')::date,
+# Row-level on PostgreSQL too, for the few updates that set the goal: the
+# WHEN clause is checked without calling the function, and `UPDATE OF`
+# leaves every statement that does not set goal_reached_at alone (the engine's).
+BRANCH_CONVERTED_POSTGRES = [
+    """CREATE OR REPLACE FUNCTION journeys_enrollment_tally_converted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+INSERT INTO journeys_journeytally (journey_id, step_id, day, metric, n, folded)
+SELECT NEW.journey_id, run.step_id, (NEW.goal_reached_at AT TIME ZONE 'UTC')::date,
        'branch_converted:' || run.branch, count(*), false
-FROM new_rows r JOIN old_rows o ON o.id = r.id
-JOIN journeys_steprun run ON run.enrollment_id = r.id
-WHERE o.goal_reached_at IS NULL AND r.goal_reached_at IS NOT NULL
-  AND run.branch <> '' AND run.step_id IS NOT NULL
-GROUP BY 1, 2, 3, 4"""
+FROM journeys_steprun run
+WHERE run.enrollment_id = NEW.id AND run.branch <> '' AND run.step_id IS NOT NULL
+GROUP BY run.step_id, run.branch;
+RETURN NULL;
+END
+$$""",
+    "CREATE TRIGGER journeys_enrollment_tally_converted "
+    "AFTER UPDATE OF goal_reached_at ON journeys_enrollment FOR EACH ROW "
+    "WHEN (OLD.goal_reached_at IS NULL AND NEW.goal_reached_at IS NOT NULL) "
+    "EXECUTE FUNCTION journeys_enrollment_tally_converted()",
+]
 
 BRANCH_CONVERTED_SQLITE = """INSERT INTO journeys_journeytally
     (journey_id, step_id, day, metric, n, folded)
@@ -95,17 +109,28 @@ REACHED = """CASE WHEN {r}.outcome <> 'retry' AND NOT ({r}.outcome = 'waiting' A
     SELECT 1 FROM journeys_waitforeventstep w WHERE w.step_ptr_id = {r}.step_id))
     THEN 'reached' END"""
 
+# Summed per step, day and metric first, then joined to the (few) steps.
 STEP_RUN_INSERT_POSTGRES = [
-    f"""CREATE OR REPLACE FUNCTION journeys_steprun_tally_insert() RETURNS trigger
+    """CREATE OR REPLACE FUNCTION journeys_steprun_tally_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
 INSERT INTO journeys_journeytally (journey_id, step_id, day, metric, n, folded)
-SELECT s.journey_id, r.step_id, (r.started_at AT TIME ZONE 'UTC')::date, m.metric, count(*), false
-FROM new_rows r JOIN journeys_step s ON s.id = r.step_id
-CROSS JOIN LATERAL (VALUES ({REACHED.format(r="r")}),
-    (CASE WHEN r.branch <> '' THEN 'branch:' || r.branch END)) AS m(metric)
-WHERE m.metric IS NOT NULL
-GROUP BY 1, 2, 3, 4;
+SELECT s.journey_id, g.step_id, g.day, 'reached', sum(g.n), false
+FROM (
+    SELECT r.step_id, (r.started_at AT TIME ZONE 'UTC')::date AS day, r.outcome = 'waiting'
+           AS waiting, count(*) AS n
+    FROM new_rows r WHERE r.outcome <> 'retry' AND r.step_id IS NOT NULL GROUP BY 1, 2, 3
+) g JOIN journeys_step s ON s.id = g.step_id
+WHERE NOT (g.waiting AND EXISTS (
+    SELECT 1 FROM journeys_waitforeventstep w WHERE w.step_ptr_id = g.step_id))
+GROUP BY 1, 2, 3;
+INSERT INTO journeys_journeytally (journey_id, step_id, day, metric, n, folded)
+SELECT s.journey_id, g.step_id, g.day, g.metric, g.n, false
+FROM (
+    SELECT r.step_id, (r.started_at AT TIME ZONE 'UTC')::date AS day,
+           'branch:' || r.branch AS metric, count(*) AS n
+    FROM new_rows r WHERE r.branch <> '' AND r.step_id IS NOT NULL GROUP BY 1, 2, 3
+) g JOIN journeys_step s ON s.id = g.step_id;
 RETURN NULL;
 END
 $$""",
@@ -134,7 +159,8 @@ def _sqlite(sql):
 
 ENROLLMENT_TALLY_POSTGRES = [
     *postgres_insert(ENROLLMENT_TALLY),
-    *postgres_update(ENROLLMENT_TALLY, also=BRANCH_CONVERTED_POSTGRES),
+    *postgres_update(ENROLLMENT_TALLY),
+    *BRANCH_CONVERTED_POSTGRES,
 ]
 ENROLLMENT_TALLY_SQLITE = [
     _sqlite(sql)
@@ -146,6 +172,7 @@ ENROLLMENT_TALLY_SQLITE = [
 TRIGGERS = [
     ("journeys_enrollment_tally_insert", "journeys_enrollment"),
     ("journeys_enrollment_tally_update", "journeys_enrollment"),
+    ("journeys_enrollment_tally_converted", "journeys_enrollment"),
     ("journeys_steprun_tally_insert", "journeys_steprun"),
 ]
 
@@ -176,11 +203,17 @@ SELECT journey_id, step_id, day, metric, count(*), {folded} FROM (
 ) AS counted WHERE metric IS NOT NULL GROUP BY journey_id, step_id, day, metric"""
 
 
+def count_existing(apps, schema_editor):
+    """Count the passages and step runs already there, as the triggers would
+    have (once, at install)."""
+    vendor = schema_editor.connection.vendor
+    run_sql(schema_editor, [backfill(ENROLLMENT_TALLY, vendor), step_runs_backfill(vendor)])
+
+
 def install(apps, schema_editor):
-    """Count what is already there, then keep counting (the migration's step)."""
+    """(Re)create the triggers for the database's vendor."""
     vendor = schema_editor.connection.vendor
     run_sql(schema_editor, drop_triggers(vendor, TRIGGERS))
-    run_sql(schema_editor, [backfill(ENROLLMENT_TALLY, vendor), step_runs_backfill(vendor)])
     if vendor == "postgresql":
         run_sql(schema_editor, [*ENROLLMENT_TALLY_POSTGRES, *STEP_RUN_INSERT_POSTGRES])
     else:

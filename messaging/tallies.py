@@ -54,6 +54,9 @@ MESSAGE_TALLY = Tally(
         ),
     ),
     counted="NOT {r}.is_test",
+    may_change=" OR ".join(
+        [*(f"{{r}}.{column} IS NOT NULL" for _, column in STAMPS), "{r}.status = 'skipped'"]
+    ),
 )
 
 MESSAGE_TALLY_POSTGRES = [*postgres_insert(MESSAGE_TALLY), *postgres_update(MESSAGE_TALLY)]
@@ -67,11 +70,15 @@ TRIGGERS = [
 FOLD_LOCK = 0x7A11_0001
 
 
+def count_existing(apps, schema_editor):
+    """Count the messages already there, as the triggers would have (once, at install)."""
+    run_sql(schema_editor, [backfill(MESSAGE_TALLY, schema_editor.connection.vendor)])
+
+
 def install(apps, schema_editor):
-    """Count what is already there, then keep counting (the migration's step)."""
+    """(Re)create the triggers for the database's vendor."""
     vendor = schema_editor.connection.vendor
     run_sql(schema_editor, drop_triggers(vendor, TRIGGERS))
-    run_sql(schema_editor, [backfill(MESSAGE_TALLY, vendor)])
     postgres = vendor == "postgresql"
     run_sql(schema_editor, MESSAGE_TALLY_POSTGRES if postgres else MESSAGE_TALLY_SQLITE)
 

@@ -3,7 +3,7 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-from journeys.tallies import install, uninstall
+from journeys.tallies import count_existing, install, uninstall
 
 
 class Migration(migrations.Migration):
@@ -29,5 +29,6 @@ class Migration(migrations.Migration):
                 'indexes': [models.Index(fields=['journey', 'day'], name='journeytally_journey_day'), models.Index(condition=models.Q(('folded', False)), fields=['id'], name='journeytally_unfolded')],
             },
         ),
+        migrations.RunPython(count_existing, migrations.RunPython.noop),
         migrations.RunPython(install, uninstall),
     ]

@@ -3,7 +3,7 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-from messaging.tallies import install, uninstall
+from messaging.tallies import count_existing, install, uninstall
 
 
 class Migration(migrations.Migration):
@@ -35,5 +35,6 @@ class Migration(migrations.Migration):
                 'indexes': [models.Index(fields=['origin_step_id', 'day'], name='messagetally_step_day'), models.Index(fields=['template', 'day'], name='messagetally_template_day'), models.Index(condition=models.Q(('folded', False)), fields=['id'], name='messagetally_unfolded')],
             },
         ),
+        migrations.RunPython(count_existing, migrations.RunPython.noop),
         migrations.RunPython(install, uninstall),
     ]
