@@ -23,6 +23,7 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models import Count
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -32,6 +33,7 @@ from contacts.tallies import backfill
 from journeys import tallies as journey_tallies
 from journeys.models import (
     DelayStep,
+    Enrollment,
     HoldoutStep,
     Journey,
     JourneyTally,
@@ -79,6 +81,7 @@ def run():
         f"{MessageTally.objects.count():,} message"
     )
     _time_reads(journeys)
+    _explain_inside_now(journeys)
     _time_compaction()
     print(f"   load average after: {_load()}")
 
@@ -307,6 +310,21 @@ def _time_reads(journeys):
             slow.append(name)
         print(f"   {name:<36} {median:>10.1f} {slowest:>8.1f} {len(captured):>8}")
     print(f"   over {TARGET_MS} ms: {', '.join(slow) if slow else 'none'}")
+
+
+def _explain_inside_now(journeys):
+    """The plan of the list's one count over enrollments (contacts inside now)."""
+    inside = (
+        Enrollment.objects.filter(
+            journey_id__in=[j.pk for j in journeys], state__in=Enrollment.OPEN_STATES
+        )
+        .order_by()
+        .values_list("journey_id")
+        .annotate(n=Count("pk"))
+    )
+    print("   the list's contacts inside now, EXPLAIN ANALYZE:")
+    for line in inside.explain(analyze=True).splitlines():
+        print(f"      {line}")
 
 
 def _time_compaction():
