@@ -54,7 +54,10 @@ def main(argv):
     settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = bench_name
     setup_test_environment()
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    if os.environ.get("WAYMARK_BENCH_NO_TALLIES"):
+    tallies = not os.environ.get("WAYMARK_BENCH_NO_TALLIES")
+    if tallies:
+        _track_trigger_time(bench_name)
+    else:
         _drop_tally_triggers()
     try:
         for name in chosen:
@@ -65,8 +68,41 @@ def main(argv):
             else:
                 benchmarks[name]()
             print(f"   ({time.perf_counter() - started:.1f}s in all)")
+            if tallies:
+                _print_trigger_time()
     finally:
         connection.creation.destroy_test_db(bench_name, verbosity=0)
+
+
+def _track_trigger_time(database):
+    """Have PostgreSQL time its functions (the tally triggers) in every
+    connection made from now on: the workers'."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"ALTER DATABASE {connection.ops.quote_name(database)} SET track_functions = 'pl'"
+        )
+        cursor.execute("SELECT pg_stat_reset()")
+
+
+def _print_trigger_time():
+    """Time spent in the tally triggers by every connection that has ended
+    (the workers, once stopped), and how often they ran."""
+    from django.db import connection
+
+    time.sleep(1.5)  # backends report their statistics within a second of ending
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT funcname, calls, total_time FROM pg_stat_user_functions "
+            "WHERE funcname LIKE '%%tally%%' ORDER BY funcname"
+        )
+        rows = cursor.fetchall()
+        cursor.execute("SELECT pg_stat_reset()")
+    total = sum(row[2] for row in rows)
+    print(f"   time in the tally triggers: {total:,.0f} ms in all")
+    for name, calls, ms in rows:
+        print(f"      {name}: {calls:,} calls, {ms:,.0f} ms")
 
 
 def _drop_tally_triggers():
