@@ -77,9 +77,10 @@ class JourneyAnalyticsMixin:
         form = AnalyticsPeriodForm(request.GET)
         figures = None
         if form.is_valid():
-            figures = journey_analytics(
-                journey=journey, since=form.cleaned_data["since"], until=form.cleaned_data["until"]
-            )
+            since, until = form.cleaned_data["since"], form.cleaned_data["until"]
+            figures = journey_analytics(journey=journey, since=since, until=until)
+            # The form shows the period shown, the default one included.
+            form = AnalyticsPeriodForm({"since": since, "until": until})
         return TemplateResponse(
             request,
             "admin/journeys/journey/analytics.html",
@@ -113,7 +114,10 @@ def daily_chart(days, *, width=720, height=240):
     server (no script). The table beside it carries the same figures."""
     left, right, top, bottom = 48, 12, 12, 28
     plot_w, plot_h = width - left - right, height - top - bottom
-    peak = max([1, *(getattr(d, metric) for d in days for metric, _, _ in SERIES)])
+    # The top of the scale: the highest figure rounded up to a multiple of 4,
+    # so the five grid lines fall on whole numbers.
+    highest = max([1, *(getattr(d, metric) for d in days for metric, _, _ in SERIES)])
+    peak = -(-highest // 4) * 4
     step = plot_w / max(len(days) - 1, 1)
 
     def x(i):
