@@ -287,6 +287,9 @@ WAYMARK_ENGINE = {
     # Seconds between the scheduler's trigger passes: schedules, dates in
     # attributes, segment entries and the audience sweep.
     "TRIGGER_INTERVAL": env.float("WAYMARK_TRIGGER_INTERVAL", default=30.0),
+    # Seconds between the scheduler's compactions of the journey and message
+    # tallies (the analytics' figures; exact between compactions too).
+    "TALLY_COMPACT_INTERVAL": env.float("WAYMARK_TALLY_COMPACT_INTERVAL", default=60.0),
     # Safety valve: steps one enrollment may take in one job before yielding.
     "MAX_STEPS_PER_RUN": 100,
 }

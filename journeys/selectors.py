@@ -1,15 +1,19 @@
-"""Read paths for the journey's page (what each step holds and has sent), and
-the engine's health for the admin's dashboard."""
+"""Read paths for the journey's page (what each step holds and has sent), the
+journey list's figures, and the engine's health for the admin's dashboard.
+A journey's analytics are in journeys.analytics."""
 
+import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
-from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Count, IntegerField, OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from contacts.redis import redis_client
-from journeys.models import Enrollment, Journey, StepRun
+from journeys.models import Enrollment, Journey, JourneyTally, Step
 from journeys.models.journey import FOLDER_SEPARATOR, folder_parts
+from messaging.models import Message, MessageTally
 
 
 @dataclass(frozen=True)
@@ -24,43 +28,60 @@ class StepMetrics:
         return f"{count / self.sent:.0%}" if self.sent else "n/a"
 
 
+def tally_days(since, until) -> tuple[date, date]:
+    """The UTC days [first, last) a period covers, for reading tallies: a
+    date is its day; a datetime counts its day, and an end at midnight ends
+    the day before."""
+
+    def day(value, *, end):
+        if not isinstance(value, datetime):
+            return value + timedelta(days=1) if end else value
+        value = value.astimezone(UTC)
+        midnight = value.hour == value.minute == value.second == value.microsecond == 0
+        return value.date() + timedelta(days=1) if end and not midnight else value.date()
+
+    return day(since, end=False), day(until, end=True)
+
+
+def _journey_messages(journey_ids):
+    """MessageTally rows of messages the journeys' steps sent."""
+    steps = Step.objects.non_polymorphic().filter(journey_id__in=journey_ids).values("pk")
+    return MessageTally.objects.filter(
+        origin=Message.Origin.JOURNEY, origin_step_id__in=Subquery(steps)
+    ).order_by()
+
+
 def journey_step_metrics(*, journey, since, until) -> dict:
-    """{step id: StepMetrics}: contacts on each step now, and for the
-    messages each step sent between `since` and `until`, how many were sent,
-    delivered, opened and clicked. Two grouped queries, whatever the size."""
+    """{step id: StepMetrics}: contacts on each step now, and how many
+    messages each step sent, and were delivered, opened and clicked, on the
+    days from `since` to `until` (UTC days; an open counts on the day it
+    happened). Two grouped queries, whatever the size: the contacts on each
+    step through the enrollments' (journey, state) index, the messages from
+    the maintained tallies (MessageTally), not from the messages."""
     waiting = dict(
         Enrollment.objects.filter(journey=journey, state__in=Enrollment.OPEN_STATES)
         .exclude(current_step=None)
         .values_list("current_step_id")
         .annotate(n=Count("pk"))
+        .order_by()
     )
-    runs = (
-        StepRun.objects.filter(
-            step__journey=journey,
-            message__isnull=False,
-            started_at__gte=since,
-            started_at__lt=until,
-        )
-        .values("step_id")
-        .annotate(
-            **{
-                name: Count(
-                    "message", filter=Q(**{f"message__{field}__isnull": False}), distinct=True
-                )
-                for name, field in (
-                    ("sent", "sent_at"),
-                    ("delivered", "delivered_at"),
-                    ("opened", "opened_at"),
-                    ("clicked", "clicked_at"),
-                )
-            }
-        )
+    first, last = tally_days(since, until)
+    sent = {}
+    rows = (
+        _journey_messages([journey.pk])
+        .filter(day__gte=first, day__lt=last, metric__in=STEP_MESSAGE_METRICS)
+        .values_list("origin_step_id", "metric")
+        .annotate(n=Sum("n"))
     )
-    sent = {row.pop("step_id"): row for row in runs}
+    for step_id, metric, n in rows:
+        sent.setdefault(step_id, {})[metric] = n
     return {
         step_id: StepMetrics(waiting=waiting.get(step_id, 0), **sent.get(step_id, {}))
         for step_id in {*waiting, *sent}
     }
+
+
+STEP_MESSAGE_METRICS = ("sent", "delivered", "opened", "clicked")
 
 
 # --- the journey list ---------------------------------------------------------------
@@ -73,41 +94,276 @@ class JourneyFigures:
     conversions: int = 0
 
 
-def journeys_page_figures(*, journey_ids) -> dict:
+def journeys_list_figures(*, journey_ids) -> dict:
     """{journey id: JourneyFigures} for the journeys on one page of the list:
-    contacts inside now, messages sent, conversions (outside the holdout).
+    contacts inside now, messages sent, conversions (outside the holdout), all time.
 
-    Three grouped queries bounded to `journey_ids`, whatever their number;
-    still a count over those journeys' enrollments and step runs, which grows
-    with their traffic. To be replaced by journeys_list_figures(journey_ids=…),
-    which reads maintained aggregates instead.
+    Four queries bounded to `journey_ids`, whatever their number: contacts
+    inside through the enrollments' (journey, state) index (open enrollments
+    only, not a journey's history); conversions and, per step of these
+    journeys, messages sent from the maintained tallies (JourneyTally,
+    MessageTally), whose rows grow with days and steps, not with traffic.
     """
     journey_ids = list(journey_ids)
     if not journey_ids:
         return {}
-    enrollments = Enrollment.objects.filter(journey_id__in=journey_ids).order_by()
     inside = dict(
-        enrollments.filter(state__in=Enrollment.OPEN_STATES)
+        Enrollment.objects.filter(journey_id__in=journey_ids, state__in=Enrollment.OPEN_STATES)
+        .order_by()
         .values_list("journey_id")
         .annotate(n=Count("pk"))
     )
     conversions = dict(
-        enrollments.filter(goal_reached_at__isnull=False, holdout=False)
-        .values_list("journey_id")
-        .annotate(n=Count("pk"))
-    )
-    sent = dict(
-        StepRun.objects.filter(step__journey_id__in=journey_ids, message__sent_at__isnull=False)
+        JourneyTally.objects.filter(journey_id__in=journey_ids, metric="converted")
         .order_by()
-        .values_list("step__journey_id")
-        .annotate(n=Count("message_id", distinct=True))
+        .values_list("journey_id")
+        .annotate(n=Sum("n"))
     )
+    journey_of = dict(
+        Step.objects.non_polymorphic()
+        .filter(journey_id__in=journey_ids)
+        .order_by()
+        .values_list("pk", "journey_id")
+    )
+    sent = {}
+    rows = (
+        MessageTally.objects.filter(
+            origin=Message.Origin.JOURNEY, origin_step_id__in=list(journey_of), metric="sent"
+        )
+        .order_by()
+        .values_list("origin_step_id")
+        .annotate(n=Sum("n"))
+    )
+    for step_id, n in rows:
+        sent[journey_of[step_id]] = sent.get(journey_of[step_id], 0) + n
     return {
         pk: JourneyFigures(
             inside=inside.get(pk, 0), sent=sent.get(pk, 0), conversions=conversions.get(pk, 0)
         )
         for pk in journey_ids
     }
+
+
+# --- a journey's analytics ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lift:
+    """The holdout test: conversion of contacts who went on at the journey's
+    holdout step(s) (treatment) against those held out (control)."""
+
+    treatment: int
+    treatment_converted: int
+    control: int
+    control_converted: int
+
+    @property
+    def treatment_rate(self) -> float | None:
+        return self.treatment_converted / self.treatment if self.treatment else None
+
+    @property
+    def control_rate(self) -> float | None:
+        return self.control_converted / self.control if self.control else None
+
+    @property
+    def enough_data(self) -> bool:
+        """Whether the normal approximation behind the z-test holds: at least
+        five converted and five not converted in each group."""
+        return all(
+            converted >= 5 and total - converted >= 5
+            for total, converted in (
+                (self.treatment, self.treatment_converted),
+                (self.control, self.control_converted),
+            )
+        )
+
+    @property
+    def lift(self) -> float | None:
+        """Relative lift of the treatment's conversion rate over the control's."""
+        if self.treatment_rate is None or not self.control_rate:
+            return None
+        return (self.treatment_rate - self.control_rate) / self.control_rate
+
+    @property
+    def z(self) -> float | None:
+        """Two-proportion z statistic (pooled), None without enough data."""
+        if not self.enough_data:
+            return None
+        pooled = (self.treatment_converted + self.control_converted) / (
+            self.treatment + self.control
+        )
+        spread = math.sqrt(pooled * (1 - pooled) * (1 / self.treatment + 1 / self.control))
+        return (self.treatment_rate - self.control_rate) / spread
+
+    @property
+    def confidence(self) -> float | None:
+        """Two-sided confidence that the rates differ (1 - p-value)."""
+        z = self.z
+        return None if z is None else math.erf(abs(z) / math.sqrt(2))
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    day: date
+    sent: int = 0
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    step: Step
+    kind: str
+    reached: int
+
+
+@dataclass(frozen=True)
+class Branch:
+    label: str
+    entered: int
+    converted: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.converted / self.entered if self.entered else None
+
+
+@dataclass(frozen=True)
+class BranchResults:
+    step: Step
+    kind: str
+    branches: list
+
+
+@dataclass(frozen=True)
+class JourneyAnalytics:
+    """A journey's figures for the UTC days `first` to `last` (both included):
+    each counts what happened on those days (entries, ends, conversions,
+    sends and opens on the day they happened)."""
+
+    first: date
+    last: date
+    entered: int
+    completed: int
+    failed: int
+    exits: dict
+    converted: int
+    holdout: int
+    holdout_converted: int
+    days: list
+    funnel: list
+    splits: list
+    lift: Lift | None
+
+    @property
+    def exited(self) -> int:
+        return sum(self.exits.values())
+
+    @property
+    def conversion_rate(self) -> float | None:
+        """Conversions per contact who entered and was not held out."""
+        outside = self.entered - self.holdout
+        return self.converted / outside if outside > 0 else None
+
+    @property
+    def has_activity(self) -> bool:
+        return bool(
+            self.entered
+            or self.completed
+            or self.failed
+            or self.exited
+            or self.converted
+            or self.holdout_converted
+            or any(d.sent or d.delivered or d.opened or d.clicked for d in self.days)
+            or any(f.reached for f in self.funnel)
+        )
+
+
+def journey_analytics(*, journey, since: date, until: date) -> JourneyAnalytics:
+    """The analytics page's figures for the UTC days `since` to `until`, both
+    included. Three queries whatever the number of days, steps and contacts:
+    the journey's steps, its JourneyTally rows and its steps' MessageTally
+    rows, each summed per metric (and step, or day) in SQL."""
+    steps = list(Step.objects.non_polymorphic().filter(journey=journey).order_by("position", "pk"))
+    kinds = {step.pk: _step_kind(step) for step in steps}
+    end = until + timedelta(days=1)
+    journey_rows = (
+        JourneyTally.objects.filter(journey=journey, day__gte=since, day__lt=end)
+        .order_by()
+        .values_list("step_id", "metric")
+        .annotate(n=Sum("n"))
+    )
+    overall, per_step = {}, {}
+    for step_id, metric, n in journey_rows:
+        if step_id is None:
+            overall[metric] = overall.get(metric, 0) + n
+        else:
+            per_step.setdefault(step_id, {})[metric] = n
+    message_rows = (
+        _journey_messages([journey.pk])
+        .filter(day__gte=since, day__lt=end, metric__in=STEP_MESSAGE_METRICS)
+        .values_list("day", "metric")
+        .annotate(n=Sum("n"))
+    )
+    by_day = {}
+    for day, metric, n in message_rows:
+        by_day.setdefault(day, {})[metric] = n
+    days = [
+        DayFigures(since + timedelta(days=i), **by_day.get(since + timedelta(days=i), {}))
+        for i in range((end - since).days)
+    ]
+    funnel = [
+        FunnelStep(step, kinds[step.pk], per_step.get(step.pk, {}).get("reached", 0))
+        for step in steps
+    ]
+    splits = []
+    for step in steps:
+        metrics = per_step.get(step.pk, {})
+        labels = sorted(m.removeprefix("branch:") for m in metrics if m.startswith("branch:"))
+        if labels:
+            branches = [
+                Branch(
+                    label, metrics[f"branch:{label}"], metrics.get(f"branch_converted:{label}", 0)
+                )
+                for label in labels
+            ]
+            splits.append(BranchResults(step, kinds[step.pk], branches))
+    holdout_steps = [step.pk for step in steps if kinds[step.pk] == "holdout step"]
+    lift = None
+    if holdout_steps or overall.get("holdout"):
+        treated = [per_step.get(pk, {}) for pk in holdout_steps]
+        lift = Lift(
+            treatment=sum(m.get("branch:treatment", 0) for m in treated),
+            treatment_converted=sum(m.get("branch_converted:treatment", 0) for m in treated),
+            control=overall.get("holdout", 0),
+            control_converted=overall.get("holdout_converted", 0),
+        )
+    return JourneyAnalytics(
+        first=since,
+        last=until,
+        entered=overall.get("entered", 0),
+        completed=overall.get("completed", 0),
+        failed=overall.get("failed", 0),
+        exits={
+            metric.removeprefix("exited:"): n
+            for metric, n in sorted(overall.items())
+            if metric.startswith("exited:") and n
+        },
+        converted=overall.get("converted", 0),
+        holdout=overall.get("holdout", 0),
+        holdout_converted=overall.get("holdout_converted", 0),
+        days=days,
+        funnel=funnel,
+        splits=splits,
+        lift=lift,
+    )
+
+
+def _step_kind(step) -> str:
+    """The step's type in words ("holdout step"), from the content type cache."""
+    model = ContentType.objects.get_for_id(step.polymorphic_ctype_id).model_class()
+    return str(model._meta.verbose_name) if model else "step"
 
 
 @dataclass(frozen=True)

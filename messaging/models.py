@@ -193,6 +193,9 @@ class Message(models.Model):
     origin = models.CharField(max_length=16, choices=Origin.choices)
     # What asked for the send, within its origin (a journey's enrollment id).
     origin_id = models.BigIntegerField(null=True, blank=True)
+    # The step that sent it, within its origin (a journey's send step id):
+    # what the per-step figures (MessageTally) are kept by.
+    origin_step_id = models.BigIntegerField(null=True, blank=True)
     is_test = models.BooleanField(
         default=False, help_text="Sent by staff to try a template; counted in no metric."
     )
@@ -255,6 +258,56 @@ class Message(models.Model):
 
     def __str__(self):
         return f"{self.template} to {self.to_address or self.contact} ({self.status})"
+
+
+class MessageTally(models.Model):
+    """Messages counted per origin, origin step, template, UTC day and metric.
+
+    Written by the database itself (triggers, messaging.tallies), so every
+    path that stamps a message counts: the sending pipeline, retries, staff
+    re-sends, tracking links and provider webhooks. Each statement that
+    changes messages appends one delta row per key and day (`folded` false);
+    messaging.services.tallies folds them into one row per key and day. A
+    figure is the sum of `n` over both kinds of row, so it is exact whether
+    or not the last fold has run. Test messages are not counted, and deleting
+    messages (forgetting a contact) takes nothing away.
+    """
+
+    class Metric(models.TextChoices):
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    origin = models.CharField(max_length=16, choices=Message.Origin.choices)
+    origin_step_id = models.BigIntegerField(null=True, blank=True)
+    # No constraint: a trigger writes these rows on the messages' hot path,
+    # and a template's figures may outlive it.
+    template = models.ForeignKey(
+        Template, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    day = models.DateField()
+    metric = models.CharField(max_length=16, choices=Metric.choices)
+    n = models.BigIntegerField()
+    # False for a delta row written by a trigger, true for a folded row.
+    folded = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name_plural = "message tallies"
+        indexes = [
+            # A journey's figures: its steps' rows, by day.
+            models.Index(fields=["origin_step_id", "day"], name="messagetally_step_day"),
+            # The fold rewrites the (template, day) pairs that have delta rows.
+            models.Index(fields=["template", "day"], name="messagetally_template_day"),
+            models.Index(fields=["id"], condition=Q(folded=False), name="messagetally_unfolded"),
+        ]
+
+    def __str__(self):
+        return f"{self.metric} {self.day}: {self.n}"
 
 
 class Engagement(models.Model):

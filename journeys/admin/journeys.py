@@ -17,6 +17,7 @@ from django.utils.http import urlencode
 from django.utils.text import slugify
 from polymorphic.admin import PolymorphicInlineSupportMixin
 
+from journeys.admin.analytics import JourneyAnalyticsMixin
 from journeys.admin.diagram_page import JourneyDiagramPageMixin
 from journeys.admin.forms import JourneyImportForm, TestRunForm
 from journeys.admin.steps import (
@@ -31,7 +32,7 @@ from journeys.models import (
     JourneyTrigger,
 )
 from journeys.models.journey import FOLDER_SEPARATOR, folder_parts
-from journeys.selectors import journey_folder_tree, journeys_page_figures
+from journeys.selectors import journey_folder_tree, journeys_list_figures
 from journeys.services.copying import JourneyCopyError, journey_copy
 from journeys.services.editing import (
     JourneyStateError,
@@ -74,9 +75,9 @@ class JourneyChangeList(ChangeList):
     def get_results(self, request):
         super().get_results(request)
         # The figure columns, for the journeys on this page only, in a fixed
-        # number of queries. To be replaced by journeys_list_figures(journey_ids=…).
+        # number of queries, from the maintained tallies.
         self.result_list = list(self.result_list)
-        figures = journeys_page_figures(journey_ids=[journey.pk for journey in self.result_list])
+        figures = journeys_list_figures(journey_ids=[journey.pk for journey in self.result_list])
         for journey in self.result_list:
             journey.figures = figures[journey.pk]
 
@@ -86,16 +87,22 @@ class JourneyChangeList(ChangeList):
 
 
 @admin.register(Journey)
-class JourneyAdmin(JourneyDiagramPageMixin, PolymorphicInlineSupportMixin, admin.ModelAdmin):
+class JourneyAdmin(
+    JourneyAnalyticsMixin,
+    JourneyDiagramPageMixin,
+    PolymorphicInlineSupportMixin,
+    admin.ModelAdmin,
+):
     list_display = (
         "name",
         "folder_link",
         "state",
         "trigger_summary",
-        # The figure columns (journeys_page_figures):
+        # The figure columns (journeys_list_figures):
         "inside_now",
         "messages_sent",
         "conversions",
+        "analytics_link",
         "last_modified",
     )
     list_filter = ("state", FolderFilter, "triggers__kind")
@@ -281,6 +288,7 @@ class JourneyAdmin(JourneyDiagramPageMixin, PolymorphicInlineSupportMixin, admin
                 self.admin_site.admin_view(self.test_run_view),
                 name="journeys_journey_test_run",
             ),
+            *self.analytics_urls(),
             *super().get_urls(),
         ]
 

@@ -16,6 +16,7 @@ from journeys.models.steps import (
     WaitForEventStep,
     WebhookStep,
 )
+from journeys.models.tally import JourneyTally
 from journeys.models.trigger import JourneyTrigger, TriggerMembership
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "ExitStep",
     "HoldoutStep",
     "Journey",
+    "JourneyTally",
     "JourneyTrigger",
     "NotifyStaffStep",
     "RandomSplitStep",

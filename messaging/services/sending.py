@@ -69,6 +69,8 @@ class SendRequest:
     origin: str
     context: dict = field(default_factory=dict)
     origin_id: int | None = None
+    # The step that asked, within its origin (a journey's send step).
+    origin_step_id: int | None = None
     hold: Any = None
     send_at: datetime | None = None
 
@@ -244,6 +246,7 @@ def _rows_for(requests) -> dict:
             medium=message_type.channel.medium,
             origin=request.origin,
             origin_id=request.origin_id,
+            origin_step_id=request.origin_step_id,
             context=request.context,
             next_attempt_at=request.send_at,
         )

@@ -43,7 +43,8 @@ def test_the_page_shows_each_step_its_connections_and_its_figures(staff_client, 
         enrollment = EnrollmentFactory(journey=welcome_series, contact=ContactFactory(),
                                        state=Enrollment.State.COMPLETED)  # fmt: skip
         message = MessageFactory(contact=enrollment.contact, template=welcome.template,
-                                 sent_at=now, delivered_at=now,
+                                 origin=Message.Origin.JOURNEY, origin_id=enrollment.pk,
+                                 origin_step_id=welcome.pk, sent_at=now, delivered_at=now,
                                  opened_at=now if opened else None)  # fmt: skip
         StepRun.objects.create(enrollment=enrollment, step=welcome, sequence=0,
                                outcome="continued", message=message, started_at=now,

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from journeys.models import Enrollment, Journey, JourneyTrigger, StepRun
+from messaging.models import Message
 from tests.admin_pages import result_rows
 from tests.factories import (
     EnrollmentFactory,
@@ -80,11 +81,13 @@ def busy_journey(name, *, inside=2, finished=1, sent=3, converted=1, **fields):
             goal_reached_at=timezone.now() if n < converted else None,
         )
     enrollment = Enrollment.objects.filter(journey=journey).first()
+    sent_by_step = {"origin": Message.Origin.JOURNEY, "origin_id": enrollment.pk,
+                    "origin_step_id": step.pk, "template": step.template}  # fmt: skip
     for n in range(sent):
-        message = MessageFactory(template=step.template, sent_at=timezone.now())
+        message = MessageFactory(**sent_by_step, sent_at=timezone.now())
         run(enrollment, step, n, message)
     # A message that was never sent does not count.
-    run(enrollment, step, sent, MessageFactory(template=step.template, status="failed"))
+    run(enrollment, step, sent, MessageFactory(**sent_by_step, status="failed"))
     return journey
 
 

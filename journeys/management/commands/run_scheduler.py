@@ -7,6 +7,7 @@ from django.db import close_old_connections
 
 from contacts.services import events_dispatch_all
 from journeys.services.scheduling import scheduler_tick
+from journeys.services.tallies import tallies_compact_all
 from journeys.services.triggers import triggers_tick
 from messaging.services import retry_tick
 
@@ -17,7 +18,8 @@ class Command(BaseCommand):
         "messages whose delivery is to be tried again, and new events any dispatch job "
         "missed; every WAYMARK_TRIGGER_INTERVAL seconds, fire due schedules, dates in "
         "contacts' attributes and segment entries, and exit contacts who left a journey's "
-        "audience. Claims in batches with a lease; safe to run more than one."
+        "audience; every WAYMARK_TALLY_COMPACT_INTERVAL seconds, compact the analytics' "
+        "tallies. Claims in batches with a lease; safe to run more than one."
     )
 
     def add_arguments(self, parser):
@@ -42,12 +44,17 @@ class Command(BaseCommand):
             self.stdout.write(f"Scheduler started; polling every {interval:g}s when idle.")
         triggers_every = settings.WAYMARK_ENGINE["TRIGGER_INTERVAL"]
         triggers_at = float("-inf")
+        compact_every = settings.WAYMARK_ENGINE["TALLY_COMPACT_INTERVAL"]
+        compacted_at = float("-inf")
         while not self.stopping:
             close_old_connections()
             if time.monotonic() - triggers_at >= triggers_every:
                 triggers_at = time.monotonic()
                 if entered := triggers_tick():
                     self.stdout.write(f"Scheduled triggers entered {entered} contact(s).")
+            if time.monotonic() - compacted_at >= compact_every:
+                compacted_at = time.monotonic()
+                tallies_compact_all()
             # New events are dispatched by a job queued when they are stored;
             # this catches any whose job Redis lost.
             events = events_dispatch_all()

@@ -53,6 +53,7 @@ class SendMessageStep(Step):
                     idempotency_key=run.idempotency_key,
                     origin=Message.Origin.JOURNEY,
                     origin_id=run.enrollment.pk,
+                    origin_step_id=self.pk,
                     context=run.template_context(),
                     hold=run.send_hold,
                 )
