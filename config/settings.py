@@ -302,6 +302,9 @@ WAYMARK_SENDING = {
     # zone) wait for the end of the window; empty: no quiet hours.
     "QUIET_HOURS": _time_window(env("WAYMARK_QUIET_HOURS", default="")),
 }
+# Days the content of each sent message (what the contact received) is kept
+# for its timeline and admin page; 0: none is kept.
+WAYMARK_SENT_CONTENT_DAYS = env.int("WAYMARK_SENT_CONTENT_DAYS", default=30)
 # Double opt-in confirmations are sent with the template of this name
 # (created on first use when missing).
 WAYMARK_CONFIRMATION_TEMPLATE = env(
