@@ -159,8 +159,9 @@ MEDIA_URL = "media/"
 WAYMARK_IMPORT = {
     # Larger uploads are refused before they are read.
     "MAX_BYTES": env.int("WAYMARK_IMPORT_MAX_BYTES", default=1024 * 1024 * 1024),
-    # Rows written per transaction by the import job.
-    "CHUNK_ROWS": env.int("WAYMARK_IMPORT_CHUNK_ROWS", default=5000),
+    # Rows read per step by the dry run, and written per transaction by the
+    # import job (set-based: a chunk costs a constant number of statements).
+    "CHUNK_ROWS": env.int("WAYMARK_IMPORT_CHUNK_ROWS", default=20000),
     # Bad rows kept (line and reason) for the report and its CSV download.
     "ERRORS_KEPT": env.int("WAYMARK_IMPORT_ERRORS_KEPT", default=1000),
 }

@@ -11,6 +11,7 @@ from django.utils import timezone
 from contacts.models import Contact, ContactList, ListMembership
 from contacts.services.events import contacts_get_or_create_many
 from contacts.signals import list_members_joined
+from contacts.sql import array_literal
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ def members_add(*, contact_list_id: int, contact_ids, source: str) -> int:
                 f"INSERT INTO {table} (contact_list_id, contact_id, joined_at, source) "
                 "SELECT %s, id, %s, %s FROM unnest(%s::bigint[]) AS id "
                 "ON CONFLICT (contact_list_id, contact_id) DO NOTHING RETURNING contact_id",
-                [contact_list_id, timezone.now(), source, contact_ids],
+                [contact_list_id, timezone.now(), source, array_literal(contact_ids)],
             )
             joined = [row[0] for row in cursor.fetchall()]
         else:

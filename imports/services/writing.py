@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from contacts.models import Contact, ListMembership
 from contacts.services.lists import members_add, memberships_add
-from contacts.sql import update_from_values
+from contacts.sql import array_literal, update_from_values
 from imports.parsing import BadRow
 from imports.staging import COLUMNS, row_from_line, row_line
 from subscriptions.models import ConsentSource
@@ -192,10 +192,10 @@ def _write_lines(lines, contact_list_id, import_id, catalogue):
             "FROM unnest(%s::integer[], %s::bigint[], %s::boolean[], %s::integer[]) "
             "AS v(line, target, created, round) WHERE r.line = v.line",
             [
-                lines_kept,
-                [targets[line] for line in lines_kept],
-                [line not in rounds for line in lines_kept],
-                [rounds.get(line, 0) for line in lines_kept],
+                array_literal(lines_kept),
+                array_literal(targets[line] for line in lines_kept),
+                array_literal(line not in rounds for line in lines_kept),
+                array_literal(rounds.get(line, 0) for line in lines_kept),
             ],
         )
         if new_lines:

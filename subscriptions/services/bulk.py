@@ -12,6 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from contacts.models import Contact
+from contacts.sql import array_literal
 from subscriptions.models import ConsentRecord, Subscription
 from subscriptions.services.batch import Catalogue, ConsentBatch, consent_next
 from subscriptions.services.consent import ConsentError
@@ -19,6 +20,16 @@ from subscriptions.signals import subscription_changed, subscriptions_changed
 
 Status = Subscription.Status
 Action = ConsentRecord.Action
+
+_STATUSES = [Status.SUBSCRIBED.value, Status.UNSUBSCRIBED.value, Status.PENDING.value]
+# PostgreSQL arrays count from 1.
+_STATUS_CODE = {status: position for position, status in enumerate(_STATUSES, start=1)}
+_ACTION_NAMES = [
+    Action.SUBSCRIBED.value,
+    Action.UNSUBSCRIBED.value,
+    Action.CONFIRMATION_REQUESTED.value,
+]
+_ACTION_CODE = {action: position for position, action in enumerate(_ACTION_NAMES, start=1)}
 
 _ACTIONS = {
     Status.SUBSCRIBED: Action.SUBSCRIBED,
@@ -79,10 +90,9 @@ def consents_apply(
         status, again = change
         touched.setdefault(key, (current, sub_id))
         state[key] = (sub_id, status, now)
-        record_note = f"{note} The earlier confirmation link had expired." if again else note
-        records.append((key, _ACTIONS[status], record_note.strip()[:255]))
+        records.append((key, _ACTIONS[status], again))
 
-    changed = _write(touched, state, records, source, now)
+    changed = _write(touched, state, records, source, note, now)
     for subscription, previous in changed:
         subscription_changed.send(
             sender=Subscription, subscription=subscription, previous_status=previous
@@ -90,6 +100,12 @@ def consents_apply(
     if changed:
         subscriptions_changed.send(sender=Subscription, changes=changed)
     return ConsentsApplied(len(records), refused)
+
+
+def _note(note, *, again):
+    if again:
+        note = f"{note} The earlier confirmation link had expired."
+    return note.strip()[:255]
 
 
 def _change(catalogue, ask, current, current_at):
@@ -115,14 +131,19 @@ def _locked_state(contact_ids, asks) -> dict:
     type_ids = sorted({ask.scope_id for ask in asks if ask.scope != "channel"})
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id FROM {contacts} WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-            [contact_ids],
+            f"SELECT id FROM {contacts} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
+            [array_literal(contact_ids)],
+        )
+        # One arm per kind of scope, each on its own (contact, scope) index: with
+        # an OR the planner reads every subscription of the table instead.
+        select = (
+            "SELECT s.id, s.contact_id, s.channel_id, s.message_type_id, s.status, s.updated_at "
+            f"FROM unnest(%s::bigint[]) AS c(id) JOIN {subscriptions} AS s ON s.contact_id = c.id "
         )
         cursor.execute(
-            "SELECT id, contact_id, channel_id, message_type_id, status, updated_at "
-            f"FROM {subscriptions} WHERE contact_id = ANY(%s) "
-            "AND (channel_id = ANY(%s) OR message_type_id = ANY(%s))",
-            [contact_ids, channel_ids, type_ids],
+            f"{select} WHERE s.channel_id = ANY(%s::bigint[]) "
+            f"UNION ALL {select} WHERE s.message_type_id = ANY(%s::bigint[])",
+            [array_literal(ids) for ids in (contact_ids, channel_ids, contact_ids, type_ids)],
         )
         rows = cursor.fetchall()
     state = {}
@@ -132,7 +153,7 @@ def _locked_state(contact_ids, asks) -> dict:
     return state
 
 
-def _write(touched, state, records, source, now: datetime) -> list:
+def _write(touched, state, records, source, note, now: datetime) -> list:
     """Write the touched subscriptions and the records; (Subscription, previous) pairs."""
     if not touched:
         return []
@@ -145,17 +166,18 @@ def _write(touched, state, records, source, now: datetime) -> list:
             cursor.execute(
                 f"INSERT INTO {subscriptions} "
                 "(contact_id, channel_id, message_type_id, status, source, updated_at) "
-                "SELECT c, ch, mt, st, %s, %s "
-                "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[]) "
+                "SELECT c, ch, mt, (%s::text[])[st], %s, %s "
+                "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::integer[]) "
                 "AS v(c, ch, mt, st) "
                 "RETURNING id, contact_id, channel_id, message_type_id",
                 [
+                    _STATUSES,
                     source,
                     now,
-                    [key[0] for key in new],
-                    [key[2] if key[1] == "channel" else None for key in new],
-                    [key[2] if key[1] != "channel" else None for key in new],
-                    [state[key][1] for key in new],
+                    array_literal(key[0] for key in new),
+                    array_literal(key[2] if key[1] == "channel" else None for key in new),
+                    array_literal(key[2] if key[1] != "channel" else None for key in new),
+                    array_literal(_STATUS_CODE[state[key][1]] for key in new),
                 ],
             )
             for pk, contact_id, channel_id, type_id in cursor.fetchall():
@@ -163,40 +185,52 @@ def _write(touched, state, records, source, now: datetime) -> list:
                 ids[(contact_id, *scope)] = pk
         if old:
             cursor.execute(
-                f"UPDATE {subscriptions} AS s SET status = v.status, source = %s, updated_at = %s "
-                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, status) WHERE s.id = v.id",
-                [source, now, [touched[key][1] for key in old], [state[key][1] for key in old]],
+                f"UPDATE {subscriptions} AS s SET status = (%s::text[])[v.st], source = %s, "
+                "updated_at = %s FROM unnest(%s::bigint[], %s::integer[]) AS v(id, st) "
+                "WHERE s.id = v.id",
+                [
+                    _STATUSES,
+                    source,
+                    now,
+                    array_literal(touched[key][1] for key in old),
+                    array_literal(_STATUS_CODE[state[key][1]] for key in old),
+                ],
             )
         cursor.execute(
             f"INSERT INTO {ConsentRecord._meta.db_table} "
             "(contact_id, channel_id, message_type_id, action, source, note, user_agent, "
             "created_at) "
-            "SELECT c, ch, mt, a, %s, n, '', %s "
-            "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::text[]) "
-            "AS r(c, ch, mt, a, n)",
+            "SELECT c, ch, mt, (%s::text[])[a], %s, CASE WHEN again THEN %s ELSE %s END, '', %s "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::integer[], %s::boolean[]) "
+            "AS r(c, ch, mt, a, again)",
             [
+                _ACTION_NAMES,
                 source,
+                _note(note, again=True),
+                _note(note, again=False),
                 now,
-                [key[0] for key, _, _ in records],
-                [key[2] if key[1] == "channel" else None for key, _, _ in records],
-                [key[2] if key[1] != "channel" else None for key, _, _ in records],
-                [action for _, action, _ in records],
-                [record_note for _, _, record_note in records],
+                array_literal(key[0] for key, _, _ in records),
+                array_literal(key[2] if key[1] == "channel" else None for key, _, _ in records),
+                array_literal(key[2] if key[1] != "channel" else None for key, _, _ in records),
+                array_literal(_ACTION_CODE[action] for _, action, _ in records),
+                array_literal(again for _, _, again in records),
             ],
         )
+    names = [field.attname for field in Subscription._meta.concrete_fields]
     changed = []
     for key, (previous, sub_id) in touched.items():
         contact_id, scope, scope_id = key
-        subscription = Subscription(
-            pk=sub_id or ids[key],
-            contact_id=contact_id,
-            channel_id=scope_id if scope == "channel" else None,
-            message_type_id=scope_id if scope != "channel" else None,
-            status=state[key][1],
-            source=source,
-            updated_at=now,
-        )
-        subscription._state.adding = False
+        values = {
+            "id": sub_id or ids[key],
+            "contact_id": contact_id,
+            "channel_id": scope_id if scope == "channel" else None,
+            "message_type_id": scope_id if scope != "channel" else None,
+            "status": state[key][1],
+            "source": source,
+            "updated_at": now,
+        }
+        # As loaded from the database (positional: the cheap way to build tens of thousands).
+        subscription = Subscription.from_db(connection.alias, names, [values[n] for n in names])
         changed.append((subscription, previous))
     return changed
 
