@@ -7,31 +7,19 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from messaging.backends import get_backend
-from messaging.models import Message, SentContent
-from messaging.services import message_render_again
+from messaging.models import Message
 from tests.admin_pages import contact_timeline
 from tests.factories import (
     ContactFactory,
     EngagementFactory,
     MessageFactory,
     TemplateFactory,
+    kept_as_sent,
     medium_message,
     medium_template,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def kept_as_sent(message):
-    """Keep `message`'s content as the sending pipeline does: rendered for its
-    contact by its medium's backend, packed into SentContent."""
-    rendered = message_render_again(message=message)
-    parts = get_backend(message.medium).content_to_keep(rendered)
-    SentContent.objects.create(
-        message=message, stored_at=message.sent_at, data=SentContent.pack(parts)
-    )
-    return message
 
 
 def srcdocs(body):
