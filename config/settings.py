@@ -159,8 +159,9 @@ MEDIA_URL = "media/"
 WAYMARK_IMPORT = {
     # Larger uploads are refused before they are read.
     "MAX_BYTES": env.int("WAYMARK_IMPORT_MAX_BYTES", default=1024 * 1024 * 1024),
-    # Rows written per transaction by the import job.
-    "CHUNK_ROWS": env.int("WAYMARK_IMPORT_CHUNK_ROWS", default=5000),
+    # Rows read per step by the dry run, and written per transaction by the
+    # import job (set-based: a chunk costs a constant number of statements).
+    "CHUNK_ROWS": env.int("WAYMARK_IMPORT_CHUNK_ROWS", default=20000),
     # Bad rows kept (line and reason) for the report and its CSV download.
     "ERRORS_KEPT": env.int("WAYMARK_IMPORT_ERRORS_KEPT", default=1000),
 }
@@ -305,6 +306,9 @@ WAYMARK_SENDING = {
     # zone) wait for the end of the window; empty: no quiet hours.
     "QUIET_HOURS": _time_window(env("WAYMARK_QUIET_HOURS", default="")),
 }
+# Days the content of each sent message (what the contact received) is kept
+# for its timeline and admin page; 0: none is kept.
+WAYMARK_SENT_CONTENT_DAYS = env.int("WAYMARK_SENT_CONTENT_DAYS", default=30)
 # Double opt-in confirmations are sent with the template of this name
 # (created on first use when missing).
 WAYMARK_CONFIRMATION_TEMPLATE = env(

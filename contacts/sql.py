@@ -30,3 +30,18 @@ def update_from_values(model, objects, field_names) -> None:
             "WHERE t.id = v.id",
             params,
         )
+
+
+def array_literal(values) -> str:
+    """A PostgreSQL array literal of integers or booleans ("{1,NULL,3}"), to
+    pass as one parameter cast to bigint[] or boolean[]. psycopg quotes a
+    Python list element by element, which costs more than the statement for
+    the tens of thousands of elements of an import's chunk."""
+    return (
+        "{"
+        + ",".join(
+            "NULL" if v is None else ("t" if v is True else "f" if v is False else str(int(v)))
+            for v in values
+        )
+        + "}"
+    )

@@ -63,6 +63,9 @@ class Import(models.Model):
     # The first bad rows: [{"line": n, "reason": "..."}], of the last dry run
     # or import (WAYMARK_IMPORT["ERRORS_KEPT"] at most).
     errors = models.JSONField(default=list, blank=True)
+    # The good rows as the dry run judged them (imports.staging), read by the
+    # import instead of the upload; deleted once the import is done.
+    rows_file = models.FileField(max_length=255, blank=True)
     bytes_done = models.BigIntegerField(default=0)
     # The import job's progress, written with each chunk: a job run again
     # skips the lines already written.

@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.http import urlencode
@@ -25,6 +26,7 @@ from messaging.previews import (
     template_send_test,
 )
 from messaging.selectors import ATTENTION_WINDOW, attention_messages_q
+from messaging.sent import sent_content, todays_preview
 from messaging.services import interrupted_messages_q, messages_resend
 from messaging.template_library import MAX_WIDTH
 from subscriptions.models import MessageType
@@ -305,6 +307,7 @@ class MessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
                 )
             },
         ),
+        ("Content", {"fields": ("content_as_sent",)}),
         (
             "Timeline",
             {
@@ -345,6 +348,26 @@ class MessageAdmin(ReadOnlyAdminMixin, BigTableAdmin):
 
     def has_resend_permission(self, request):
         return request.user.has_perm("messaging.resend_message")
+
+    readonly_fields = ("content_as_sent",)
+
+    @admin.display(description="Content as sent")
+    def content_as_sent(self, obj):
+        # What was kept when it was sent; never the template rendered again
+        # without saying so.
+        content = sent_content(obj)
+        preview = None
+        if content is None and obj.status == Message.Status.SENT and not obj.is_test:
+            preview = todays_preview(obj)
+        return render_to_string(
+            "admin/messaging/message/content_field.html",
+            {
+                "message": obj,
+                "content": content,
+                "preview": preview,
+                "kept_days": settings.WAYMARK_SENT_CONTENT_DAYS,
+            },
+        )
 
     @admin.display(description="Error")
     def error_summary(self, obj):

@@ -8,7 +8,14 @@ from django.dispatch import receiver
 
 from contacts.redis import default_queue
 from contacts.signals import contact_forgetting
-from messaging.models import Engagement, InAppMessage, Message, RejectedAddress, Suppression
+from messaging.models import (
+    Engagement,
+    InAppMessage,
+    Message,
+    RejectedAddress,
+    SentContent,
+    Suppression,
+)
 from messaging.services.provider_events import inbound_unsubscribe_record, provider_event_record
 from subscriptions.models import Subscription
 from subscriptions.signals import subscription_changed
@@ -52,8 +59,9 @@ def messages_erase_contact(*, contact):
     The send log stays for aggregate metrics (status, times, template,
     engagement kinds and times) without what identifies the person: address,
     subject, template data, links, errors (which may quote the address), the
-    clicked URLs and provider details of engagements, the in-app inbox, and
-    the plain-text suppression entries for its addresses (the digests in
+    clicked URLs and provider details of engagements, the in-app inbox, the
+    content kept of the messages sent (SentContent), and the plain-text
+    suppression entries for its addresses (the digests in
     contacts.ForgottenAddress take their place). Queued messages are skipped.
     """
     mine = Message.objects.filter(contact=contact)
@@ -69,6 +77,8 @@ def messages_erase_contact(*, contact):
         url="", details={}
     )
     InAppMessage.objects.filter(contact=contact).delete()
+    # What the messages said, as sent: names, addresses, the contact's data.
+    SentContent.objects.filter(message__contact=contact).delete()
     if contact.email:
         Suppression.objects.filter(address=contact.email).delete()
     if contact.phone:

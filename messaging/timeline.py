@@ -1,69 +1,40 @@
 """What messaging adds to a contact's timeline (contacts.timeline): each
-message meant for them, with its outcome and content, and what happened to
-it afterwards (deliveries, opens, clicks, bounces, complaints)."""
+message meant for them, with its outcome and the content it was sent with,
+and what happened to it afterwards (deliveries, opens, clicks, bounces,
+complaints)."""
 
-from dataclasses import dataclass
-
-from django.core.exceptions import ImproperlyConfigured
+from django.conf import settings
 
 from contacts import timeline
 from messaging.models import Engagement, Message
-from messaging.rendering import RenderError
-from messaging.services import message_render_again
-
-
-@dataclass(frozen=True)
-class Content:
-    """A sent message's content, rendered again for the timeline. The parts
-    come from the template engine marked safe: templates must escape them
-    (the HTML goes into a sandboxed frame's srcdoc, escaped)."""
-
-    subject: str = ""
-    html: str = ""
-    text: str = ""
-    error: str = ""
-    # The template was saved after the message was sent: what it shows now
-    # may differ from what the contact received.
-    template_changed: bool = False
-
-
-def message_content(message: Message) -> Content:
-    """`message` rendered again from its template and stored trigger data
-    (message_render_again), without tracking; a failure is reported, not raised."""
-    try:
-        rendered = message_render_again(message=message)
-    except (RenderError, ImproperlyConfigured) as exc:
-        return Content(error=f"This message can no longer be shown: {exc}")
-    changed = bool(message.sent_at and message.template.updated_at > message.sent_at)
-    html = f'<base target="_blank">{rendered.html}' if rendered.html else ""
-    text = rendered.text
-    if rendered.title and not rendered.subject:
-        text = f"{rendered.title}\n\n{text}" if text else rendered.title
-    return Content(rendered.subject, html, text, template_changed=changed)
+from messaging.sent import sent_content
 
 
 class MessageSource(timeline.Source):
     """Every message meant for the contact: sent, skipped (and why), failed
-    or still queued. Sent ones show their content."""
+    or still queued. Sent ones show the content they carried, as kept when
+    they were sent (messaging.models.SentContent); none is rendered again."""
 
     name = "message"
     permission = "messaging.view_message"
 
     def entries(self, window):
-        # The (contact, created_at) index reads the contact's newest messages.
+        # The (contact, created_at) index reads the contact's newest messages;
+        # their kept content comes in the same query, by primary key.
         messages = Message.objects.filter(contact=window.contact, is_test=False).select_related(
-            "template__message_type__channel"
+            "template", "sent_content"
         )
         for message in self.newest(window, messages, "created_at"):
-            # Rendering reads the contact: it is the one whose timeline this is.
-            message.contact = window.contact
-            content = message_content(message) if message.status == Message.Status.SENT else None
             yield timeline.Entry(
                 message.created_at,
                 self.name,
                 message.pk,
                 "admin/messaging/timeline/message.html",
-                {"message": message, "content": content},
+                {
+                    "message": message,
+                    "content": sent_content(message),
+                    "kept_days": settings.WAYMARK_SENT_CONTENT_DAYS,
+                },
             )
 
 

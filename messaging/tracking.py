@@ -106,13 +106,42 @@ def links_in(rendered_html: str, *, keep=()) -> list[str]:
     return seen
 
 
-def add_open_pixel(rendered_html: str, message_id: int) -> str:
-    pixel = (
+def _pixel(message_id: int) -> str:
+    return (
         f'<img src="{open_url(message_id)}" width="1" height="1" alt="" '
         'style="display:block;width:1px;height:1px;border:0">'
     )
+
+
+def add_open_pixel(rendered_html: str, message_id: int) -> str:
+    pixel = _pixel(message_id)
     ends = list(_BODY_END_RE.finditer(rendered_html))
     if not ends:
         return rendered_html + pixel
     at = ends[-1].start()
     return rendered_html[:at] + pixel + rendered_html[at:]
+
+
+def untracked(rendered_html: str, message_id: int, links) -> str:
+    """`rendered_html` as sent, for staff to look at: without its open pixel,
+    and its click URLs pointed back at the links they redirect to, so that
+    looking records no open and following a link no click."""
+    # Whatever SITE_URL was when it was sent.
+    pixel = re.compile(
+        r'<img src="https?://[^"]*/t/o/'
+        + re.escape(_sign(OPEN_SALT, str(message_id)))
+        + r'\.gif"[^>]*>'
+    )
+    html_out = pixel.sub("", rendered_html)
+    click = re.compile(r"https?://[^\"'\s<>]*?/t/c/([^/\"'\s<>]+)/")
+
+    def restore(match):
+        try:
+            clicked, index = click_from_token(match.group(1))
+        except BadTrackingToken:
+            return match.group(0)
+        if clicked != message_id or index >= len(links):
+            return match.group(0)
+        return html.escape(links[index])
+
+    return click.sub(restore, html_out)

@@ -295,3 +295,18 @@ def medium_message(template, contact=None, **fields):
         medium=template.message_type.channel.medium,
         **fields,
     )
+
+
+def kept_as_sent(message):
+    """Keep `message`'s content as the sending pipeline does when it is sent:
+    rendered for its contact by its medium's backend, packed into SentContent."""
+    from messaging.backends import get_backend
+    from messaging.models import SentContent
+    from messaging.services import message_render_again
+
+    rendered = message_render_again(message=message)
+    parts = get_backend(message.medium).content_to_keep(rendered)
+    SentContent.objects.create(
+        message=message, stored_at=message.sent_at, data=SentContent.pack(parts)
+    )
+    return message

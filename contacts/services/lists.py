@@ -5,12 +5,13 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from contacts.models import Contact, ContactList, ListMembership
 from contacts.services.events import contacts_get_or_create_many
 from contacts.signals import list_members_joined
+from contacts.sql import array_literal
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +200,33 @@ def memberships_add(*, pairs, source: str) -> int:
     for list_id, contact_ids in joined.items():
         memberships_joined(contact_list_id=list_id, contact_ids=contact_ids)
     return len(new)
+
+
+def members_add(*, contact_list_id: int, contact_ids, source: str) -> int:
+    """Make each of `contact_ids` a member of the list unless it is one, and
+    tell listeners who joined (list_members_joined). One statement however
+    many contacts (an INSERT … SELECT of an array, the existing members left
+    alone) and one signal. Returns how many joined."""
+    contact_ids = sorted(set(contact_ids))
+    if not contact_ids:
+        return 0
+    table = ListMembership._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"INSERT INTO {table} (contact_list_id, contact_id, joined_at, source) "
+                "SELECT %s, id, %s, %s FROM unnest(%s::bigint[]) AS id "
+                "ON CONFLICT (contact_list_id, contact_id) DO NOTHING RETURNING contact_id",
+                [contact_list_id, timezone.now(), source, array_literal(contact_ids)],
+            )
+            joined = [row[0] for row in cursor.fetchall()]
+        else:
+            return memberships_add(
+                pairs={(contact_id, contact_list_id) for contact_id in contact_ids}, source=source
+            )
+    if joined:
+        memberships_joined(contact_list_id=contact_list_id, contact_ids=sorted(joined))
+    return len(joined)
 
 
 def memberships_joined(*, contact_list_id: int, contact_ids) -> None:

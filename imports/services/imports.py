@@ -2,15 +2,20 @@
 background job in chunks. Both jobs stream the file; neither holds it in
 memory, and both may run twice harmlessly."""
 
+import itertools
+import tempfile
+
 import django_rq
 from django.conf import settings
+from django.core.files import File
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from imports.models import Import
 from imports.parsing import BadRow, FileProblem, RowReader, mapping_problem, sniff
-from imports.services.writing import Known, chunk_write
+from imports.services.writing import Known, lines_write
+from imports.staging import line_number, row_line
 from subscriptions.services.batch import Catalogue
 
 Status = Import.Status
@@ -147,45 +152,67 @@ def import_check(*, import_id: int) -> Import:
         "bad_shape": "bad_shapes",
     }
     errors = []
-    try:
-        with an_import.file.open("rb") as binary:
-            reader = _reader(an_import, binary)
-            for chunk in _chunks(reader, _limits()["CHUNK_ROWS"]):
-                rows = [item for item in chunk if not isinstance(item, BadRow)]
-                bad = [item for item in chunk if isinstance(item, BadRow)]
-                known = Known.lookup(rows)
-                for row in rows:
-                    contact = known.resolve(row)
-                    if isinstance(contact, BadRow):
-                        bad.append(contact)
-                    elif contact is None:
-                        report["to_create"] += 1
-                    else:
-                        report["to_update"] += 1
-                bad.sort(key=lambda b: b.line)
-                for item in bad:
-                    report[kinds[item.kind]] += 1
-                report["rows"] += len(chunk)
-                report["bad"] += len(bad)
-                _keep(errors, bad)
-                Import.objects.filter(pk=import_id).update(bytes_done=reader.bytes_read)
-    except FileProblem as exc:
-        Import.objects.filter(pk=import_id).update(
-            status=Status.REFUSED, problem=str(exc), report=report, errors=errors
-        )
-        return Import.objects.get(pk=import_id)
-    report["good"] = report["rows"] - report["bad"]
-    problem = ""
-    if not report["rows"]:
-        problem = "The file has a header but no rows."
-    Import.objects.filter(pk=import_id, status=Status.CHECKING).update(
+    _forget_rows_file(an_import)
+    # The good rows, as judged, for the import (imports.staging).
+    with tempfile.TemporaryFile() as staged:
+        try:
+            with an_import.file.open("rb") as binary:
+                reader = _reader(an_import, binary)
+                for chunk in _chunks(reader, _limits()["CHUNK_ROWS"]):
+                    rows = [item for item in chunk if not isinstance(item, BadRow)]
+                    bad = [item for item in chunk if isinstance(item, BadRow)]
+                    known = Known.lookup(rows)
+                    good = []
+                    for row in rows:
+                        contact = known.resolve(row)
+                        if isinstance(contact, BadRow):
+                            bad.append(contact)
+                            continue
+                        if contact is None:
+                            report["to_create"] += 1
+                        else:
+                            report["to_update"] += 1
+                        good.append(row_line(row))
+                    staged.writelines(good)
+                    bad.sort(key=lambda b: b.line)
+                    for item in bad:
+                        report[kinds[item.kind]] += 1
+                    report["rows"] += len(chunk)
+                    report["bad"] += len(bad)
+                    _keep(errors, bad)
+                    Import.objects.filter(pk=import_id).update(bytes_done=reader.bytes_read)
+        except FileProblem as exc:
+            Import.objects.filter(pk=import_id).update(
+                status=Status.REFUSED, problem=str(exc), report=report, errors=errors
+            )
+            return Import.objects.get(pk=import_id)
+        report["good"] = report["rows"] - report["bad"]
+        problem = ""
+        if not report["rows"]:
+            problem = "The file has a header but no rows."
+        rows_file = ""
+        if not problem and report["good"]:
+            staged.seek(0)
+            rows_file = an_import.file.storage.save(f"{an_import.file.name}.rows", File(staged))
+    checked = Import.objects.filter(pk=import_id, status=Status.CHECKING).update(
         status=Status.REFUSED if problem else Status.CHECKED,
         problem=problem,
         report=report,
         errors=errors,
         bytes_done=an_import.size,
+        rows_file=rows_file,
     )
+    if not checked and rows_file:
+        # Mapped again meanwhile: a new dry run is on its way with its own rows.
+        an_import.file.storage.delete(rows_file)
     return Import.objects.get(pk=import_id)
+
+
+def _forget_rows_file(an_import):
+    """Delete the rows a previous dry run kept (mapped again, imported, deleted)."""
+    if an_import.rows_file:
+        an_import.rows_file.delete(save=False)
+        Import.objects.filter(pk=an_import.pk).update(rows_file="")
 
 
 def import_start(*, an_import: Import, skip_bad_rows: bool = False) -> Import:
@@ -205,7 +232,9 @@ def import_start(*, an_import: Import, skip_bad_rows: bool = False) -> Import:
     if not Import.objects.filter(pk=an_import.pk, status=Status.CHECKED).update(
         status=Status.QUEUED,
         bytes_done=0,
-        errors=[],
+        # The dry run's bad rows are the import's skipped ones: the import
+        # reads only the good rows it kept (imports.staging).
+        skipped=bad,
         on_bad_rows=Import.OnBadRows.SKIP if skip_bad_rows else Import.OnBadRows.STOP,
     ):
         raise ImportError_("This import has already started.")
@@ -215,39 +244,51 @@ def import_start(*, an_import: Import, skip_bad_rows: bool = False) -> Import:
 
 
 def import_run(*, import_id: int) -> Import:
-    """Import the file's good rows in chunks (WAYMARK_IMPORT["CHUNK_ROWS"]),
+    """Import the good rows the dry run kept in chunks (WAYMARK_IMPORT["CHUNK_ROWS"]),
     each chunk one transaction that also records how far the import got, so
-    a job run again (a worker that died) goes on from there."""
+    a job run again (a worker that died) goes on from there. No row is judged
+    again: only which stored contacts the rows name is looked at afresh."""
     claimed = Import.objects.filter(
         pk=import_id, status__in=[Status.QUEUED, Status.IMPORTING]
     ).update(status=Status.IMPORTING, started_at=timezone.now())
     an_import = Import.objects.get(pk=import_id)
     if not claimed:
         return an_import
+    if not an_import.rows_file:
+        Import.objects.filter(pk=import_id).update(
+            status=Status.FAILED,
+            problem="The rows of this file's check are gone: check the file again.",
+            finished_at=timezone.now(),
+        )
+        return Import.objects.get(pk=import_id)
     catalogue = Catalogue()
     errors = list(an_import.errors)
+    size = an_import.rows_file.size or 1
     try:
-        with an_import.file.open("rb") as binary:
-            reader = _reader(an_import, binary)
-            for chunk in _chunks(reader, _limits()["CHUNK_ROWS"]):
-                last_line = chunk[-1].line
+        with an_import.rows_file.open("rb") as staged:
+            # One iterator for the whole file: each new one would start again at its top.
+            staged_lines = iter(staged)
+            while lines := list(itertools.islice(staged_lines, _limits()["CHUNK_ROWS"])):
+                last_line = line_number(lines[-1])
                 if last_line <= an_import.lines_done:
                     continue  # written by an earlier run of this job
-                rows = [item for item in chunk if not isinstance(item, BadRow)]
-                bad = [item for item in chunk if isinstance(item, BadRow)]
+                if line_number(lines[0]) <= an_import.lines_done:
+                    lines = [line for line in lines if line_number(line) > an_import.lines_done]
                 with transaction.atomic():
-                    written = chunk_write(
-                        rows=rows,
+                    written = lines_write(
+                        lines=lines,
                         contact_list_id=an_import.contact_list_id,
                         import_id=import_id,
                         catalogue=catalogue,
                     )
-                    bad = sorted(bad + written.bad, key=lambda b: b.line)
-                    _keep(errors, bad)
+                    bad = sorted(written.bad, key=lambda b: b.line)
+                    if bad:
+                        _keep(errors, bad)
+                        errors.sort(key=lambda error: error["line"])
                     Import.objects.filter(pk=import_id).update(
                         lines_done=last_line,
-                        rows_done=F("rows_done") + len(chunk),
-                        bytes_done=reader.bytes_read,
+                        rows_done=F("rows_done") + len(lines),
+                        bytes_done=an_import.size * staged.tell() // size,
                         created=F("created") + written.created,
                         updated=F("updated") + written.updated,
                         joined=F("joined") + written.joined,
@@ -255,11 +296,6 @@ def import_run(*, import_id: int) -> Import:
                         consent_changes=F("consent_changes") + written.consent_changes,
                         errors=errors,
                     )
-    except FileProblem as exc:
-        Import.objects.filter(pk=import_id).update(
-            status=Status.FAILED, problem=str(exc), finished_at=timezone.now()
-        )
-        return Import.objects.get(pk=import_id)
     except Exception as exc:
         # Chunks written so far stay written (each was whole); the page says
         # where it stopped rather than showing "importing" for ever.
@@ -271,8 +307,13 @@ def import_run(*, import_id: int) -> Import:
         )
         raise
     Import.objects.filter(pk=import_id).update(
-        status=Status.DONE, bytes_done=an_import.size, finished_at=timezone.now()
+        status=Status.DONE,
+        bytes_done=an_import.size,
+        # Rows read: the good ones written, and the bad ones the dry run set aside.
+        rows_done=F("rows_done") + an_import.report.get("bad", 0),
+        finished_at=timezone.now(),
     )
+    _forget_rows_file(an_import)
     return Import.objects.get(pk=import_id)
 
 
@@ -289,4 +330,6 @@ def import_delete(*, an_import: Import) -> None:
     if an_import.is_running:
         raise ImportError_(f"{an_import} is under way: wait until it ends to delete it.")
     an_import.file.delete(save=False)
+    if an_import.rows_file:
+        an_import.rows_file.delete(save=False)
     an_import.delete()

@@ -72,6 +72,19 @@ class Backend:
         """
         raise NotImplementedError
 
+    def content_to_keep(self, rendered: Rendered) -> dict:
+        """The parts of a delivered message kept as what the contact received
+        (messaging.models.SentContent). Headers are not kept: a webhook's
+        may carry its target's credentials."""
+        return {
+            "subject": rendered.subject,
+            "html": rendered.html,
+            "text": rendered.text,
+            "title": rendered.title,
+            "url": rendered.url,
+            "method": rendered.method,
+        }
+
     def preview(self, template, context: dict) -> Rendered:
         """What the template looks like for this context, without tracking."""
         return self.render(template, context, links=None)

@@ -12,6 +12,7 @@ from messaging.services.sending import (
     message_send_test,
     messages_send,
 )
+from messaging.services.sent_content import sent_content_prune
 
 __all__ = [
     "Resend",
@@ -28,4 +29,5 @@ __all__ = [
     "messages_retry",
     "messages_send",
     "retry_tick",
+    "sent_content_prune",
 ]

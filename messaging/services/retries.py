@@ -21,6 +21,7 @@ from contacts.leases import rows_claim
 from contacts.redis import default_queue
 from messaging.models import Message
 from messaging.services.sending import _assert_outside_transaction, _attempt, _Item
+from messaging.services.sent_content import sent_content_prune_when_due
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,10 @@ def messages_retry(*, message_ids, token) -> dict:
 
 
 def retry_tick(*, now=None, max_batches=20) -> int:
-    """One pass: claim and enqueue due retries. Returns how many messages were handed on."""
+    """One pass: claim and enqueue due retries, and (once a minute) prune the
+    content of sent messages past its retention. Returns how many messages
+    were handed on."""
+    sent_content_prune_when_due(now=now)
     handed = 0
     for _ in range(max_batches):
         claim = messages_claim_due(now=now)

@@ -30,7 +30,6 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from contacts.models import Contact, ForgottenAddress
-from contacts.sql import update_from_values
 from messaging.backends import (
     AddressRejected,
     InvalidAddress,
@@ -39,7 +38,7 @@ from messaging.backends import (
     get_backend,
 )
 from messaging.context import message_context, message_links, placeholder_links
-from messaging.models import Message, Suppression, Template
+from messaging.models import Message, SentContent, Suppression, Template
 from messaging.rendering import RenderError
 from messaging.signals import Abandon, Defer, Skip, message_sending
 from subscriptions.consent import consent_skip_reason
@@ -319,7 +318,8 @@ class _Results:
     `CHUNK` messages, inside the transaction of the next message's mark (and
     at the batch's end). Should the worker die with outcomes unwritten, those
     messages stay `sending` and are recorded as "outcome unknown", never sent
-    again.
+    again. The same statement keeps what each sent message carried
+    (SentContent), compressed on the worker before it is added here.
     """
 
     CHUNK = 25
@@ -330,27 +330,71 @@ class _Results:
 
     def __init__(self):
         self.pending = []
+        # Message id -> SentContent.data, for the sent ones whose content is kept.
+        self.contents = {}
 
-    def add(self, row, **fields):
+    def add(self, row, *, content: bytes | None = None, **fields):
         fields["updated_at"] = timezone.now()
         for name, value in fields.items():
             setattr(row, name, value)
         self.pending.append(row)
+        if content is not None:
+            self.contents[row.pk] = content
 
     def write(self, *, force=False):
         if not self.pending or (len(self.pending) < self.CHUNK and not force):
             return
         pending, self.pending = self.pending, []
+        contents, self.contents = self.contents, {}
         if connection.vendor == "postgresql":
-            update_from_values(Message, pending, self.FIELDS)
-        else:
-            for row in pending:
-                _update_message(row.pk, {name: getattr(row, name) for name in self.FIELDS})
+            _write_outcomes(pending, self.FIELDS, contents)
+            return
+        for row in pending:
+            _update_message(row.pk, {name: getattr(row, name) for name in self.FIELDS})
+        SentContent.objects.bulk_create(
+            [
+                SentContent(message_id=row.pk, stored_at=row.sent_at, data=contents[row.pk])
+                for row in pending
+                if row.pk in contents
+            ],
+            ignore_conflicts=True,
+        )
 
     def flush(self):
         if self.pending:
             with transaction.atomic():
                 self.write(force=True)
+
+
+def _write_outcomes(rows, field_names, contents):
+    """One statement for a chunk of outcomes: UPDATE … FROM (VALUES …) of the
+    messages, and, in the same VALUES, INSERT of the content kept of the sent
+    ones (a data-modifying WITH runs whether or not the INSERT reads it)."""
+    quote = connection.ops.quote_name
+    fields = [Message._meta.get_field(name) for name in field_names]
+    casts = [field.db_type(connection) for field in fields]
+    placeholders = "(%s, " + ", ".join(f"%s::{cast}" for cast in casts) + ", %s::bytea)"
+    params = []
+    for row in rows:
+        params.append(row.pk)
+        params.extend(
+            field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields
+        )
+        params.append(contents.get(row.pk))
+    columns = [quote(field.column) for field in fields]
+    assignments = ", ".join(f"{column} = v.{column}" for column in columns)
+    sent_at = quote(Message._meta.get_field("sent_at").column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH v(id, {', '.join(columns)}, content) AS "
+            f"(VALUES {', '.join([placeholders] * len(rows))}), "
+            f"outcomes AS (UPDATE {quote(Message._meta.db_table)} AS t SET {assignments} "
+            "FROM v WHERE t.id = v.id) "
+            f"INSERT INTO {quote(SentContent._meta.db_table)} (message_id, stored_at, data) "
+            f"SELECT id, {sent_at}, content FROM v WHERE content IS NOT NULL "
+            "ON CONFLICT (message_id) DO NOTHING",
+            params,
+        )
 
 
 def _attempt(items):
@@ -406,6 +450,7 @@ def _attempt_one(item, backend, session, results) -> SendResult:
         return SendResult(row, detail="delivery failed")
     results.add(
         row,
+        content=_content_to_keep(backend, rendered),
         status=Status.SENT,
         sent_at=timezone.now(),
         provider_message_id=(provider_id or "")[:255],
@@ -413,6 +458,19 @@ def _attempt_one(item, backend, session, results) -> SendResult:
         error="",
     )
     return SendResult(row, detail="sent")
+
+
+def _content_to_keep(backend, rendered) -> bytes | None:
+    """What a delivered message carried, packed for SentContent; None when
+    WAYMARK_SENT_CONTENT_DAYS is 0 (nothing is kept)."""
+    if settings.WAYMARK_SENT_CONTENT_DAYS <= 0:
+        return None
+    try:
+        return SentContent.pack(backend.content_to_keep(rendered))
+    except Exception:
+        # The message went out: failing to keep a copy must not change its outcome.
+        logger.exception("could not keep the content of a sent message")
+        return None
 
 
 def _retry_delay(attempt):

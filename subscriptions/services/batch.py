@@ -37,6 +37,41 @@ class Catalogue:
         )
 
 
+def consent_next(
+    *, receive: bool, current, current_at=None, channel=None, message_type=None
+) -> tuple[str, bool] | None:
+    """What asking for a channel or a message type (`receive` or not) makes of
+    its `current` status (None: no row), by subscription_set's rules: the new
+    status and whether it asks again for a confirmation that expired, or None
+    when nothing changes. Raises ConsentError for unsubscribing from a
+    transactional channel."""
+    if channel is not None:
+        if receive and current == Status.UNSUBSCRIBED:
+            return Status.SUBSCRIBED, False
+        if not receive and current != Status.UNSUBSCRIBED:
+            if channel.is_transactional:
+                raise ConsentError(f"{channel} is transactional: contacts cannot unsubscribe.")
+            return Status.UNSUBSCRIBED, False
+        return None
+    if not receive:
+        if current != Status.UNSUBSCRIBED:
+            if message_type.channel.is_transactional:
+                raise ConsentError(f"{message_type} is transactional: contacts cannot unsubscribe.")
+            return Status.UNSUBSCRIBED, False
+        return None
+    if message_type.policy == Policy.OPT_OUT:
+        # Received unless unsubscribed: lifting the unsubscribe is enough.
+        return (Status.SUBSCRIBED, False) if current == Status.UNSUBSCRIBED else None
+    if message_type.policy == Policy.OPT_IN:
+        return (Status.SUBSCRIBED, False) if current != Status.SUBSCRIBED else None
+    state = choice_status(message_type, current, current_at)
+    if state == EXPIRED:
+        return Status.PENDING, True
+    if state not in (Status.SUBSCRIBED, Status.PENDING):
+        return Status.PENDING, False
+    return None
+
+
 @dataclass
 class ConsentBatch:
     """The locked consent state of a set of contacts, changed in memory and
@@ -90,39 +125,24 @@ class ConsentBatch:
     # --- changing it
 
     def set_channel(self, contact_id, channel, *, receive: bool):
-        current = self.channel_status(contact_id, channel.pk)
-        if receive and current == Status.UNSUBSCRIBED:
-            self._set(contact_id, channel, None, Status.SUBSCRIBED)
-        elif not receive and current != Status.UNSUBSCRIBED:
-            if channel.is_transactional:
-                raise ConsentError(f"{channel} is transactional: contacts cannot unsubscribe.")
-            self._set(contact_id, channel, None, Status.UNSUBSCRIBED)
+        change = consent_next(
+            channel=channel, receive=receive, current=self.channel_status(contact_id, channel.pk)
+        )
+        if change is not None:
+            status, again = change
+            self._set(contact_id, channel, None, status, again=again)
 
     def set_message_type(self, contact_id, message_type, *, receive: bool):
         row = self.type_row(contact_id, message_type.pk)
-        current = row.status if row else None
-        if not receive:
-            if current != Status.UNSUBSCRIBED:
-                if message_type.channel.is_transactional:
-                    raise ConsentError(
-                        f"{message_type} is transactional: contacts cannot unsubscribe."
-                    )
-                self._set(contact_id, None, message_type, Status.UNSUBSCRIBED)
-            return
-        if message_type.policy == Policy.OPT_OUT:
-            # Received unless unsubscribed: lifting the unsubscribe is enough.
-            if current == Status.UNSUBSCRIBED:
-                self._set(contact_id, None, message_type, Status.SUBSCRIBED)
-            return
-        if message_type.policy == Policy.OPT_IN:
-            if current != Status.SUBSCRIBED:
-                self._set(contact_id, None, message_type, Status.SUBSCRIBED)
-            return
-        state = choice_status(message_type, current, row.updated_at if row else None)
-        if state == EXPIRED:
-            self._set(contact_id, None, message_type, Status.PENDING, again=True)
-        elif state not in (Status.SUBSCRIBED, Status.PENDING):
-            self._set(contact_id, None, message_type, Status.PENDING)
+        change = consent_next(
+            message_type=message_type,
+            receive=receive,
+            current=row.status if row else None,
+            current_at=row.updated_at if row else None,
+        )
+        if change is not None:
+            status, again = change
+            self._set(contact_id, None, message_type, status, again=again)
 
     def join(self, contact_id, list_id):
         if list_id in self.memberships.setdefault(contact_id, {}):

@@ -18,6 +18,7 @@ from tests.factories import (
     SendMessageStepFactory,
     StepRunFactory,
     TemplateFactory,
+    kept_as_sent,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,11 +44,11 @@ def test_the_timeline_shows_a_sent_email_and_a_journey_passage(admin_page, live_
         contact=contact, journey=journey, entered_at=entered, current_step=wait,
         state=Enrollment.State.WAITING,
     )  # fmt: skip
-    message = MessageFactory(
+    message = kept_as_sent(MessageFactory(
         contact=contact, template=template, status=Message.Status.SENT,
         sent_at=entered, subject="Welcome, Ada!", context={"event": {"plan": "pro"}},
         origin=Message.Origin.JOURNEY, origin_id=enrollment.pk,
-    )  # fmt: skip
+    ))  # fmt: skip
     StepRunFactory(
         enrollment=enrollment, step=send, sequence=0, message=message, started_at=entered
     )

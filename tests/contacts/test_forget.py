@@ -14,7 +14,14 @@ from contacts.services import api_key_create, events_dispatch_all
 from contacts.services.forget import contact_delete, contact_forget
 from journeys.models import Enrollment, StepRun
 from journeys.services.scheduling import scheduler_tick
-from messaging.models import Engagement, InAppMessage, Message, RejectedAddress, Suppression
+from messaging.models import (
+    Engagement,
+    InAppMessage,
+    Message,
+    RejectedAddress,
+    SentContent,
+    Suppression,
+)
 from messaging.services import message_send
 from subscriptions.models import ConsentRecord, Subscription
 from tests.admin_pages import result_rows
@@ -82,6 +89,9 @@ def nia(db):
         details={"ip": "203.0.113.9"},
     )
     InAppMessage.objects.create(contact=contact, message=sent, body="Hi Nia")
+    SentContent.objects.create(
+        message=sent, stored_at=sent.created_at, data=SentContent.pack({"html": "<p>Hi Nia</p>"})
+    )
     Suppression.objects.create(address="nia@example.com", reason="hard_bounce")
     RejectedAddress.objects.create(medium="sms", address="+14155550123", reason="STOP")
     enrollment = EnrollmentFactory(
@@ -108,6 +118,7 @@ def assert_forgotten(contact_id):
     assert contact.blocklisted
     for model in (Event, DeviceToken, ListMembership, Subscription, ConsentRecord, InAppMessage):
         assert not model.objects.filter(contact_id=contact_id).exists(), model
+    assert not SentContent.objects.filter(message__contact_id=contact_id).exists()
     assert not Suppression.objects.filter(address="nia@example.com").exists()
     assert not RejectedAddress.objects.filter(address="+14155550123").exists()
     messages = Message.objects.filter(contact_id=contact_id)

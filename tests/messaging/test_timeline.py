@@ -7,13 +7,14 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from messaging.models import Message, Template
+from messaging.models import Message
 from tests.admin_pages import contact_timeline
 from tests.factories import (
     ContactFactory,
     EngagementFactory,
     MessageFactory,
     TemplateFactory,
+    kept_as_sent,
     medium_message,
     medium_template,
 )
@@ -31,13 +32,15 @@ def test_a_sent_email_shows_its_content_in_a_sandboxed_frame(admin_client):
         subject="Welcome, {{ contact.first_name }}!",
         html_body="<h1>Hi {{ firstName }}</h1><p>Your {{ event.plan }} plan is ready.</p>",
     )
-    MessageFactory(
-        contact=contact,
-        template=template,
-        status=Message.Status.SENT,
-        sent_at=timezone.now(),
-        subject="Welcome, Ada!",
-        context={"event": {"plan": "pro"}},
+    kept_as_sent(
+        MessageFactory(
+            contact=contact,
+            template=template,
+            status=Message.Status.SENT,
+            sent_at=timezone.now(),
+            subject="Welcome, Ada!",
+            context={"event": {"plan": "pro"}},
+        )
     )
 
     body = contact_timeline(admin_client, contact)
@@ -54,12 +57,14 @@ def test_a_sent_email_shows_its_content_in_a_sandboxed_frame(admin_client):
 def test_markup_in_a_contact_s_data_stays_text(admin_client):
     contact = ContactFactory(attributes={"firstName": '"><script>alert(1)</script>'})
     template = TemplateFactory(subject="Hi", html_body="<p>Hi {{ firstName }}</p>")
-    MessageFactory(
-        contact=contact,
-        template=template,
-        status=Message.Status.SENT,
-        sent_at=timezone.now(),
-        subject='Hi "><script>alert(1)</script>',
+    kept_as_sent(
+        MessageFactory(
+            contact=contact,
+            template=template,
+            status=Message.Status.SENT,
+            sent_at=timezone.now(),
+            subject='Hi "><script>alert(1)</script>',
+        )
     )
 
     body = contact_timeline(admin_client, contact)
@@ -70,27 +75,39 @@ def test_markup_in_a_contact_s_data_stays_text(admin_client):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in content
 
 
-def test_a_template_changed_since_the_send_is_pointed_out(admin_client):
+def test_a_template_changed_since_the_send_shows_what_was_sent(admin_client):
+    # Given a message kept as sent, whose template was edited afterwards
     contact = ContactFactory()
-    message = MessageFactory(
-        contact=contact, status=Message.Status.SENT, sent_at=timezone.now() - timedelta(days=2)
+    template = TemplateFactory(html_body="<p>The words that went out</p>")
+    kept_as_sent(
+        MessageFactory(
+            contact=contact,
+            template=template,
+            status=Message.Status.SENT,
+            sent_at=timezone.now() - timedelta(days=2),
+        )
     )
-    Template.objects.filter(pk=message.template_id).update(updated_at=timezone.now())
+    template.html_body = "<p>New words</p>"
+    template.save()
 
     body = contact_timeline(admin_client, contact)
 
-    assert "The template was changed after this message was sent" in body
+    (content,) = srcdocs(body)
+    assert "The words that went out" in content
+    assert "New words" not in body
 
 
 def test_a_sent_sms_shows_its_text_escaped(admin_client):
     contact = ContactFactory(phone="+14155550123")
     template = medium_template("sms", text_body="Code <b>{{ event.code }}</b>")
-    medium_message(
-        template,
-        contact=contact,
-        status=Message.Status.SENT,
-        sent_at=timezone.now(),
-        context={"event": {"code": "1234"}},
+    kept_as_sent(
+        medium_message(
+            template,
+            contact=contact,
+            status=Message.Status.SENT,
+            sent_at=timezone.now(),
+            context={"event": {"code": "1234"}},
+        )
     )
 
     body = contact_timeline(admin_client, contact)
