@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('messaging', '0007_message_resent'),
+        ('messaging', '0008_message_tallies'),
     ]
 
     operations = [
