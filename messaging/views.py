@@ -13,7 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from messaging import tracking
-from messaging.models import Engagement, Message
+from messaging.models import Engagement, Message, SentContent
 from messaging.rendering import RenderError
 from messaging.services import engagement_record, message_render_again
 
@@ -81,15 +81,15 @@ def view_in_browser(request, token):
         raise Http404("This link is not valid.") from None
     message = _sent_message(message_id)
     try:
-        rendered = message_render_again(message=message)
+        subject, html, text = _as_sent(message)
     except RenderError:
         raise Http404("This message can no longer be shown.") from None
     # Links open outside the frame, in a tab of their own.
-    html = f'<base target="_blank">{rendered.html}' if rendered.html else ""
+    html = f'<base target="_blank">{html}' if html else ""
     response = render(
         request,
         "messaging/view_in_browser.html",
-        {"subject": rendered.subject or rendered.title, "html": html, "text": rendered.text},
+        {"subject": subject, "html": html, "text": text},
     )
     # The message's own HTML is shown in a sandboxed frame of its own (srcdoc):
     # no script runs, nothing it links to can act on this site.
@@ -98,3 +98,19 @@ def view_in_browser(request, token):
         "frame-src 'self'; frame-ancestors 'none'"
     )
     return response
+
+
+def _as_sent(message):
+    """(subject, HTML, text) of what the message carried: as kept when it was
+    sent (SentContent), else rendered again (sent before content was kept,
+    or kept no longer: WAYMARK_SENT_CONTENT_DAYS)."""
+    try:
+        parts = message.sent_content.parts
+    except SentContent.DoesNotExist:
+        rendered = message_render_again(message=message)
+        return rendered.subject or rendered.title, rendered.html, rendered.text
+    return (
+        parts.get("subject") or parts.get("title", ""),
+        parts.get("html", ""),
+        parts.get("text", ""),
+    )

@@ -162,6 +162,24 @@ def test_view_in_browser_shows_the_message_framed_and_sandboxed(ada, smtp_server
     assert client.get(path_of(view).replace("/m/", "/m/0")).status_code == 404
 
 
+def test_view_in_browser_shows_what_was_sent_after_the_template_changed(ada, smtp_server, client):
+    # Given an email sent to Ada, whose template was edited afterwards
+    template = TemplateFactory(
+        html_body='<p>Hi {{ contact.first_name }}</p><a href="{{ links.view_in_browser }}">View</a>'
+    )
+    send(ada, template)
+    view = hrefs(html_of(smtp_server.messages[0]))[0]
+    template.html_body = "<p>Our new offer</p>"
+    template.save()
+
+    # When she opens the message in her browser
+    page = client.get(path_of(view)).content.decode()
+
+    # Then she sees the email she received, not today's template
+    assert "Hi Ada" in page
+    assert "new offer" not in page
+
+
 def test_a_message_opened_then_complained_about_keeps_both_and_stops_marketing_email(
     ada, smtp_server
 ):
