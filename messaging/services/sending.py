@@ -30,6 +30,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from contacts.models import Contact, ForgottenAddress
+from contacts.sql import typed_values
 from messaging.backends import (
     AddressRejected,
     InvalidAddress,
@@ -371,23 +372,14 @@ def _write_outcomes(rows, field_names, contents):
     messages, and, in the same VALUES, INSERT of the content kept of the sent
     ones (a data-modifying WITH runs whether or not the INSERT reads it)."""
     quote = connection.ops.quote_name
-    fields = [Message._meta.get_field(name) for name in field_names]
-    casts = [field.db_type(connection) for field in fields]
-    placeholders = "(%s, " + ", ".join(f"%s::{cast}" for cast in casts) + ", %s::bytea)"
-    params = []
-    for row in rows:
-        params.append(row.pk)
-        params.extend(
-            field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields
-        )
-        params.append(contents.get(row.pk))
-    columns = [quote(field.column) for field in fields]
+    values, params, columns = typed_values(
+        Message, rows, field_names, extra=[("bytea", lambda row: contents.get(row.pk))]
+    )
     assignments = ", ".join(f"{column} = v.{column}" for column in columns)
     sent_at = quote(Message._meta.get_field("sent_at").column)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH v(id, {', '.join(columns)}, content) AS "
-            f"(VALUES {', '.join([placeholders] * len(rows))}), "
+            f"WITH v(id, {', '.join(columns)}, content) AS {values}, "
             f"outcomes AS (UPDATE {quote(Message._meta.db_table)} AS t SET {assignments} "
             "FROM v WHERE t.id = v.id) "
             f"INSERT INTO {quote(SentContent._meta.db_table)} (message_id, stored_at, data) "
