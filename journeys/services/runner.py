@@ -140,15 +140,11 @@ class CommitGroup:
     def write_moves(self):
         """Write the deferred moves: one UPDATE per set of changed fields."""
         moves, self._moves = self._moves, {}
-        shapes: dict = {}
-        for pk, changes in moves.items():
-            shapes.setdefault(tuple(sorted(changes)), []).append((pk, changes))
-        for names, rows in shapes.items():
-            written = _update_leased_many(names, rows, self._token)
-            if len(written) != len(rows):
-                # Their rows were locked by this transaction when the moves
-                # were made; only this transaction can have changed them since.
-                raise BatchLeaseLost({pk for pk, _ in rows} - written)
+        written = _update_leased_by_shape(moves.items(), self._token)
+        if len(written) != len(moves):
+            # Their rows were locked by this transaction when the moves were
+            # made; only this transaction can have changed them since.
+            raise BatchLeaseLost(set(moves) - written)
 
     def flush(self):
         block, self._block = self._block, None
@@ -454,15 +450,21 @@ def _write_moves(moves, token):
     number of enrollments. Returns the ids moved, and for each move made
     (enrollment, its changes, its StepRun) for the caller to apply once the
     moves commit."""
+    planned = _planned(moves)
+    written = _update_leased_by_shape([(e.pk, changes) for e, changes, _ in planned], token)
+    return written, [row for row in planned if row[0].pk in written]
+
+
+def _update_leased_by_shape(rows, token) -> set:
+    """Apply each (id, changes) row `token` still holds: one UPDATE per set
+    of changed fields. The ids it changed."""
     shapes: dict = {}
-    for enrollment, changes, run in _planned(moves):
-        shapes.setdefault(tuple(changes), []).append((enrollment, changes, run))
-    written, landed = set(), []
-    for names, rows in shapes.items():
-        ids = _update_leased_many(names, [(e.pk, changes) for e, changes, _ in rows], token)
-        landed += [row for row in rows if row[0].pk in ids]
-        written |= ids
-    return written, landed
+    for pk, changes in rows:
+        shapes.setdefault(tuple(sorted(changes)), []).append((pk, changes))
+    written = set()
+    for names, shaped in shapes.items():
+        written |= _update_leased_many(names, shaped, token)
+    return written
 
 
 def _update_leased_many(names, rows, token) -> set:
