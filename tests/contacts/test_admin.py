@@ -1,3 +1,4 @@
+import html
 import re
 
 import pytest
@@ -437,6 +438,6 @@ def test_the_segment_form_shows_why_a_condition_tree_is_refused_and_keeps_the_se
     )
 
     assert response.status_code == 200
-    assert "all[0]: unknown attribute operator &#x27;like&#x27;" in response.content.decode()
+    assert "all[0]: unknown attribute operator 'like'" in html.unescape(response.content.decode())
     segment.refresh_from_db()
     assert segment.conditions == {"attribute": "plan", "op": "eq", "value": "pro"}
