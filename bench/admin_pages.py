@@ -77,11 +77,15 @@ def time_pages(contact_id: int, *, journey, big_list, segment) -> None:
     enrollments_list = reverse("admin:journeys_enrollment_changelist")
     contacts_list = reverse("admin:contacts_contact_changelist")
     diagram = reverse("admin:journeys_journey_diagram", args=[journey.pk])
+    editor = reverse("admin:journeys_journey_change", args=[journey.pk])
+    a_step = journey.steps.order_by("position")[20]
     pages = [
         ("admin index (dashboard)", reverse("admin:index")),
         ("journeys", reverse("admin:journeys_journey_changelist")),
         ("journey page (diagram, 40 steps)", diagram),
-        ("journey editor (40 steps)", reverse("admin:journeys_journey_change", args=[journey.pk])),
+        ("journey editor (40 steps)", editor),
+        # A step's box on the diagram opens the editor on that step's form.
+        ("journey editor on one step", f"{editor}?step={a_step.pk}"),
         ("contacts", contacts_list),
         ("contacts in a 1,000,000 list", f"{contacts_list}?lists__id__exact={big_list.pk}"),
         ("one contact (timeline)", reverse("admin:contacts_contact_change", args=[contact_id])),

@@ -1,17 +1,18 @@
 """A journey's first screen: its diagram with each step's figures.
 
 The page draws the steps from one read of them and their connections, and
-builds no form: the editor (the change form, every step's form on it) is a
-screen of its own, opened from a step's box on the diagram, anchored on that
-step's form, or from the "Edit journey" link.
+builds no form. A step's box opens the editor on that step's form alone
+(`?step=<id>`); the "Edit journey" link opens it with every step's form.
 """
 
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.http import urlencode
 
 from journeys.admin.forms import DiagramPeriodForm
+from journeys.admin.steps import FOCUS_PARAMETER
 from journeys.diagram import journey_svg
 from journeys.selectors import journey_step_metrics
 from journeys.services.graph import JourneySteps
@@ -43,8 +44,8 @@ class JourneyDiagramPageMixin:
         diagram = journey_svg(
             steps=steps,
             metrics=journey_step_metrics(journey=journey, since=since, until=until),
-            # The step's form on the editor: its inline row is steps-<index>.
-            link=lambda node: f"{editor}#steps-{node.index}",
+            # The editor on the step's form alone: its inline row is steps-0.
+            link=lambda node: f"{editor}?{urlencode({FOCUS_PARAMETER: node.step.pk})}#steps-0",
         )
         return TemplateResponse(
             request,

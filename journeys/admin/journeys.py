@@ -3,10 +3,11 @@
 import json
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, Q
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -21,15 +22,18 @@ from journeys.admin.analytics import JourneyAnalyticsMixin
 from journeys.admin.diagram_page import JourneyDiagramPageMixin
 from journeys.admin.forms import JourneyImportForm, TestRunForm
 from journeys.admin.steps import (
+    FOCUS_PARAMETER,
     JourneyTriggerInline,
     StepFormSet,
     StepInline,
     StepInlineAdminFormSet,
+    focused_step_id,
 )
 from journeys.models import (
     Connection,
     Journey,
     JourneyTrigger,
+    Step,
 )
 from journeys.models.journey import FOLDER_SEPARATOR, folder_parts
 from journeys.selectors import journey_folder_tree, journeys_list_figures
@@ -164,6 +168,67 @@ class JourneyAdmin(
                 "journey_connections": connections,
             }
         return kwargs
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The editor: every step's form, or, opened from a step on the
+        diagram (`?step=<id>`), that step's form alone beside the journey's
+        settings, so a step of a long journey opens at once."""
+        step_id = focused_step_id(request)
+        if step_id is not None and unquote(object_id).isdigit():
+            step = (
+                Step.objects.non_polymorphic()
+                .filter(pk=step_id, journey_id=unquote(object_id))
+                .only("pk", "key", "name")
+                .first()
+            )
+            if step is None:
+                # A step since deleted, or of another journey: the whole editor.
+                self.message_user(
+                    request, "That step is no longer in this journey.", messages.WARNING
+                )
+                return redirect("admin:journeys_journey_change", unquote(object_id))
+            extra_context = {
+                **(extra_context or {}),
+                "focused_step": step,
+                "whole_editor_url": reverse(
+                    "admin:journeys_journey_change", args=[step.journey_id]
+                ),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if focused_step_id(request) is None:
+            return fieldsets
+        # On one step's page the journey's own settings are there, folded.
+        return [
+            (name, {**options, "classes": (*options.get("classes", ()), "collapse")})
+            if "collapse" not in options.get("classes", ())
+            else (name, options)
+            for name, options in fieldsets
+        ]
+
+    def get_inline_instances(self, request, obj=None):
+        inlines = super().get_inline_instances(request, obj)
+        if focused_step_id(request) is not None:
+            for inline in inlines:
+                if isinstance(inline, JourneyTriggerInline):
+                    inline.classes = ("collapse",)
+        return inlines
+
+    def response_change(self, request, obj):
+        response = super().response_change(request, obj)
+        step_id = focused_step_id(request)
+        if step_id is None or not isinstance(response, HttpResponseRedirect):
+            return response
+        if "_continue" in request.POST:
+            # Stay on the step (Django's redirect keeps no query string).
+            query = urlencode({FOCUS_PARAMETER: step_id})
+            return redirect(f"{reverse('admin:journeys_journey_change', args=[obj.pk])}?{query}")
+        if {"_addanother", "_saveasnew"}.isdisjoint(request.POST):
+            # Back where the step was opened from.
+            return redirect("admin:journeys_journey_diagram", obj.pk)
+        return response
 
     def save_formset(self, request, form, formset, change):
         if isinstance(formset, StepFormSet):

@@ -216,7 +216,38 @@ class SharedChoicesFormSet:
             field.choices = shared[key]
 
 
+# The query parameter of the editor that shows one step's form (the diagram's link).
+FOCUS_PARAMETER = "step"
+
+
+def focused_step_id(request) -> int | None:
+    """The step the editor shows alone, if its address names one."""
+    value = request.GET.get(FOCUS_PARAMETER, "")
+    return int(value) if value.isdigit() else None
+
+
 class StepFormSet(SharedChoicesFormSet, BasePolymorphicInlineFormSet):
+    """Every step of the journey, or one (the editor opened on a step): the
+    checks below hold the forms on the page against the journey's other saved
+    steps too, so a key is unique and a connection names a step whether or
+    not that step's form is on the page."""
+
+    def _off_page_steps(self):
+        """The journey's saved steps that have no form on this page."""
+        if not hasattr(self, "_off_page"):
+            on_page = [form.instance.pk for form in self.forms if form.instance.pk]
+            self._off_page = (
+                list(
+                    Step.objects.non_polymorphic()
+                    .filter(journey=self.instance)
+                    .exclude(pk__in=on_page)
+                    .only("pk", "key", "position", "journey_id")
+                )
+                if self.instance.pk
+                else []
+            )
+        return self._off_page
+
     def _kept_forms(self):
         return [
             form
@@ -227,11 +258,12 @@ class StepFormSet(SharedChoicesFormSet, BasePolymorphicInlineFormSet):
     def clean(self):
         super().clean()
         kept = self._kept_forms()
+        off_page = {step.key for step in self._off_page_steps()}
         self._fill_positions_and_keys(kept)
         # Step type forms leave out `journey`, so Django cannot check the
-        # (journey, key) constraint itself; every step of the journey is in
-        # this formset, so checking here covers it.
-        seen = set()
+        # (journey, key) constraint itself; the forms and the saved steps off
+        # the page are every step of the journey, so checking here covers it.
+        seen = set(off_page)
         for form in kept:
             key = form.instance.key
             if key in seen:
@@ -267,8 +299,13 @@ class StepFormSet(SharedChoicesFormSet, BasePolymorphicInlineFormSet):
     def _fill_positions_and_keys(self, kept):
         """New steps without a position go after the others, in page order;
         steps without a key get one from their name, else their type."""
-        last = max((form.instance.position or 0 for form in kept), default=0)
+        off_page = self._off_page_steps()
+        last = max(
+            (step.position or 0 for step in [*off_page, *(form.instance for form in kept)]),
+            default=0,
+        )
         taken = {form.cleaned_data.get("key") for form in kept} - {None, ""}
+        taken |= {step.key for step in off_page}
         for form in kept:
             if form.cleaned_data.get("position") is None:
                 last += 1
@@ -310,7 +347,8 @@ class StepFormSet(SharedChoicesFormSet, BasePolymorphicInlineFormSet):
         if not doomed:
             return
         saved_and_kept = {
-            form.instance.key: form.instance for form in self._kept_forms() if form.instance.pk
+            **{step.key: step for step in self._off_page_steps()},
+            **{form.instance.key: form.instance for form in self._kept_forms() if form.instance.pk},
         }
         counts = step_open_enrollment_counts(step_ids=list(doomed))
         problems = []
@@ -481,7 +519,10 @@ class StepInline(StackedPolymorphicInline):
     )
 
     def get_queryset(self, request):
-        return super().get_queryset(request).order_by("position", "id")
+        steps = super().get_queryset(request).order_by("position", "id")
+        if (step_id := focused_step_id(request)) is not None:
+            steps = steps.filter(pk=step_id)
+        return steps
 
 
 class JourneyTriggerFormSet(SharedChoicesFormSet, forms.BaseInlineFormSet):

@@ -99,12 +99,13 @@ def test_build_go_live_fire_the_event_and_see_the_diagram_count_it(
     assert [m["Subject"] for m in smtp_server.messages] == ["Your trial has started"]
     page.reload()
     expect(page.locator(f"#diagram-step-{hello.pk}")).to_contain_text("sent 1")
-    # and clicking the step opens its form in the editor
+    # and clicking the step opens the editor on its form
     page.locator(f"#diagram-step-{hello.pk}").click()
     editor = reverse("admin:journeys_journey_change", args=[journey.pk])
-    expect(page).to_have_url(f"{live_server.url}{editor}#steps-0")
+    expect(page).to_have_url(f"{live_server.url}{editor}?step={hello.pk}#steps-0")
     expect(page.locator("#steps-0").get_by_label("Key")).to_have_value("hello")
     expect(page.locator("#steps-0")).to_be_in_viewport()
+    expect(page.locator("#steps-group .inline-related.has_original")).to_have_count(1)
     page.goto(f"{live_server.url}{CHANGELIST}")
     row = page.locator("#result_list tbody tr", has_text="Trial started")
     expect(row.locator("td.field-messages_sent")).to_have_text("1")

@@ -62,7 +62,7 @@ def test_the_page_shows_each_step_its_connections_and_its_figures(staff_client, 
     assert "sent 4 · delivered 4 (100%)" in diagram
     assert "opened 2 (50%) · clicked 0 (0%)" in diagram
     editor = reverse("admin:journeys_journey_change", args=[welcome_series.pk])
-    assert f'href="{editor}#steps-0"' in diagram  # the welcome step's form in the editor
+    assert f'href="{editor}?step={welcome.pk}#steps-0"' in diagram  # the editor on its form
     assert Message.objects.count() == 4
 
 
