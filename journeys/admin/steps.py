@@ -6,8 +6,10 @@ import re
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.admin.widgets import AutocompleteMixin
 from django.core.exceptions import ValidationError
+from django.db.models import prefetch_related_objects
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
@@ -19,6 +21,7 @@ from polymorphic.formsets import BasePolymorphicInlineFormSet
 
 from journeys.models import (
     ConditionStep,
+    Connection,
     DelayStep,
     Enrollment,
     ExitStep,
@@ -168,6 +171,29 @@ class StepChildInline(StackedPolymorphicInline.Child):
     @property
     def step_help(self) -> str:
         return step_type_help(self.model)
+
+    def read_only_fieldsets(self, request, obj=None):
+        """The fieldsets for staff who may not change the journey: its
+        settings, and its connections as text instead of the key fields."""
+        fieldsets = []
+        for name, options in self.get_fieldsets(request, obj):
+            fields = [
+                line
+                for line in options["fields"]
+                if line != MOVE_FIELD
+                and not (isinstance(line, tuple) and set(line) <= {*connection_fields(self.model)})
+            ]
+            fieldsets.append((name, {**options, "fields": [*fields, "goes_to"]}))
+        return fieldsets
+
+    @admin.display(description="Goes to")
+    def goes_to(self, step):
+        """Each connection as "label → key" ("next step below" for none)."""
+        targets = self.parent_inline.connection_keys(step.journey_id).get(step.pk, {})
+        return "; ".join(
+            f"{label} → {targets.get(label) or 'the next step below'}"
+            for label in step.connection_labels()
+        ) or "— (the journey ends here)"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -385,7 +411,45 @@ class StepFormSet(SharedChoicesFormSet, BasePolymorphicInlineFormSet):
 class StepInlineAdminFormSet(PolymorphicInlineAdminFormSet):
     """Polymorphic, like Django, capitalises the add link ("Add another Step");
     keep the verbose name as written, like the type menu under it. Also the
-    page's one list of step keys that every key field offers."""
+    page's one list of step keys that every key field offers.
+
+    For staff who may only view the journey (or a drafter, a live one),
+    every field is read-only and no blank form is offered, as Django's own
+    inlines do: polymorphic's would render each step's form for editing.
+    """
+
+    def __iter__(self):
+        if not self.has_change_permission:
+            self._prefetch_shown_relations()
+        for inline_admin_form in super().__iter__():
+            if inline_admin_form.original is None and not self.has_add_permission:
+                continue
+            yield inline_admin_form
+
+    def _prefetch_shown_relations(self):
+        """A read-only step shows what its foreign keys point at (a template,
+        a list): read them per step type, not per step."""
+        by_type = {}
+        for step in self.formset.get_queryset():
+            by_type.setdefault(type(step), []).append(step)
+        for model, steps in by_type.items():
+            shown = set(self.get_child_readonly_fields(self.opts.get_child_inline_instance(model)))
+            relations = [
+                field.name
+                for field in model._meta.concrete_fields
+                if field.many_to_one and field.name in shown
+            ]
+            prefetch_related_objects(steps, *relations)
+
+    def get_child_fieldsets(self, child_inline):
+        if self.has_change_permission:
+            return super().get_child_fieldsets(child_inline)
+        return child_inline.read_only_fieldsets(self.request, self.obj)
+
+    def get_child_readonly_fields(self, child_inline):
+        if self.has_change_permission:
+            return super().get_child_readonly_fields(child_inline)
+        return flatten_fieldsets(self.get_child_fieldsets(child_inline))
 
     def step_keys_datalist(self):
         keys = self.formset.form_kwargs.get("journey_keys", ())
@@ -517,6 +581,17 @@ class StepInline(StackedPolymorphicInline):
         NotifyStaffStepInline,
         ExitStepInline,
     )
+
+    def connection_keys(self, journey_id) -> dict:
+        """{step id: {label: target key}} for the journey's steps, read once."""
+        if getattr(self, "_connection_keys", (None,))[0] != journey_id:
+            keys = {}
+            for step_id, label, key in Connection.objects.filter(
+                step__journey_id=journey_id
+            ).values_list("step_id", "label", "target__key"):
+                keys.setdefault(step_id, {})[label] = key
+            self._connection_keys = (journey_id, keys)
+        return self._connection_keys[1]
 
     def get_queryset(self, request):
         steps = super().get_queryset(request).order_by("position", "id")

@@ -1,12 +1,17 @@
 """Who may do what with journeys: viewers look, drafters build drafts, managers
 go live, pause and archive. Enforced by the server, whatever the page offers."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from journeys.models import Journey
+from journeys.services.graph import step_connect
 from tests.admin_pages import form_data
 from tests.factories import JourneyFactory, SendMessageStepFactory, UserFactory
 from tests.journeys.test_step_types import all_step_types
@@ -119,6 +124,57 @@ def test_a_drafter_cannot_change_or_delete_a_live_journey(live):
     assert (changed.status_code, deleted.status_code) == (403, 403)
     live.refresh_from_db()
     assert (live.name, live.state) == ("Welcome", Journey.State.LIVE)
+
+
+def editable_step_fields(body):
+    """The step fields a browser would let one type into or choose."""
+    return [
+        tag
+        for tag in re.findall(r'<(?:input|select|textarea)[^>]*name="steps-\d+-[^"]*"[^>]*>', body)
+        if 'type="hidden"' not in tag
+    ]
+
+
+@pytest.mark.parametrize(
+    "role, journey", [("Journey viewers", "draft"), ("Journey drafters", "live")]
+)
+def test_steps_are_shown_read_only_to_staff_who_may_not_change_the_journey(role, journey, request):
+    journey = request.getfixturevalue(journey)
+    second = SendMessageStepFactory(journey=journey, key="follow-up", position=2)
+    step_connect(step=journey.steps.get(position=1), targets={"next": second})
+    staff = signed_in(role)
+
+    body = staff.get(change_url(journey)).content.decode()
+
+    assert editable_step_fields(body) == []
+    assert 'id="sendmessagestep-empty"' not in body  # no blank form to add a step
+    assert "next → follow-up" in body and "next → the next step below" in body
+    assert 'name="_save"' not in body
+
+
+def test_a_drafter_edits_the_steps_of_a_draft(draft):
+    drafter = signed_in("Journey drafters")
+
+    body = drafter.get(change_url(draft)).content.decode()
+
+    assert 'name="steps-0-key"' in "".join(editable_step_fields(body))
+    assert 'id="sendmessagestep-empty"' in body
+
+
+def test_the_read_only_steps_cost_the_same_queries_for_2_or_4_steps(draft):
+    other = JourneyFactory(name="Other", state=Journey.State.DRAFT)
+    for journey, count in ((draft, 2), (other, 4)):
+        for position in range(journey.steps.count() + 1, count + 1):
+            SendMessageStepFactory(journey=journey, key=f"s{position}", position=position)
+    viewer = signed_in("Journey viewers")
+
+    def queries(journey):
+        viewer.get(change_url(journey))
+        with CaptureQueriesContext(connection) as captured:
+            viewer.get(change_url(journey))
+        return len(captured)
+
+    assert queries(draft) == queries(other)
 
 
 def test_a_manager_goes_live_pauses_and_archives(draft):
