@@ -190,10 +190,13 @@ class StepChildInline(StackedPolymorphicInline.Child):
     def goes_to(self, step):
         """Each connection as "label → key" ("next step below" for none)."""
         targets = self.parent_inline.connection_keys(step.journey_id).get(step.pk, {})
-        return "; ".join(
-            f"{label} → {targets.get(label) or 'the next step below'}"
-            for label in step.connection_labels()
-        ) or "— (the journey ends here)"
+        return (
+            "; ".join(
+                f"{label} → {targets.get(label) or 'the next step below'}"
+                for label in step.connection_labels()
+            )
+            or "— (the journey ends here)"
+        )
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
