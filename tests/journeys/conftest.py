@@ -10,7 +10,15 @@ from tests.factories import (
     JourneyFactory,
     SendMessageStepFactory,
     TemplateFactory,
+    UserFactory,
 )
+
+
+@pytest.fixture
+def staff_client(client, db):
+    """The test client, signed in as a superuser."""
+    client.force_login(UserFactory(is_superuser=True))
+    return client
 
 
 @pytest.fixture

@@ -25,12 +25,6 @@ from tests.factories import (
 )
 
 
-@pytest.fixture
-def staff_client(client, db):
-    client.force_login(UserFactory(is_superuser=True))
-    return client
-
-
 def test_journey_changelist_counts_enrollments_without_n_plus_one(staff_client):
     for _ in range(3):
         journey = JourneyFactory()

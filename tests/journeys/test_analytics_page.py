@@ -35,12 +35,6 @@ def page_url(journey):
     return reverse("admin:journeys_journey_analytics", args=[journey.pk])
 
 
-@pytest.fixture
-def staff_client(client):
-    client.force_login(UserFactory(is_superuser=True))
-    return client
-
-
 CELL = r"<t[hd][^>]*>(.*?)</t[hd]>"
 
 

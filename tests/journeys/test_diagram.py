@@ -21,16 +21,9 @@ from tests.factories import (
     JourneyFactory,
     MessageFactory,
     SendMessageStepFactory,
-    UserFactory,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client):
-    client.force_login(UserFactory(is_superuser=True))
-    return client
 
 
 def test_the_page_shows_each_step_its_connections_and_its_figures(staff_client, welcome_series):

@@ -31,12 +31,6 @@ LISTS = reverse("admin:contacts_contactlist_changelist")
 SEGMENTS = reverse("admin:contacts_segment_changelist")
 
 
-@pytest.fixture
-def staff_client(client):
-    client.force_login(UserFactory(is_superuser=True))
-    return client
-
-
 def signed_in(role):
     user = UserFactory(is_superuser=False, is_staff=True)
     user.groups.add(Group.objects.get(name=role))

@@ -18,12 +18,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff_client(client):
-    client.force_login(UserFactory(is_superuser=True))
-    return client
-
-
-@pytest.fixture
 def templates(db):
     return [TemplateFactory(name=f"Template {n}") for n in range(3)]
 

@@ -11,20 +11,22 @@ from django.urls import reverse
 from journeys.models import DelayStep, Enrollment, Step
 from journeys.services.graph import step_connections
 from tests.admin_pages import form_data
-from tests.factories import ContactFactory, EnrollmentFactory, TemplateFactory, UserFactory
+from tests.factories import ContactFactory, EnrollmentFactory, TemplateFactory
 from tests.journeys.branching import journey_with_splits
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff_client(client):
-    client.force_login(UserFactory(is_superuser=True))
-    return client
-
-
 def step_url(journey, step):
     return f"{reverse('admin:journeys_journey_change', args=[journey.pk])}?step={step.pk}"
+
+
+def post_on_step(client, journey, step, typed):
+    """The step's page posted back as a browser would, with `typed` changed."""
+    url = step_url(journey, step)
+    data = form_data(client.get(url))
+    data.update(typed)
+    return client.post(url, data)
 
 
 def step_page(client, journey, step):
@@ -56,11 +58,8 @@ def test_a_connection_to_a_step_whose_form_is_not_on_the_page_is_saved(
     staff_client, welcome_series
 ):
     condition = welcome_series.step_map["condition"]
-    url = step_url(welcome_series, condition)
-    data = form_data(staff_client.get(url))
-    data["steps-0-go_no"] = "welcome"
 
-    response = staff_client.post(url, data)
+    response = post_on_step(staff_client, welcome_series, condition, {"steps-0-go_no": "welcome"})
 
     assert response.status_code == 302
     assert response.url == reverse("admin:journeys_journey_diagram", args=[welcome_series.pk])
@@ -75,11 +74,8 @@ def test_a_key_another_step_uses_is_an_error_though_its_form_is_not_on_the_page(
     staff_client, welcome_series
 ):
     nudge = welcome_series.step_map["nudge"]
-    url = step_url(welcome_series, nudge)
-    data = form_data(staff_client.get(url))
-    data["steps-0-key"] = "wait"
 
-    response = staff_client.post(url, data)
+    response = post_on_step(staff_client, welcome_series, nudge, {"steps-0-key": "wait"})
 
     assert response.status_code == 200
     assert "already uses the key “wait”" in response.content.decode()
@@ -88,11 +84,8 @@ def test_a_key_another_step_uses_is_an_error_though_its_form_is_not_on_the_page(
 
 def test_a_connection_to_a_key_no_step_has_is_an_error(staff_client, welcome_series):
     condition = welcome_series.step_map["condition"]
-    url = step_url(welcome_series, condition)
-    data = form_data(staff_client.get(url))
-    data["steps-0-go_no"] = "nowhere"
 
-    response = staff_client.post(url, data)
+    response = post_on_step(staff_client, welcome_series, condition, {"steps-0-go_no": "nowhere"})
 
     assert response.status_code == 200
     assert "No step of this journey has the key “nowhere”" in response.content.decode()
@@ -149,15 +142,16 @@ def test_deleting_the_step_moves_its_contacts_to_a_step_whose_form_is_not_on_the
 
 def test_save_and_continue_stays_on_the_step(staff_client, welcome_series):
     nudge = welcome_series.step_map["nudge"]
-    url = step_url(welcome_series, nudge)
-    data = form_data(staff_client.get(url))
-    data["steps-0-name"] = "Second nudge"
-    data["_continue"] = "Save and continue editing"
 
-    response = staff_client.post(url, data)
+    response = post_on_step(
+        staff_client,
+        welcome_series,
+        nudge,
+        {"steps-0-name": "Second nudge", "_continue": "Save and continue editing"},
+    )
 
     assert response.status_code == 302
-    assert response.url == url
+    assert response.url == step_url(welcome_series, nudge)
     assert Step.objects.get(pk=nudge.pk).name == "Second nudge"
 
 
