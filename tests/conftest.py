@@ -19,6 +19,30 @@ from contacts.services import api_key_create
 # would outlive the thread and pile up. Closed at the end of each request instead.
 django_settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
+ON_POSTGRESQL = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The suite runs on PostgreSQL (production's database) and again on
+    SQLite (the embedded default, `make test-sqlite`). On SQLite it skips,
+    saying why: a test marked `postgresql` (it checks what only PostgreSQL
+    does, or what differs there by design: tests/databases.py); the fault
+    tests (their scheduler and worker processes cannot share SQLite's
+    in-memory test database); the browser tests (the pages are the same on
+    either database)."""
+    if ON_POSTGRESQL:
+        return
+    for item in items:
+        if marker := item.get_closest_marker("postgresql"):
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+        elif item.get_closest_marker("faults"):
+            reason = "the fault tests' processes cannot share SQLite's in-memory test database"
+        elif "tests/browser/" in item.nodeid:
+            reason = "the browser tests: the pages are the same on either database"
+        else:
+            continue
+        item.add_marker(pytest.mark.skip(reason=f"PostgreSQL only: {reason}"))
+
 
 @pytest.fixture(autouse=True)
 def empty_cache():

@@ -11,6 +11,7 @@ from contacts.admin import ContactListAdmin, EstimatedCountPaginator
 from contacts.models import ApiKey, Contact, ContactList, Event, ListMembership, Segment
 from contacts.services import api_key_authenticate, api_key_create
 from tests.admin_pages import result_rows
+from tests.databases import ESTIMATED_COUNT
 from tests.factories import (
     ContactFactory,
     ContactListFactory,
@@ -23,6 +24,7 @@ from tests.factories import (
 )
 
 
+@pytest.mark.postgresql(reason=ESTIMATED_COUNT)
 def test_contact_changelist_queries_do_not_grow_with_contacts(
     admin_client, django_assert_num_queries
 ):
@@ -62,6 +64,7 @@ def test_contact_list_changelist_counts_members_without_n_plus_one(
     assert counts == [1, 2, 2, 2, 2, 3]
 
 
+@pytest.mark.postgresql(reason="PostgreSQL's statistics estimate a big list's members")
 def test_lists_past_the_count_cap_show_the_estimate_in_one_query_for_all(admin_client, monkeypatch):
     # Given lists counted up to 5 members: two of 12 and 9, one of 2
     monkeypatch.setattr(ContactListAdmin, "members_counted_up_to", 5)
@@ -108,6 +111,7 @@ def test_segment_changelist_queries_do_not_grow_with_segments(
         assert len(result_rows(admin_client.get(url))) == 6
 
 
+@pytest.mark.postgresql(reason=ESTIMATED_COUNT)
 def test_event_changelist_queries_do_not_grow_with_events(admin_client, django_assert_num_queries):
     EventFactory.create_batch(3)
     url = reverse("admin:contacts_event_changelist")
@@ -134,6 +138,7 @@ def test_api_key_changelist_queries_do_not_grow_with_keys(
         assert len(result_rows(admin_client.get(url))) == 6
 
 
+@pytest.mark.postgresql(reason="PostgreSQL's statistics count the table")
 def test_contact_changelist_of_a_big_table_is_counted_from_statistics(admin_client, monkeypatch):
     # Given a contacts table the planner's statistics call big
     ContactFactory.create_batch(3)
@@ -151,6 +156,7 @@ def test_contact_changelist_of_a_big_table_is_counted_from_statistics(admin_clie
     assert not [q for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
 
 
+@pytest.mark.postgresql(reason="PostgreSQL's planner estimates the filtered count")
 def test_a_filtered_changelist_is_counted_up_to_a_cap_then_estimated(admin_client, monkeypatch):
     # Given more blocklisted contacts than the paginator counts one by one
     ContactFactory.create_batch(5, blocklisted=True)

@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from contacts.models import Contact, Event
 from contacts.services import events_dispatch_all
 from journeys.models import Enrollment
+from tests.databases import PARALLEL_WRITERS
 from tests.factories import ContactFactory, EventFactory, JourneyFactory, SendMessageStepFactory
 
 BULK = "/api/events/trackBulk"
@@ -442,6 +443,7 @@ def test_the_email_path_does_not_shadow_other_event_paths(api_client, db):
     assert api_client.get("/api/events/somebody").json()["code"] == "NotFound"
 
 
+@pytest.mark.postgresql(reason=PARALLEL_WRITERS)
 def test_an_event_id_stored_meanwhile_by_another_request_is_updated_not_duplicated(api_client, db):
     # Given a contact, and another request that stores the same event id right
     # after this one looked for it (simulated at the moment of the look-up)

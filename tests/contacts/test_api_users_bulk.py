@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from contacts.models import ApiKey, Contact
 from contacts.services import api_key_create
+from tests.databases import PARALLEL_WRITERS
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db
@@ -240,6 +241,7 @@ def test_the_number_of_queries_does_not_grow_with_the_number_of_users(api_client
     assert Contact.objects.get(email="new119@example.com").user_id == "n119"
 
 
+@pytest.mark.postgresql(reason=PARALLEL_WRITERS)
 @pytest.mark.django_db(transaction=True)
 def test_a_user_created_meanwhile_by_another_request_is_updated_not_duplicated():
     # Given another request that has created nia but not yet committed

@@ -522,6 +522,7 @@ def hold_contacts_locked(*, release_when_waiting_for):
     return thread, release
 
 
+@pytest.mark.postgresql(reason="PostgreSQL's statement timeout")
 @pytest.mark.django_db(transaction=True)
 def test_a_count_that_times_out_says_so_and_shows_the_sample(admin_client, monkeypatch):
     # Given contacts that match, and a count that cannot finish in time
@@ -542,6 +543,7 @@ def test_a_count_that_times_out_says_so_and_shows_the_sample(admin_client, monke
     assert [contact["email"] for contact in answer["sample"]] == [ada.email]
 
 
+@pytest.mark.postgresql(reason="PostgreSQL's statement timeout")
 @pytest.mark.django_db(transaction=True)
 def test_a_preview_that_times_out_altogether_answers_without_a_count(admin_client, monkeypatch):
     ContactFactory(attributes={"plan": "pro"})

@@ -167,6 +167,10 @@ def test_api_keys_are_stored_hashed(db):
     assert api_key.prefix == raw_key[:10]
 
 
+@pytest.mark.postgresql(
+    reason="one INSERT … SELECT finds the contact and stores the event; "
+    "SQLite takes the ORM's few statements"
+)
 def test_tracking_stores_the_event_without_consulting_journeys(
     api_client, signup_journey, django_assert_num_queries
 ):

@@ -16,6 +16,7 @@ from journeys.models import (
 )
 from journeys.services.graph import StepLinkError, step_connect, step_connections
 from tests.admin_pages import form_data
+from tests.databases import ESTIMATED_COUNT
 from tests.factories import (
     ContactFactory,
     EnrollmentFactory,
@@ -133,6 +134,7 @@ def test_a_condition_pointing_into_another_journey_is_refused(welcome_series):
     assert step_connections(step=condition)["no"].key == "nudge"
 
 
+@pytest.mark.postgresql(reason=ESTIMATED_COUNT)
 def test_enrollment_changelist_is_read_only_and_fixed_cost(
     staff_client, welcome_series, django_assert_num_queries
 ):

@@ -14,6 +14,7 @@ from journeys.services.runner import JourneySteps, enrollment_advance, enrollmen
 from journeys.services.scheduling import enrollments_claim_due, scheduler_tick
 from journeys.tasks import journeys_advance_task
 from messaging.models import Message
+from tests.databases import PARALLEL_WRITERS
 from tests.factories import ContactFactory, EnrollmentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -301,6 +302,7 @@ def test_advancing_a_batch_costs_a_fixed_number_of_queries_per_enrollment(welcom
     assert per_enrollment <= 14
 
 
+@pytest.mark.postgresql(reason=PARALLEL_WRITERS)
 def test_a_slow_batch_keeps_its_leases(welcome_series, settings):
     import threading
     from unittest import mock

@@ -19,6 +19,7 @@ from journeys.services.editing import enrollments_exit, journey_set_state
 from journeys.services.tallies import journey_tallies_compact
 from journeys.tallies import FOLD_LOCK, TRIGGERS
 from messaging.models import MessageTally
+from tests.databases import PARALLEL_WRITERS
 from tests.factories import ContactFactory, EnrollmentFactory, JourneyFactory
 from tests.journeys.test_holdout import advance_all, enter, promo  # noqa: F401 (a fixture)
 from tests.journeys.test_welcome_series import advance, track
@@ -47,6 +48,7 @@ def per_step(journey, metric) -> dict:
     return {keys[step_id]: n for step_id, n in rows if n}
 
 
+@pytest.mark.postgresql(reason="PostgreSQL's statement-level triggers, read from pg_trigger")
 def test_the_triggers_are_installed():
     with connection.cursor() as cursor:
         cursor.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")
@@ -168,6 +170,7 @@ def test_compaction_keeps_every_sum_and_leaves_one_row_per_key_and_day():
     assert len(keys) == len(set(keys))
 
 
+@pytest.mark.postgresql(reason=PARALLEL_WRITERS)
 def test_compaction_while_contacts_enter_loses_and_doubles_nothing():
     journey = JourneyFactory()
     contacts = Contact.objects.bulk_create(Contact(email=f"c{i}@example.com") for i in range(400))
@@ -197,6 +200,7 @@ def test_compaction_while_contacts_enter_loses_and_doubles_nothing():
     assert not JourneyTally.objects.filter(folded=False).exists()
 
 
+@pytest.mark.postgresql(reason="PostgreSQL's advisory lock")
 def test_a_second_compaction_at_the_same_time_steps_aside():
     journey = JourneyFactory()
     EnrollmentFactory(journey=journey)

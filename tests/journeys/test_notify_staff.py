@@ -14,6 +14,7 @@ from journeys.services.runner import enrollments_advance
 from journeys.services.scheduling import enrollments_claim_due
 from subscriptions.services import subscription_set
 from tests.conftest import SmtpRecorder
+from tests.databases import ROW_BY_ROW
 from tests.factories import (
     ChannelFactory,
     ContactFactory,
@@ -229,6 +230,7 @@ def test_the_document_names_the_group(journey, sales):
     assert journey_export(journey=copy) == {**document, "name": "Big accounts 2"}
 
 
+@pytest.mark.postgresql(reason=ROW_BY_ROW)
 def test_a_batch_costs_the_same_queries_for_2_4_or_8_contacts(journey, sales, smtp_server):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

@@ -15,6 +15,7 @@ from contacts.services import api_key_create
 from contacts.services.events import events_dispatch
 from journeys.models import Enrollment, Journey
 from journeys.services.entry import journeys_enroll_contact
+from tests.databases import PARALLEL_WRITERS
 from tests.factories import ContactFactory, JourneyFactory, SendMessageStepFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -74,6 +75,7 @@ def purchases_at_once(rq_queue):
     rq_queue.empty()
 
 
+@pytest.mark.postgresql(reason=PARALLEL_WRITERS)
 @pytest.mark.parametrize(
     ("reentry", "allowed"),
     [
@@ -97,6 +99,7 @@ def test_parallel_events_for_one_contact_enter_as_often_as_the_policy_allows(
         assert sorted(p.trigger_data["n"] for p in passages) == list(range(PARALLEL))
 
 
+@pytest.mark.postgresql(reason=PARALLEL_WRITERS)
 def test_parallel_api_triggers_for_one_contact_enter_once(rq_queue):
     once = journey(Journey.Reentry.AFTER_EXIT)
     contact = ContactFactory(email="bob@example.com")

@@ -23,6 +23,7 @@ from journeys.models import (
 from journeys.services.graph import step_connect
 from journeys.services.runner import enrollments_advance
 from journeys.services.scheduling import enrollments_claim_due
+from tests.databases import ROW_BY_ROW
 from tests.factories import (
     ContactFactory,
     ContactListFactory,
@@ -121,6 +122,7 @@ def _advance_new(step, count):
     return len(queries)
 
 
+@pytest.mark.postgresql(reason=ROW_BY_ROW)
 @pytest.mark.parametrize("make_step", STEPS.values(), ids=STEPS.keys())
 def test_a_step_costs_the_same_queries_for_2n_enrollments_as_for_n(make_step):
     # Given a live journey whose first step is the step type
@@ -229,6 +231,7 @@ def test_a_group_whose_lease_is_lost_for_one_contact_keeps_only_the_others_write
     assert Enrollment.objects.get(contact=ada).current_step_id == step.pk
 
 
+@pytest.mark.postgresql(reason=ROW_BY_ROW)
 def test_moves_through_several_steps_are_written_once_per_enrollment():
     # Given contacts at a score step followed by a condition and a delay
     journey = JourneyFactory(name="Scoring")

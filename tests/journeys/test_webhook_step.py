@@ -553,6 +553,7 @@ def test_going_live_counts_the_failed_connection(journey):
     assert journey_problems(journey=journey) == []
 
 
+@pytest.mark.postgresql(reason="PostgreSQL's JSON cannot store a NUL character; SQLite can")
 def test_an_answer_value_the_database_cannot_store_is_reported_and_the_contact_goes_on(
     journey, target
 ):

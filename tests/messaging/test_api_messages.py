@@ -319,6 +319,7 @@ def test_listing_sent_messages_costs_the_same_for_five_or_ten(api_client):
     )
 
 
+@pytest.mark.postgresql(reason="PostgreSQL's query plan")
 def test_the_sent_messages_query_walks_the_contact_and_sent_at_index(ada):
     from messaging.selectors import sent_messages
 

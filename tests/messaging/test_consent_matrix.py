@@ -133,7 +133,8 @@ def matrix(django_db_setup, django_db_blocker):
     message_send, outside any transaction as it requires), then the send log
     and a real SMTP server hold the outcomes. Everything is removed afterwards."""
     # Never against a database that is not a test database: this commits and deletes.
-    assert connection.settings_dict["NAME"].startswith("test_")
+    name = connection.settings_dict["NAME"]
+    assert name.startswith("test_") or name.startswith("file:memorydb_"), name
     handler = SmtpRecorder()
     smtp = Controller(handler, hostname="127.0.0.1", port=free_port())
     email = SimpleNamespace()

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from messaging.models import Message
 from messaging.services import SendRequest, messages_send
+from tests.databases import PARALLEL_WRITERS
 from tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,6 +52,7 @@ def waiting_on_a_lock():
         return cursor.fetchone()[0] > 0
 
 
+@pytest.mark.postgresql(reason=PARALLEL_WRITERS)
 def test_a_sent_outcome_recorded_meanwhile_is_not_overwritten_as_interrupted(smtp_server):
     # Given a message still `sending` as a second worker reads it
     message = MessageFactory(status=Message.Status.SENDING, attempts=1)

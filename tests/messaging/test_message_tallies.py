@@ -38,6 +38,7 @@ def ada(db):
     return ContactFactory(email="ada@example.com", attributes={"firstName": "Ada"})
 
 
+@pytest.mark.postgresql(reason="PostgreSQL's statement-level triggers, read from pg_trigger")
 def test_the_triggers_are_installed():
     with connection.cursor() as cursor:
         cursor.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")

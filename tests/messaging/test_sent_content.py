@@ -17,6 +17,7 @@ from messaging.services.sent_content import sent_content_prune_when_due
 from subscriptions.models import Subscription
 from subscriptions.services import subscription_set
 from tests.admin_pages import contact_timeline
+from tests.databases import ROW_BY_ROW
 from tests.factories import (
     ContactFactory,
     DeviceTokenFactory,
@@ -305,6 +306,7 @@ def _pending(count):
     return results
 
 
+@pytest.mark.postgresql(reason=ROW_BY_ROW)
 def test_writing_outcomes_with_their_content_costs_the_same_for_n_and_2n():
     # Given two chunks of sent messages, one twice as big
     small, big = _pending(10), _pending(20)

@@ -3,6 +3,7 @@ from django.urls import reverse
 
 from subscriptions.models import Channel, ConsentRecord, MessageType, Subscription
 from tests.admin_pages import result_rows
+from tests.databases import ESTIMATED_COUNT
 from tests.factories import (
     ChannelFactory,
     ConsentRecordFactory,
@@ -24,8 +25,18 @@ def make_channels(n):
     [
         (Channel, make_channels, 5),
         (MessageType, lambda n: MessageTypeFactory.create_batch(n, frequency_limit=2), 6),
-        (Subscription, lambda n: SubscriptionFactory.create_batch(n), 5),
-        (ConsentRecord, lambda n: ConsentRecordFactory.create_batch(n, actor=UserFactory()), 5),
+        pytest.param(
+            Subscription,
+            lambda n: SubscriptionFactory.create_batch(n),
+            5,
+            marks=pytest.mark.postgresql(reason=ESTIMATED_COUNT),
+        ),
+        pytest.param(
+            ConsentRecord,
+            lambda n: ConsentRecordFactory.create_batch(n, actor=UserFactory()),
+            5,
+            marks=pytest.mark.postgresql(reason=ESTIMATED_COUNT),
+        ),
     ],
     ids=["channel", "message type", "subscription", "consent record"],
 )

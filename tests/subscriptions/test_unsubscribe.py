@@ -12,6 +12,7 @@ from messaging.models import Message
 from messaging.services import message_send
 from subscriptions.models import Channel, ConsentRecord, Subscription
 from subscriptions.tokens import preferences_token, unsubscribe_token, unsubscribe_url
+from tests.databases import PARALLEL_WRITERS
 from tests.factories import (
     ChannelFactory,
     ContactFactory,
@@ -298,6 +299,7 @@ def test_the_header_of_a_real_email_unsubscribes_and_the_next_send_is_skipped(
     assert second.message.skip_reason == "message_type_unsubscribed"
 
 
+@pytest.mark.postgresql(reason=PARALLEL_WRITERS)
 @pytest.mark.django_db(transaction=True)
 def test_two_one_click_posts_at_the_same_moment_record_once(ada, newsletter):
     """Mail providers do retry at once. The second request, arriving while the
