@@ -19,6 +19,9 @@ SAMPLE_SIZE = 10
 PREVIEW_TIMEOUT_MS = 2_000
 # PostgreSQL's error code for a statement cancelled by statement_timeout.
 QUERY_CANCELED = "57014"
+# How often (in steps of its virtual machine, about a microsecond each)
+# SQLite asks whether a preview query's time is up.
+SQLITE_STEPS = 1_000
 
 
 class _TimedOut:
@@ -71,12 +74,13 @@ def audience_preview(
     name the attributes and events it tests that no contact has.
 
     Refuses a tree `conditions_validate` refuses (ConditionError), `segment`
-    being the segment the tree is written for. On PostgreSQL each query runs
-    under a statement timeout of `timeout_ms` (PREVIEW_TIMEOUT_MS when not
-    given), and all of them within twice that; a query that runs out is
-    reported, not raised. The count and the sample come from one pass over
-    the matching contacts; when that pass times out, the sample is looked
-    for alone, stopping at the first contacts found."""
+    being the segment the tree is written for. Each query runs under a
+    timeout of `timeout_ms` (PREVIEW_TIMEOUT_MS when not given; PostgreSQL's
+    statement timeout, or an interrupt on SQLite), and all of them within
+    twice that; a query that runs out is reported, not raised. The count and
+    the sample come from one pass over the matching contacts; when that pass
+    times out, the sample is looked for alone, stopping at the first
+    contacts found."""
     conditions_validate(tree, segment=segment)
     budget = _Budget(PREVIEW_TIMEOUT_MS if timeout_ms is None else timeout_ms)
     matching = Contact.objects.filter(compile_conditions(tree)).order_by()
@@ -134,8 +138,8 @@ def _count_and_newest(matching, count_cap, sample_size):
 
 
 class _Budget:
-    """Runs each query of a preview with PostgreSQL's statement timeout set
-    to `timeout_ms`, or to what is left of twice that for all of them."""
+    """Runs each query of a preview with a timeout of `timeout_ms`, or of
+    what is left of twice that for all of them."""
 
     def __init__(self, timeout_ms):
         self.timeout_ms = timeout_ms
@@ -160,11 +164,13 @@ class _Budget:
             cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout)])
 
     def run(self, query):
-        if connection.vendor != "postgresql":
-            return query()
         left = int((self.ends - time.monotonic()) * 1000)
         if left < 1:
             return TIMED_OUT
+        if connection.vendor == "sqlite":
+            return self._run_on_sqlite(query, min(self.timeout_ms, left))
+        if connection.vendor != "postgresql":
+            return query()
         self._set(min(self.timeout_ms, left))
         try:
             # A savepoint keeps the transaction usable after a cancelled query.
@@ -174,6 +180,25 @@ class _Budget:
             if getattr(exc.__cause__, "sqlstate", None) == QUERY_CANCELED:
                 return TIMED_OUT
             raise
+
+    @staticmethod
+    def _run_on_sqlite(query, timeout_ms):
+        """SQLite has no statement timeout: a progress handler, called every
+        SQLITE_STEPS steps of its virtual machine, interrupts the query once
+        its time is up (the embedded default's answer to the same budget)."""
+        connection.ensure_connection()
+        raw = connection.connection
+        deadline = time.monotonic() + timeout_ms / 1000
+        raw.set_progress_handler(lambda: time.monotonic() > deadline, SQLITE_STEPS)
+        try:
+            with transaction.atomic():
+                return query()
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlite_errorname", None) == "SQLITE_INTERRUPT":
+                return TIMED_OUT
+            raise
+        finally:
+            raw.set_progress_handler(None, 0)
 
 
 def _nobody_has(path):

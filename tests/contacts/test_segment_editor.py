@@ -564,3 +564,40 @@ def test_a_preview_that_times_out_altogether_answers_without_a_count(admin_clien
         "warnings": [],
         "sample": None,
     }
+
+
+SLOW_SQLITE_COUNT = (
+    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 50000000) "
+    "SELECT count(*) FROM n"
+)
+
+
+def _count(sql):
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.skipif(
+    connection.vendor != "sqlite", reason="SQLite's interrupt (PostgreSQL's timeout is above)"
+)
+def test_on_sqlite_a_preview_query_that_runs_out_of_time_is_interrupted_and_reported(db):
+    from contacts.selectors import TIMED_OUT, _Budget
+
+    # Given a preview's budget of 50 ms a query, within a transaction as the preview runs
+    with transaction.atomic():
+        budget = _Budget(50)
+        started = time.monotonic()
+
+        # When a query that would take seconds runs under it, then a quick one
+        slow = budget.run(lambda: _count(SLOW_SQLITE_COUNT))
+        took = time.monotonic() - started
+        quick = budget.run(lambda: _count("SELECT count(*) FROM contacts_contact"))
+
+    # Then the slow one is given up in about its time, the quick one answers
+    assert slow is TIMED_OUT
+    assert took < 2
+    assert quick == 0
+    # and the connection is left without the interrupt
+    assert _count("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
+                  "WHERE x < 200000) SELECT count(*) FROM n") == 200000  # fmt: skip
