@@ -62,6 +62,7 @@ class Exit:
     reason: str = "exit step"
     detail: str = ""
     extra: dict = field(default_factory=dict)
+    kind: str = "other"  # an Enrollment.ExitKind
 
 
 @dataclass(frozen=True)

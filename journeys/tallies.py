@@ -15,8 +15,9 @@ event came or the wait ended rather than each time it waits on;
 holdout's treatment, a wait's event or timeout). When a passage converts,
 `branch_converted:<label>` for every way it had taken.
 
-The migration that installs these triggers runs the SQL below; changing it
-needs a new migration that installs it again.
+The migrations that install these triggers run the SQL below; changing it
+needs a new migration that installs it again (and an older migration that
+ran other SQL keeps a frozen copy of it: EXIT_KIND_FROM_REASON).
 """
 
 from contacts.tallies import (
@@ -31,10 +32,14 @@ from contacts.tallies import (
     sqlite_update,
 )
 
-# Why a contact left, from Enrollment.exit_reason: the reasons Waymark
-# writes (journeys.services.*: HOLDOUT_EXIT_REASON, AUDIENCE_EXIT_REASON,
-# ARCHIVED_EXIT_REASON, forgetting a contact, the admin's exit action).
-EXIT_KIND = """CASE
+# Why a contact left: Enrollment.exit_kind, which every exit sets.
+EXIT_KIND = "COALESCE(NULLIF({r}.exit_kind, ''), 'other')"
+
+# How the triggers of migration 0020, before Enrollment.exit_kind, read why a
+# contact left from the exit_reason texts Waymark wrote; migration 0021
+# fills exit_kind of the passages that had exited with it. Frozen: it
+# describes the texts of those releases.
+EXIT_KIND_FROM_REASON = """CASE
     WHEN {r}.holdout THEN 'holdout'
     WHEN {r}.exit_reason LIKE 'exit event:%' THEN 'exit_event'
     WHEN {r}.exit_reason = 'no longer in the journey''s audience' THEN 'audience'
@@ -42,34 +47,38 @@ EXIT_KIND = """CASE
     WHEN {r}.exit_reason = 'contact forgotten' THEN 'forgotten'
     WHEN {r}.exit_reason LIKE 'exited from the admin%' THEN 'admin'
     ELSE 'other' END"""
-EXIT_KINDS = ("exit_event", "audience", "archived", "admin", "forgotten", "holdout", "other")
 
-ENDED = """CASE {r}.state
+
+def enrollment_tally(exit_kind: str = EXIT_KIND) -> Tally:
+    """The passages' tally, reading why a contact left with `exit_kind`."""
+    ended = f"""CASE {{r}}.state
     WHEN 'completed' THEN 'completed'
     WHEN 'failed' THEN 'failed'
-    WHEN 'exited' THEN 'exited:' || (EXIT_KIND) END""".replace("EXIT_KIND", EXIT_KIND)
+    WHEN 'exited' THEN 'exited:' || ({exit_kind}) END"""
+    return Tally(
+        name="journeys_enrollment_tally",
+        source="journeys_enrollment",
+        table="journeys_journeytally",
+        keys={"journey_id": "{r}.journey_id", "step_id": "NULL::bigint"},
+        slots=(
+            Slot(metric="'entered'", at="{r}.entered_at", changes=False),
+            Slot(metric=ended, at="COALESCE({r}.finished_at, CURRENT_TIMESTAMP)"),
+            Slot(
+                metric="CASE WHEN {r}.goal_reached_at IS NULL THEN NULL "
+                "WHEN {r}.holdout THEN 'holdout_converted' ELSE 'converted' END",
+                at="{r}.goal_reached_at",
+            ),
+            Slot(
+                metric="CASE WHEN {r}.holdout THEN 'holdout' END",
+                at="COALESCE({r}.finished_at, CURRENT_TIMESTAMP)",
+            ),
+        ),
+        # An open passage that has not converted is in no slot an UPDATE changes.
+        may_change="{r}.state NOT IN ('active', 'waiting') OR {r}.goal_reached_at IS NOT NULL",
+    )
 
-ENROLLMENT_TALLY = Tally(
-    name="journeys_enrollment_tally",
-    source="journeys_enrollment",
-    table="journeys_journeytally",
-    keys={"journey_id": "{r}.journey_id", "step_id": "NULL::bigint"},
-    slots=(
-        Slot(metric="'entered'", at="{r}.entered_at", changes=False),
-        Slot(metric=ENDED, at="COALESCE({r}.finished_at, CURRENT_TIMESTAMP)"),
-        Slot(
-            metric="CASE WHEN {r}.goal_reached_at IS NULL THEN NULL "
-            "WHEN {r}.holdout THEN 'holdout_converted' ELSE 'converted' END",
-            at="{r}.goal_reached_at",
-        ),
-        Slot(
-            metric="CASE WHEN {r}.holdout THEN 'holdout' END",
-            at="COALESCE({r}.finished_at, CURRENT_TIMESTAMP)",
-        ),
-    ),
-    # An open passage that has not converted is in no slot an UPDATE changes.
-    may_change="{r}.state NOT IN ('active', 'waiting') OR {r}.goal_reached_at IS NOT NULL",
-)
+
+ENROLLMENT_TALLY = enrollment_tally()
 
 # A passage that reached the goal: every way it had taken counts a conversion.
 # Row-level on PostgreSQL too, for the few updates that set the goal: the
@@ -157,18 +166,16 @@ def _sqlite(sql):
     return sql.replace("NULL::bigint", "NULL")
 
 
-ENROLLMENT_TALLY_POSTGRES = [
-    *postgres_insert(ENROLLMENT_TALLY),
-    *postgres_update(ENROLLMENT_TALLY),
-    *BRANCH_CONVERTED_POSTGRES,
-]
-ENROLLMENT_TALLY_SQLITE = [
-    _sqlite(sql)
-    for sql in (
-        *sqlite_insert(ENROLLMENT_TALLY),
-        *sqlite_update(ENROLLMENT_TALLY, also=BRANCH_CONVERTED_SQLITE),
-    )
-]
+def enrollment_tally_sql(vendor: str, tally: Tally = ENROLLMENT_TALLY) -> list[str]:
+    """The statements that install the passages' tally triggers on `vendor`."""
+    if vendor == "postgresql":
+        return [*postgres_insert(tally), *postgres_update(tally), *BRANCH_CONVERTED_POSTGRES]
+    return [
+        _sqlite(sql)
+        for sql in (*sqlite_insert(tally), *sqlite_update(tally, also=BRANCH_CONVERTED_SQLITE))
+    ]
+
+
 TRIGGERS = [
     ("journeys_enrollment_tally_insert", "journeys_enrollment"),
     ("journeys_enrollment_tally_update", "journeys_enrollment"),
@@ -203,22 +210,42 @@ SELECT journey_id, step_id, day, metric, count(*), {folded} FROM (
 ) AS counted WHERE metric IS NOT NULL GROUP BY journey_id, step_id, day, metric"""
 
 
-def count_existing(apps, schema_editor):
+def count_existing(apps, schema_editor, *, exit_kind=EXIT_KIND):
     """Count the passages and step runs already there, as the triggers would
     have (once, at install)."""
     vendor = schema_editor.connection.vendor
-    run_sql(schema_editor, [backfill(ENROLLMENT_TALLY, vendor), step_runs_backfill(vendor)])
+    tally = enrollment_tally(exit_kind)
+    run_sql(schema_editor, [backfill(tally, vendor), step_runs_backfill(vendor)])
 
 
-def install(apps, schema_editor):
+def install(apps, schema_editor, *, exit_kind=EXIT_KIND):
     """(Re)create the triggers for the database's vendor."""
     vendor = schema_editor.connection.vendor
     run_sql(schema_editor, drop_triggers(vendor, TRIGGERS))
-    if vendor == "postgresql":
-        run_sql(schema_editor, [*ENROLLMENT_TALLY_POSTGRES, *STEP_RUN_INSERT_POSTGRES])
-    else:
-        run_sql(schema_editor, [*ENROLLMENT_TALLY_SQLITE, *STEP_RUN_INSERT_SQLITE])
+    step_runs = STEP_RUN_INSERT_POSTGRES if vendor == "postgresql" else STEP_RUN_INSERT_SQLITE
+    run_sql(schema_editor, [*enrollment_tally_sql(vendor, enrollment_tally(exit_kind)), *step_runs])
 
 
 def uninstall(apps, schema_editor):
     run_sql(schema_editor, drop_triggers(schema_editor.connection.vendor, TRIGGERS))
+
+
+# As migration 0020 installed them, before Enrollment.exit_kind.
+def count_existing_by_reason(apps, schema_editor):
+    count_existing(apps, schema_editor, exit_kind=EXIT_KIND_FROM_REASON)
+
+
+def install_by_reason(apps, schema_editor):
+    install(apps, schema_editor, exit_kind=EXIT_KIND_FROM_REASON)
+
+
+def exit_kinds_fill(apps, schema_editor):
+    """Give the passages that had exited their kind, read from their
+    exit_reason as the triggers of 0020 read it (the triggers are off)."""
+    run_sql(
+        schema_editor,
+        [
+            "UPDATE journeys_enrollment SET exit_kind = "
+            f"{EXIT_KIND_FROM_REASON.format(r='journeys_enrollment')} WHERE state = 'exited'"
+        ],
+    )

@@ -15,6 +15,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from journeys.models import Enrollment
 from journeys.selectors import journey_analytics
 
 # The longest period the page shows at once (its chart has one point a day).
@@ -186,15 +187,7 @@ def percent(value) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
-EXIT_KIND_LABELS = {
-    "exit_event": "Exit event",
-    "audience": "Left the audience",
-    "archived": "Journey archived",
-    "admin": "Exited by staff",
-    "forgotten": "Contact forgotten",
-    "holdout": "Held out (control group)",
-    "other": "Other",
-}
+EXIT_KIND_LABELS = dict(Enrollment.ExitKind.choices)
 
 
 def summary_rows(figures):

@@ -97,6 +97,7 @@ class EnrollmentAdmin(BigTableAdmin):
         "entered_at",
         "finished_at",
         "exit_reason",
+        "exit_kind",
         "goal_reached_at",
         "holdout",
         "last_error",
@@ -112,7 +113,9 @@ class EnrollmentAdmin(BigTableAdmin):
     @admin.action(description="Exit selected contacts from their journey", permissions=["exit"])
     def exit_selected(self, request, queryset):
         count = enrollments_exit(
-            enrollments=queryset, reason=f"exited from the admin by {request.user}"
+            enrollments=queryset,
+            reason=f"exited from the admin by {request.user}",
+            kind=Enrollment.ExitKind.ADMIN,
         )
         self.message_user(request, f"{count} contact(s) left their journey.", messages.SUCCESS)
 

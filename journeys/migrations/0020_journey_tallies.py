@@ -3,7 +3,8 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-from journeys.tallies import count_existing, install, uninstall
+# As installed before Enrollment.exit_kind (0021 installs them again).
+from journeys.tallies import count_existing_by_reason, install_by_reason, uninstall
 
 
 class Migration(migrations.Migration):
@@ -29,6 +30,6 @@ class Migration(migrations.Migration):
                 'indexes': [models.Index(fields=['journey', 'day'], name='journeytally_journey_day'), models.Index(condition=models.Q(('folded', False)), fields=['id'], name='journeytally_unfolded')],
             },
         ),
-        migrations.RunPython(count_existing, migrations.RunPython.noop),
-        migrations.RunPython(install, uninstall),
+        migrations.RunPython(count_existing_by_reason, migrations.RunPython.noop),
+        migrations.RunPython(install_by_reason, uninstall),
     ]

@@ -24,6 +24,18 @@ class Enrollment(models.Model):
 
     OPEN_STATES = (State.ACTIVE, State.WAITING)
 
+    class ExitKind(models.TextChoices):
+        """Why an exited passage left, as journey analytics counts it (the
+        `exited:<kind>` tallies); `exit_reason` says it in words."""
+
+        EXIT_EVENT = "exit_event", "Exit event"
+        AUDIENCE = "audience", "Left the audience"
+        ARCHIVED = "archived", "Journey archived"
+        ADMIN = "admin", "Exited by staff"
+        FORGOTTEN = "forgotten", "Contact forgotten"
+        HOLDOUT = "holdout", "Held out (control group)"
+        OTHER = "other", "Other"
+
     # No index of their own: (journey, state) and (contact, state) below lead
     # with them, and every index is one more write for each move of the engine.
     journey = models.ForeignKey(
@@ -64,6 +76,10 @@ class Enrollment(models.Model):
     entered_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     exit_reason = models.CharField(max_length=255, blank=True)
+    # Set with exit_reason whenever a passage exits (blank otherwise).
+    exit_kind = models.CharField(
+        max_length=16, choices=ExitKind.choices, blank=True, default="", db_default=""
+    )
     goal_reached_at = models.DateTimeField(null=True, blank=True)
     # Left at a holdout step: the control group the journey's lift is measured against.
     holdout = models.BooleanField(default=False, db_default=False)

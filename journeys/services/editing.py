@@ -18,8 +18,9 @@ def step_open_enrollment_counts(*, step_ids) -> dict:
     return {row["current_step_id"]: row["n"] for row in rows}
 
 
-def enrollments_exit(*, enrollments, reason: str) -> int:
-    """Take open enrollments out of their journey now. Returns how many left.
+def enrollments_exit(*, enrollments, reason: str, kind: str) -> int:
+    """Take open enrollments out of their journey now, for `reason` (words)
+    of `kind` (an Enrollment.ExitKind). Returns how many left.
 
     Clearing the lease stops a worker that holds one of them at its next
     transition, so the exit cannot be overwritten.
@@ -29,6 +30,7 @@ def enrollments_exit(*, enrollments, reason: str) -> int:
         return enrollments.filter(state__in=Enrollment.OPEN_STATES).update(
             state=Enrollment.State.EXITED,
             exit_reason=reason[:255],
+            exit_kind=kind,
             finished_at=now,
             next_run_at=None,
             current_step=None,
@@ -97,6 +99,7 @@ def journey_set_state(*, journey: Journey, state: str, actor=None) -> Journey:
             enrollments_exit(
                 enrollments=Enrollment.objects.filter(journey=journey),
                 reason=ARCHIVED_EXIT_REASON,
+                kind=Enrollment.ExitKind.ARCHIVED,
             )
     journey.state = state
     journey.modified_by = actor

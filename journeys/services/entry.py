@@ -126,6 +126,7 @@ def journeys_handle_events(*, events) -> dict:
                 .update(
                     state=Enrollment.State.EXITED,
                     exit_reason=f"exit event: {exit_event}"[:255],
+                    exit_kind=Enrollment.ExitKind.EXIT_EVENT,
                     finished_at=now,
                     next_run_at=None,
                     current_step=None,
@@ -566,6 +567,7 @@ def journeys_erase_contact(*, contact_id: int, now=None) -> int:
     ended = passages.filter(state__in=Enrollment.OPEN_STATES).update(
         state=Enrollment.State.EXITED,
         exit_reason="contact forgotten",
+        exit_kind=Enrollment.ExitKind.FORGOTTEN,
         finished_at=now,
         next_run_at=None,
         current_step=None,

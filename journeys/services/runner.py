@@ -660,13 +660,19 @@ def _next_state(outcome, enrollment, at, step):
         case Complete():
             return Outcome.COMPLETED, {**finished, "state": State.COMPLETED}, False
         case Exit():
-            changes = {**finished, "state": State.EXITED, "exit_reason": outcome.reason}
+            changes = {
+                **finished,
+                "state": State.EXITED,
+                "exit_reason": outcome.reason,
+                "exit_kind": outcome.kind,
+            }
             return Outcome.EXITED, changes, False
         case Holdout():
             changes = {
                 **finished,
                 "state": State.EXITED,
                 "exit_reason": HOLDOUT_EXIT_REASON,
+                "exit_kind": Enrollment.ExitKind.HOLDOUT,
                 "holdout": True,
             }
             return Outcome.EXITED, changes, False

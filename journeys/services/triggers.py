@@ -274,5 +274,7 @@ def journeys_audience_exit(*, now=None, due_only=False) -> int:
         )
         if due_only:
             passages = passages.filter(next_run_at__lte=now)
-        left += enrollments_exit(enrollments=passages, reason=AUDIENCE_EXIT_REASON)
+        left += enrollments_exit(
+            enrollments=passages, reason=AUDIENCE_EXIT_REASON, kind=Enrollment.ExitKind.AUDIENCE
+        )
     return left

@@ -75,14 +75,16 @@ def promo():
         run(enrollment, ab, branch="a" if enrollment in a else "b")
         run(enrollment, hello)
     Enrollment.objects.filter(pk__in=[e.pk for e in held]).update(
-        state="exited", holdout=True, exit_reason=HOLDOUT_EXIT_REASON, finished_at=TODAY
-    )
+        state="exited", holdout=True, exit_reason=HOLDOUT_EXIT_REASON, exit_kind="holdout",
+        finished_at=TODAY,
+    )  # fmt: skip
     Enrollment.objects.filter(pk__in=[e.pk for e in a + b]).update(
         state="completed", finished_at=TODAY
     )
     Enrollment.objects.filter(pk=left[0].pk).update(
-        state="exited", exit_reason="exit event: cancelled", finished_at=TODAY
-    )
+        state="exited", exit_reason="exit event: cancelled", exit_kind="exit_event",
+        finished_at=TODAY,
+    )  # fmt: skip
     converted = [held[0], a[0], a[1], b[0]]
     Enrollment.objects.filter(pk__in=[e.pk for e in converted]).update(goal_reached_at=TODAY)
     for n, enrollment in enumerate(a + b):

@@ -94,7 +94,9 @@ def test_every_send_of_a_batch_reads_the_contact_enrollment_journey_and_consent_
         Contact.objects.filter(pk=contacts[2].pk).update(email="c2-new@example.com")
         event_track(name="unsubscribed_in_app", email="c3@example.com")
         enrollments_exit(
-            enrollments=Enrollment.objects.filter(contact=contacts[4]), reason="by staff"
+            enrollments=Enrollment.objects.filter(contact=contacts[4]),
+            reason="by staff",
+            kind=Enrollment.ExitKind.ADMIN,
         )
         journey_set_state(journey=welcome_series, state="paused")
 

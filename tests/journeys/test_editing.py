@@ -54,7 +54,9 @@ def test_exiting_leaves_finished_enrollments_alone(welcome_series):
         current_step=welcome_series.step_map["wait"],
     )
 
-    count = enrollments_exit(enrollments=Enrollment.objects.all(), reason="test")
+    count = enrollments_exit(
+        enrollments=Enrollment.objects.all(), reason="test", kind=Enrollment.ExitKind.ADMIN
+    )
 
     assert count == 1
     done.refresh_from_db()

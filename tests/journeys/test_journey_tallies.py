@@ -100,7 +100,7 @@ def test_retries_and_a_wait_for_an_event_waiting_on_do_not_count_as_reaching_the
     assert per_step(journey, "branch:event") == {"buy": 1}
 
 
-def test_exits_count_by_their_reason_whatever_wrote_them(smtp_server):
+def test_exits_count_by_their_kind_whatever_wrote_them(smtp_server):
     journey = JourneyFactory(exit_event_name="cancelled")
     contacts = [ContactFactory() for _ in range(6)]
     passages = [EnrollmentFactory(journey=journey, contact=c) for c in contacts]
@@ -112,12 +112,33 @@ def test_exits_count_by_their_reason_whatever_wrote_them(smtp_server):
     enrollments_exit(
         enrollments=Enrollment.objects.filter(pk__in=[passages[1].pk, passages[2].pk]),
         reason="exited from the admin by alice",
+        kind=Enrollment.ExitKind.ADMIN,
     )
     journey_set_state(journey=journey, state="archived", actor=alice)
 
     assert counts(journey) == {
         "entered": 6, "exited:exit_event": 1, "exited:admin": 2, "exited:archived": 3,
     }  # fmt: skip
+
+
+def test_an_exit_counts_by_its_kind_whatever_its_words(db):
+    # Given passages that exit for reasons worded as the caller likes
+    journey = JourneyFactory()
+    passages = [EnrollmentFactory(journey=journey, contact=ContactFactory()) for _ in range(3)]
+
+    enrollments_exit(
+        enrollments=Enrollment.objects.filter(pk=passages[0].pk),
+        reason="Cleaned up after the March incident",
+        kind=Enrollment.ExitKind.ADMIN,
+    )
+    enrollments_exit(
+        enrollments=Enrollment.objects.filter(pk__in=[passages[1].pk, passages[2].pk]),
+        reason="exited from the admin by alice",  # the words an admin exit once had
+        kind=Enrollment.ExitKind.AUDIENCE,
+    )
+
+    # Then the tallies count them by their kind
+    assert counts(journey) == {"entered": 3, "exited:admin": 1, "exited:audience": 2}
 
 
 def test_conversions_and_the_holdout_are_counted_for_the_lift(promo, smtp_server):  # noqa: F811
