@@ -377,3 +377,15 @@ def test_a_steps_writes_roll_back_with_its_transition_when_the_lease_is_stolen(w
     assert counts == {"lease_lost": 1, "completed": 1}
     assert not StepRun.objects.filter(enrollment__contact=ada).exists()
     assert Enrollment.objects.get(contact=ada).current_step_id == condition.pk
+
+
+@pytest.mark.postgresql(reason="CREATE INDEX CONCURRENTLY")
+def test_the_failed_enrollments_index_is_built_without_blocking_writes():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("sqlmigrate", "journeys", "0019", stdout=out)
+
+    assert 'CREATE INDEX CONCURRENTLY "enrollment_failed"' in out.getvalue()
