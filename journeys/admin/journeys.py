@@ -226,8 +226,9 @@ class JourneyAdmin(
             query = urlencode({FOCUS_PARAMETER: step_id})
             return redirect(f"{reverse('admin:journeys_journey_change', args=[obj.pk])}?{query}")
         if {"_addanother", "_saveasnew"}.isdisjoint(request.POST):
-            # Back where the step was opened from.
-            return redirect("admin:journeys_journey_diagram", obj.pk)
+            # Back where the step was opened from, at the step.
+            diagram = reverse("admin:journeys_journey_diagram", args=[obj.pk])
+            return redirect(f"{diagram}#diagram-step-{step_id}")
         return response
 
     def save_formset(self, request, form, formset, change):

@@ -106,6 +106,11 @@ def test_build_go_live_fire_the_event_and_see_the_diagram_count_it(
     expect(page.locator("#steps-0").get_by_label("Key")).to_have_value("hello")
     expect(page.locator("#steps-0")).to_be_in_viewport()
     expect(page.locator("#steps-group .inline-related.has_original")).to_have_count(1)
+    # and naming the step there and saving goes back to the diagram, which shows the name
+    page.locator("#steps-0").get_by_label("Name").fill("Trial welcome")
+    page.locator('input[name="_save"]').first.click()
+    expect(page).to_have_url(f"{live_server.url}{diagram}#diagram-step-{hello.pk}")
+    expect(page.locator(f"#diagram-step-{hello.pk}")).to_contain_text("Trial welcome")
     page.goto(f"{live_server.url}{CHANGELIST}")
     row = page.locator("#result_list tbody tr", has_text="Trial started")
     expect(row.locator("td.field-messages_sent")).to_have_text("1")

@@ -62,7 +62,8 @@ def test_a_connection_to_a_step_whose_form_is_not_on_the_page_is_saved(
     response = post_on_step(staff_client, welcome_series, condition, {"steps-0-go_no": "welcome"})
 
     assert response.status_code == 302
-    assert response.url == reverse("admin:journeys_journey_diagram", args=[welcome_series.pk])
+    diagram = reverse("admin:journeys_journey_diagram", args=[welcome_series.pk])
+    assert response.url == f"{diagram}#diagram-step-{condition.pk}"
     connections = step_connections(step=condition)
     assert connections["no"].key == "welcome" and connections["yes"].key == "done"
     # the other steps are as they were
