@@ -100,6 +100,10 @@ class StepForm(forms.ModelForm):
         if "position" in self.fields:
             self.fields["position"].required = False
             self.fields["position"].help_text = "Order on the diagram. Empty: after the others."
+            if self.instance.pk is None and not self.is_bound:
+                # A new row starts empty, not at the model's 0 (which would put
+                # it before every step): left so, it goes after the others.
+                self.initial["position"] = None
         if "key" in self.fields:
             self.fields["key"].required = False
             self.fields[

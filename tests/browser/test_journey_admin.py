@@ -70,6 +70,30 @@ def test_adding_a_delay_step_through_the_type_menu(admin_page, live_server, welc
     assert welcome_series.steps.count() == 6
 
 
+def test_a_step_added_on_the_page_of_one_step_joins_the_journey_after_every_step(
+    admin_page, live_server, welcome_series
+):
+    # Given the editor opened on one step, as the diagram opens it
+    condition = welcome_series.step_map["condition"]
+    url = reverse("admin:journeys_journey_change", args=[welcome_series.pk])
+    admin_page.goto(f"{live_server.url}{url}?step={condition.pk}#steps-0")
+    expect(admin_page.locator("#steps-group .inline-related.has_original")).to_have_count(1)
+
+    # When a delay is added there, with no position, pointed at from the condition
+    row = add_step(admin_page, "Delay step")
+    row.get_by_label("Key").fill("cool-off")
+    row.get_by_label("Amount").fill("1")
+    admin_page.locator("#steps-0").get_by_label("Go to (no)").fill("cool-off")
+    save(admin_page)
+
+    # Then it goes after every step, and the condition leads to it
+    expect(admin_page.locator(".messagelist .success")).to_contain_text("was changed successfully")
+    added = DelayStep.objects.get(journey=welcome_series, key="cool-off")
+    assert added.position == 6
+    assert condition.connections.get(label="no").target_id == added.pk
+    assert welcome_series.steps.count() == 6
+
+
 def test_creating_a_journey_with_an_email_and_an_exit(admin_page, live_server):
     TemplateFactory(name="Trial ending")
     open_journey(admin_page, live_server)

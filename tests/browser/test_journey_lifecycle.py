@@ -75,6 +75,9 @@ def test_build_go_live_fire_the_event_and_see_the_diagram_count_it(
     expect(page.locator(".messagelist .success")).to_contain_text("was added successfully")
     journey = Journey.objects.get(name="Trial started")
     hello = journey.steps.get(key="hello")
+    # (no position typed: each new step went after the ones before it)
+    steps = journey.steps.order_by("position").values_list("key", "position")
+    assert list(steps) == [("hello", 1), ("done", 2)]
 
     # When it goes live from the list
     page.goto(f"{live_server.url}{CHANGELIST}?folder=Onboarding")
